@@ -1,0 +1,242 @@
+"""The incremental decoder for the chat stream: bytes in, text pieces out. No I/O.
+
+Theory of operation
+-------------------
+The body is newline-delimited JSON, one ``{"code": 200, "data": {"message": ...}}``
+object a line. ``feed(data)`` takes whatever bytes the network gave, in any
+split, and returns the text pieces of every line it completed; ``finish()``
+takes the final line that had no ``\\n`` and closes the decoder.
+
+Lines are found in *bytes*, before any text decoding. Byte 0x0A never occurs
+inside a multi-byte UTF-8 sequence, so a character split across two reads is
+simply part of an incomplete line, and each complete line is valid (or
+invalid) UTF-8 on its own. That makes the output independent of how the bytes
+were split, which is the decoder's one promise.
+
+The incomplete last line is kept as a list of fragments plus their total size,
+joined once when its ``\\n`` arrives: every byte is copied a bounded number of
+times, so the cost is linear in the input however it is split (no
+``buffer += chunk`` rescans). Memory is bounded too: a line longer than
+``max_line_bytes`` (complete or not) is a :class:`ProtocolError`, so a hostile
+server cannot make the decoder buffer without limit. Worst case held: one
+line's worth of fragments plus the chunk being fed.
+
+Errors keep the order of the stream. When a line is an in-band error
+(``code`` present and not 200), or a malformed line in strict mode, the pieces
+decoded before it in the same ``feed`` are returned first, and the error is
+raised by the next ``feed`` or ``finish`` call. Nothing after the error is
+decoded. The state is all in this one object: the fragments, the anomaly
+count, and the pending error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .._exceptions import AiChatOnlineError, ProtocolError, ServiceError
+
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "StreamDecoder", "default_json_loads"]
+
+logger = logging.getLogger("aichatonline")
+
+#: The default bound on one line of the stream: 4 MiB.
+DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+
+JSONLoads = Callable[[bytes], Any]
+
+_orjson_loads: JSONLoads | None
+try:  # orjson is the optional ``speed`` extra: about twice the pieces per second.
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson_loads = None
+
+
+def default_json_loads() -> JSONLoads:
+    """The JSON parser the decoder uses: orjson when installed, else the stdlib."""
+    return _orjson_loads if _orjson_loads is not None else json.loads
+
+
+_BLANK = b" \t\r"
+_SSE_PREFIX = b"data:"
+# json raises RecursionError (not ValueError) for deeply nested input.
+_PARSE_ERRORS = (ValueError, RecursionError)
+
+
+class StreamDecoder:
+    """Decodes the NDJSON chat stream incrementally.
+
+    ``strict``: a line that is not JSON or carries no text raises
+    :class:`ProtocolError` instead of being counted in ``anomalies`` and
+    skipped. ``max_line_bytes`` bounds one line. ``json_loads`` replaces the
+    JSON parser (it takes ``bytes``).
+    """
+
+    __slots__ = (
+        "_error",
+        "_finished",
+        "_fragments",
+        "_loads",
+        "_size",
+        "anomalies",
+        "max_line_bytes",
+        "strict",
+    )
+
+    def __init__(
+        self,
+        *,
+        strict: bool = False,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        json_loads: JSONLoads | None = None,
+    ) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be positive")
+        self.strict = strict
+        self.max_line_bytes = max_line_bytes
+        #: Lines skipped because they were not JSON or carried no text.
+        self.anomalies = 0
+        self._loads: JSONLoads = json_loads or default_json_loads()
+        self._fragments: list[bytes] = []
+        self._size = 0
+        self._error: AiChatOnlineError | None = None
+        self._finished = False
+
+    def feed(self, data: bytes) -> list[str]:
+        """Take the next bytes of the body; return the pieces of the lines they complete."""
+        self._check_open()
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._keep(data)
+            if self._error is not None:
+                raise self._error
+            return []
+        if self._fragments:
+            self._fragments.append(data[:end])
+            block = b"".join(self._fragments)
+            self._fragments = []
+            self._size = 0
+        else:
+            block = data[:end]
+        pieces = self._decode_lines(block.split(b"\n"))
+        if end + 1 < len(data) and self._error is None:
+            self._keep(data[end + 1 :])
+        return pieces
+
+    def finish(self) -> list[str]:
+        """End of the body: decode a last line that had no ``\\n`` and close the decoder."""
+        self._check_open()
+        self._finished = True
+        if not self._fragments:
+            return []
+        line = b"".join(self._fragments)
+        self._fragments = []
+        self._size = 0
+        pieces = self._decode_lines([line])
+        if self._error is not None:
+            raise self._error
+        return pieces
+
+    # -- internals ---------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._finished:
+            raise RuntimeError("the decoder is finished")
+
+    def _keep(self, fragment: bytes) -> None:
+        self._size += len(fragment)
+        if self._size > self.max_line_bytes:
+            self._fragments = []
+            self._error = self._too_long()
+        else:
+            self._fragments.append(fragment)
+
+    def _too_long(self) -> ProtocolError:
+        return ProtocolError(f"a stream line exceeds the limit of {self.max_line_bytes} bytes")
+
+    def _decode_lines(self, lines: list[bytes]) -> list[str]:
+        # The hot loop: one parse and a few dict lookups for a well-formed line;
+        # anything unusual takes the slow path, which gives the same answer for
+        # every line the fast path accepts.
+        loads = self._loads
+        limit = self.max_line_bytes
+        pieces: list[str] = []
+        for line in lines:
+            if len(line) > limit:
+                self._error = self._too_long()
+                return pieces
+            try:
+                obj = loads(line)
+            except _PARSE_ERRORS:
+                obj = None
+            if type(obj) is dict and obj.get("code", 200) == 200:
+                data = obj.get("data")
+                if type(data) is dict:
+                    text = data.get("message")
+                    if type(text) is str:
+                        if text:
+                            pieces.append(text)
+                        continue
+            try:
+                text = self._decode_unusual(line)
+            except (ProtocolError, ServiceError) as exc:
+                self._error = exc
+                return pieces
+            if text:
+                pieces.append(text)
+        return pieces
+
+    def _decode_unusual(self, line: bytes) -> str | None:
+        """Blank lines, ``\\r``, the SSE prefix, ``data.content``, errors and anomalies."""
+        payload = line.strip(_BLANK)
+        if payload.startswith(_SSE_PREFIX):
+            payload = payload[len(_SSE_PREFIX) :].lstrip(b" ")
+        if not payload:
+            return None
+        try:
+            obj = self._loads(payload)
+        except _PARSE_ERRORS:
+            self._anomaly(line, "not JSON")
+            return None
+        if not isinstance(obj, dict):
+            self._anomaly(line, "not a JSON object")
+            return None
+        code = obj.get("code")
+        data = obj.get("data")
+        if code is not None and code != 200 and code != "200":
+            raise _service_error(code, obj, data)
+        if isinstance(data, dict):
+            text = data.get("message")
+            if text is None:
+                text = data.get("content")
+            if isinstance(text, str):
+                return text
+        self._anomaly(line, "no data.message text")
+        return None
+
+    def _anomaly(self, line: bytes, why: str) -> None:
+        if self.strict:
+            raise ProtocolError(f"unreadable stream line ({why}): {_preview(line)}")
+        self.anomalies += 1
+        logger.debug("skipping a stream line (%s): %s", why, _preview(line))
+
+
+def _service_error(code: object, obj: dict[str, Any], data: object) -> ServiceError:
+    message = obj.get("message") or obj.get("msg")
+    if message is None and isinstance(data, dict):
+        message = data.get("message")
+    text = None if message is None else str(message)[:500]
+    return ServiceError(
+        f"the service reported an error (code {code!r}): {text or 'no message'}",
+        code=code,
+        service_message=text,
+    )
+
+
+def _preview(line: bytes, limit: int = 120) -> str:
+    text = line[:limit].decode("utf-8", "replace")
+    return repr(text) + ("…" if len(line) > limit else "")

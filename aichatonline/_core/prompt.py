@@ -1,0 +1,123 @@
+"""Turning the caller's messages into the single prompt string the service takes.
+
+Pure functions, no I/O: validation (with errors naming the message index and
+field), ``format_prompt`` exactly as PROTOCOL.md section 3 gives it, and
+``get_random_string`` for conversation ids and the token request's ``canvas``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._exceptions import InvalidRequestError
+from .._types import Messages
+
+__all__ = ["ROLES", "format_prompt", "get_random_string", "normalize_messages"]
+
+ROLES = frozenset({"system", "user", "assistant", "developer"})
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def get_random_string(length: int = 10) -> str:
+    """Return ``length`` random characters from ``a-z0-9`` (from :mod:`secrets`)."""
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise InvalidRequestError(f"length must be a non-negative int, not {length!r}")
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def _content_text(content: object, index: int) -> str:
+    """The text of one message's content: a string, or the joined text of its text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
+        texts = []
+        for part_index, part in enumerate(content):
+            field = f"content[{part_index}]"
+            if not isinstance(part, Mapping):
+                raise InvalidRequestError(
+                    f"messages[{index}].{field} must be a mapping like "
+                    f"{{'type': 'text', 'text': '...'}}, not {type(part).__name__}",
+                    index=index,
+                    field=field,
+                )
+            if part.get("type", "text") != "text":
+                raise InvalidRequestError(
+                    f"messages[{index}].{field} has type {part.get('type')!r}; "
+                    "only 'text' parts can be sent to AiChatOnline",
+                    index=index,
+                    field=field,
+                )
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise InvalidRequestError(
+                    f"messages[{index}].{field}.text must be a string, not {type(text).__name__}",
+                    index=index,
+                    field=f"{field}.text",
+                )
+            texts.append(text)
+        return "".join(texts)
+    raise InvalidRequestError(
+        f"messages[{index}].content must be a string or a list of text parts, "
+        f"not {type(content).__name__}",
+        index=index,
+        field="content",
+    )
+
+
+def normalize_messages(messages: Messages | str) -> list[tuple[str, str]]:
+    """Validate ``messages`` and return them as ``(role, text)`` pairs.
+
+    A plain string is shorthand for one user message. Raises
+    :class:`InvalidRequestError` naming the offending index and field.
+    """
+    if isinstance(messages, str):
+        return [("user", messages)]
+    if isinstance(messages, (bytes, bytearray, Mapping)) or not isinstance(messages, Sequence):
+        raise InvalidRequestError(
+            f"messages must be a list of message mappings or a string, "
+            f"not {type(messages).__name__}",
+            field="messages",
+        )
+    if not messages:
+        raise InvalidRequestError("messages must not be empty", field="messages")
+    pairs = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise InvalidRequestError(
+                f"messages[{index}] must be a mapping with 'role' and 'content', "
+                f"not {type(message).__name__}",
+                index=index,
+            )
+        role: Any = message.get("role")
+        if role not in ROLES:
+            raise InvalidRequestError(
+                f"messages[{index}].role must be one of {', '.join(sorted(ROLES))}; got {role!r}",
+                index=index,
+                field="role",
+            )
+        if "content" not in message:
+            raise InvalidRequestError(
+                f"messages[{index}] has no 'content'", index=index, field="content"
+            )
+        pairs.append((role, _content_text(message["content"], index)))
+    return pairs
+
+
+def format_prompt(messages: Messages | str, add_special_tokens: bool = False) -> str:
+    """Format a conversation as the one prompt string the service expects.
+
+    One message (and ``add_special_tokens`` false) gives that message's content
+    as it is. Otherwise each message becomes ``"{Role}: {content}"``, joined
+    with newlines, followed by ``"\\nAssistant:"``::
+
+        >>> format_prompt([{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}])
+        'System: S\\nUser: Hi\\nAssistant:'
+    """
+    pairs = normalize_messages(messages)
+    if not add_special_tokens and len(pairs) == 1:
+        return pairs[0][1]
+    lines = "\n".join(f"{role.capitalize()}: {text}" for role, text in pairs)
+    return f"{lines}\nAssistant:"

@@ -1,0 +1,132 @@
+"""The text of one chat call, and how it survives a dropped stream. No I/O.
+
+Theory of operation
+-------------------
+A :class:`Transcript` sees every piece on its way to the caller and keeps the
+text delivered so far. When a stream drops, the client re-sends the same
+request (same ``conversationId`` and prompt) and feeds the new answer through
+:meth:`Transcript.deliver` again:
+
+* ``resume=True`` (``stream()``): the new answer must start with the text
+  already delivered. That prefix is skipped, piece by piece (a piece may end
+  inside it); what follows is delivered. The caller never sees a piece twice.
+  If the new answer differs from the delivered text, or ends before reaching
+  its end, :class:`StreamInterrupted` is raised with ``partial`` set to exactly
+  the text delivered.
+* ``resume=False`` (``complete()``): nothing has reached the caller yet, so the
+  text of a broken attempt is dropped and the next attempt starts from scratch.
+
+A failure that finally escapes after text was delivered (retries used up, the
+deadline reached) becomes :class:`StreamInterrupted` carrying that text, with
+the failure as its ``__cause__``: nothing is lost silently.
+
+Text is stored as a list of pieces folded into blocks every few thousand
+pieces, so it costs about its own size in memory and ``text`` stays linear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .._exceptions import APIConnectionError, APIError, StreamInterrupted
+
+__all__ = ["Transcript"]
+
+_FOLD_EVERY = 4096
+
+
+class Transcript:
+    """Text delivered by one chat call, across its attempts."""
+
+    __slots__ = ("_blocks", "_last_failure", "_position", "_replay", "_tail", "resume")
+
+    def __init__(self, *, resume: bool = True) -> None:
+        self.resume = resume
+        self._blocks: list[str] = []
+        self._tail: list[str] = []
+        # While replaying: the text delivered before the drop, and how much of
+        # it the new answer has matched so far.
+        self._replay: str | None = None
+        self._position = 0
+        self._last_failure: APIError | None = None
+
+    @property
+    def text(self) -> str:
+        """All text delivered so far."""
+        if self._tail or len(self._blocks) > 1:
+            self._blocks = ["".join(self._blocks + self._tail)]
+            self._tail = []
+        return self._blocks[0] if self._blocks else ""
+
+    def begin_attempt(self) -> None:
+        """A new attempt's answer is about to arrive."""
+        if not self.resume:
+            self._blocks, self._tail = [], []
+            return
+        text = self.text
+        self._replay = text or None
+        self._position = 0
+
+    def deliver(self, pieces: list[str]) -> Iterator[str]:
+        """Yield the pieces the caller should get, recording each as it goes out."""
+        if len(self._tail) > _FOLD_EVERY:
+            self._blocks.append("".join(self._tail))
+            self._tail = []
+        if self._replay is not None:
+            pieces = self._skip_replayed(pieces)
+        append = self._tail.append
+        for piece in pieces:
+            append(piece)
+            yield piece
+
+    def end_attempt(self) -> None:
+        """The attempt's answer ended normally."""
+        if self._replay is not None:
+            raise self._diverged("the re-sent request's answer ended before the text already sent")
+
+    def failure(self, exc: APIError) -> APIError:
+        """Record a failed attempt; return the error to raise if no retry follows."""
+        self._last_failure = exc
+        self._replay = None
+        if isinstance(exc, APIConnectionError) and not isinstance(exc, StreamInterrupted):
+            partial = self.text
+            if partial:
+                error = StreamInterrupted(
+                    f"the stream broke after {len(partial)} characters: {exc}", partial=partial
+                )
+                error.__cause__ = exc
+                return error
+        return exc
+
+    def _skip_replayed(self, pieces: list[str]) -> list[str]:
+        replay = self._replay
+        assert replay is not None
+        position = self._position
+        for index, piece in enumerate(pieces):
+            end = position + len(piece)
+            if end <= len(replay):
+                if not replay.startswith(piece, position):
+                    raise self._diverged("the re-sent request gave a different answer")
+                position = end
+                if end < len(replay):
+                    continue
+                rest = pieces[index + 1 :]
+            else:
+                head = len(replay) - position
+                if not replay.endswith(piece[:head]):
+                    raise self._diverged("the re-sent request gave a different answer")
+                rest = [piece[head:], *pieces[index + 1 :]]
+            self._replay = None  # caught up: from here on everything is new
+            return rest
+        self._position = position
+        return []
+
+    def _diverged(self, why: str) -> StreamInterrupted:
+        partial = self._replay or ""
+        self._replay = None
+        error = StreamInterrupted(
+            f"the stream broke after {len(partial)} characters and could not be resumed: {why}",
+            partial=partial,
+        )
+        error.__cause__ = self._last_failure
+        return error

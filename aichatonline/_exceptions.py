@@ -1,0 +1,130 @@
+"""Every error the SDK raises, in one tree.
+
+Nothing else escapes a call: httpx, JSON and socket errors are translated at the
+transport boundary and chained as ``__cause__``.
+
+    AiChatOnlineError                 root of everything below
+    ├── InvalidRequestError           bad input (also a ValueError), raised before any I/O
+    └── APIError                      the network or the service failed us
+        ├── APIConnectionError        could not connect, or the connection broke
+        │   └── APITimeoutError       a per-operation timeout or the whole-call bound ran out
+        ├── APIStatusError            an HTTP status we cannot use; .status_code, .body (its start)
+        │   ├── AuthenticationError   401/403 on chat, still after one token refresh
+        │   ├── BlockedError          403 with a Cloudflare challenge page: bot protection said no
+        │   ├── RateLimitError        429/402; .retry_after (seconds, or None)
+        │   └── ServerError           5xx
+        ├── ProtocolError             the service answered in a form we cannot read
+        ├── ServiceError              an in-band error line in the stream; .code, .message
+        └── StreamInterrupted         the stream broke after text was delivered and could not be
+                                      resumed exactly; .partial is that text, __cause__ says why
+
+Messages never contain the token or proxy credentials.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AiChatOnlineError",
+    "AuthenticationError",
+    "BlockedError",
+    "InvalidRequestError",
+    "ProtocolError",
+    "RateLimitError",
+    "ServerError",
+    "ServiceError",
+    "StreamInterrupted",
+]
+
+
+class AiChatOnlineError(Exception):
+    """Root of every error this SDK raises."""
+
+
+class InvalidRequestError(AiChatOnlineError, ValueError):
+    """The caller's input is invalid; nothing was sent.
+
+    ``index`` and ``field`` locate the offending message and key when the
+    problem is inside a message list.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.index = index
+        self.field = field
+
+
+class APIError(AiChatOnlineError):
+    """The network or the service did not give us an answer we can use."""
+
+
+class APIConnectionError(APIError):
+    """Could not connect to the service, or the connection broke."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A per-operation timeout or the whole-call bound ran out."""
+
+
+class APIStatusError(APIError):
+    """The service answered with an HTTP status we cannot use.
+
+    ``body`` holds the start of the response body (at most a few hundred
+    characters), enough to see what the server said.
+    """
+
+    def __init__(self, message: str, *, status_code: int, body: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+
+class AuthenticationError(APIStatusError):
+    """The service rejected the token (401/403), still after one refresh."""
+
+
+class BlockedError(APIStatusError):
+    """The site's bot protection (a Cloudflare challenge) blocked the request."""
+
+
+class RateLimitError(APIStatusError):
+    """Rate limited (429/402). ``retry_after`` is the wait the server asked for, if any."""
+
+    def __init__(
+        self, message: str, *, status_code: int, body: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code, body=body)
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """The service failed with a 5xx status."""
+
+
+class ProtocolError(APIError):
+    """The service answered in a form we cannot read (bad token body, strict-mode stream line)."""
+
+
+class ServiceError(APIError):
+    """An in-band error line in the stream: ``{"code": <not 200>, ...}``."""
+
+    def __init__(self, message: str, *, code: object, service_message: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = service_message
+
+
+class StreamInterrupted(APIError):
+    """A stream broke after text was delivered and could not be resumed exactly.
+
+    ``partial`` is exactly the text already delivered to the caller (for
+    ``complete()``, the text received so far); ``__cause__`` is the error that
+    ended the stream.
+    """
+
+    def __init__(self, message: str, *, partial: str) -> None:
+        super().__init__(message)
+        self.partial = partial

@@ -1,0 +1,118 @@
+"""Carrying out the retry policy with tenacity, for the sync and the async client.
+
+The decisions (what to retry, how long to wait) are the core's
+:class:`~aichatonline._core.RetryPolicy`; tenacity counts attempts, applies
+the stop conditions (``max_retries`` and the whole-call deadline), logs, and
+sleeps. Every call gets a fresh ``Retrying`` / ``AsyncRetrying``: their state
+is per call and they are not safe to share between tasks.
+
+A streamed attempt yields text while it runs, so it cannot sit inside
+tenacity's ``with attempt:`` block (a consumer's ``break`` would arrive there
+as ``GeneratorExit``). :class:`Attempts` therefore drives tenacity's decision
+step by hand: the caller runs an attempt, and on failure asks ``wait(exc)``
+whether to go again. The async twin sleeps through anyio, so trio works.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import anyio
+import tenacity
+
+from ._core import Deadline, RetryPolicy
+from ._exceptions import APIError
+
+__all__ = ["AsyncAttempts", "Attempts"]
+
+logger = logging.getLogger("aichatonline")
+
+
+def _settings(policy: RetryPolicy, deadline: Deadline, what: str) -> dict[str, Any]:
+    """The tenacity arguments both twins share."""
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return policy.delay(state.attempt_number, exc, random.random())
+
+    def log(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.info(
+            "retrying %s in %.2fs after %s: %s (attempt %d of %d)",
+            what,
+            state.upcoming_sleep,
+            type(exc).__name__,
+            exc,
+            state.attempt_number + 1,
+            policy.max_retries + 1,
+        )
+
+    return {
+        "retry": tenacity.retry_if_exception(policy.should_retry),
+        "wait": wait,
+        "stop": tenacity.stop_any(
+            tenacity.stop_after_attempt(policy.max_retries + 1), _OutOfTime(deadline)
+        ),
+        "before_sleep": log,
+        "reraise": True,
+    }
+
+
+class _OutOfTime(tenacity.stop.stop_base):
+    """Stop when the pause before the next attempt would reach the call's deadline."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        left = self._deadline.remaining()
+        return left is not None and left <= retry_state.upcoming_sleep
+
+
+class Attempts:
+    """The attempts of one sync call: ``if not attempts.wait(exc): raise``."""
+
+    def __init__(self, policy: RetryPolicy, deadline: Deadline, what: str) -> None:
+        self._retrying = tenacity.Retrying(**_settings(policy, deadline, what))
+        self._retrying.begin()
+        self._state = tenacity.RetryCallState(self._retrying, fn=None, args=(), kwargs={})
+
+    def wait(self, exc: APIError) -> bool:
+        """Record a failed attempt. Sleep and return True to go again; False to give up."""
+        self._state.set_exception((type(exc), exc, exc.__traceback__))
+        try:
+            action = self._retrying.iter(self._state)
+        except APIError:  # tenacity re-raises the attempt's own error when it gives up
+            return False
+        if not isinstance(action, tenacity.DoSleep):
+            return False
+        self._state.prepare_for_next_attempt()
+        time.sleep(action)
+        return True
+
+
+class AsyncAttempts:
+    """The attempts of one async call: ``if not await attempts.wait(exc): raise``."""
+
+    def __init__(self, policy: RetryPolicy, deadline: Deadline, what: str) -> None:
+        self._retrying = tenacity.AsyncRetrying(
+            sleep=anyio.sleep, **_settings(policy, deadline, what)
+        )
+        self._retrying.begin()
+        self._state = tenacity.RetryCallState(self._retrying, fn=None, args=(), kwargs={})
+
+    async def wait(self, exc: APIError) -> bool:
+        """Record a failed attempt. Sleep and return True to go again; False to give up."""
+        self._state.set_exception((type(exc), exc, exc.__traceback__))
+        try:
+            action = await self._retrying.iter(self._state)
+        except APIError:  # tenacity re-raises the attempt's own error when it gives up
+            return False
+        if not isinstance(action, tenacity.DoSleep):
+            return False
+        self._state.prepare_for_next_attempt()
+        await anyio.sleep(action)  # through anyio, so trio works too
+        return True

@@ -1,0 +1,249 @@
+"""The transport: two thin twins around httpx that send a core ``Request`` and move bytes.
+
+:class:`SyncTransport` and :class:`AsyncTransport` mirror each other method
+for method. They know nothing of the protocol beyond "a non-2xx status is an
+error the core classifies": they open a response, hand out its body chunks,
+and translate every httpx failure into one of our errors (cause chained).
+
+The whole-call deadline is enforced here, where the waiting happens. Each
+request's httpx timeouts are capped by the time left. The async twin also
+wraps every wait in an anyio cancel scope ending at the deadline. The sync
+twin cannot cancel a blocking read, so near the deadline it arms a watchdog
+timer that shuts the socket down, which wakes the read; the error that
+follows is reported as the timeout it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from contextlib import aclosing, asynccontextmanager, closing, contextmanager
+
+import anyio
+import httpx
+
+from ._config import redact
+from ._core import ERROR_BODY_LIMIT, Deadline, Request, Timeout, status_error
+from ._exceptions import APIConnectionError, APIError, APITimeoutError, ProtocolError
+
+__all__ = ["AsyncTransport", "SyncTransport", "default_limits"]
+
+
+def default_limits() -> httpx.Limits:
+    """Pool limits for the clients the SDK makes itself.
+
+    No cap on connections: each stream holds one for its whole answer, and a
+    cap would queue streams behind each other (httpx's default of 100 times
+    out the 101st concurrent stream after the pool timeout).
+    """
+    return httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=30.0)
+
+
+def _timeouts(timeout: Timeout, deadline: Deadline) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=deadline.cap(timeout.connect),
+        read=deadline.cap(timeout.read),
+        write=deadline.cap(timeout.write),
+        pool=deadline.cap(timeout.pool),
+    )
+
+
+def _translate(exc: Exception, deadline: Deadline, during: str) -> APIError:
+    """Our error for an httpx (or anyio timeout) failure ``during`` an operation."""
+    detail = redact(str(exc)) or type(exc).__name__
+    if deadline.expired():
+        return APITimeoutError(
+            f"{during}: the call ran past its total timeout of {deadline.total:g}s ({detail})"
+        )
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return APITimeoutError(f"{during}: {type(exc).__name__}: {detail}")
+    if isinstance(exc, httpx.DecodingError):
+        return ProtocolError(f"{during}: the body could not be decoded: {detail}")
+    return APIConnectionError(f"{during}: {type(exc).__name__}: {detail}")
+
+
+_FAILURES = (httpx.HTTPError, httpx.StreamError, OSError)
+
+
+class _Watchdog:
+    """Shuts a sync response's socket down at the deadline, waking a blocked read."""
+
+    def __init__(self, response: httpx.Response, deadline: Deadline, read: float | None) -> None:
+        self._response = response
+        self._deadline = deadline
+        self._read = read
+        self._timer: threading.Timer | None = None
+
+    def check(self) -> None:
+        """Before a read: arm the timer if this read could outlast the deadline."""
+        left = self._deadline.remaining()
+        if (
+            self._timer is not None
+            or left is None
+            or (self._read is not None and left > self._read)
+        ):
+            return
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            self._timer = threading.Timer(max(left, 0.0), _shutdown, (sock,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # OSError: already closed, so the read it was meant to wake has ended.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class SyncTransport:
+    """Sends requests with an ``httpx.Client`` and hands out response bytes."""
+
+    def __init__(self, http: httpx.Client, timeout: Timeout, *, owns_http: bool) -> None:
+        self.http = http
+        self.timeout = timeout
+        self._owns_http = owns_http
+
+    @contextmanager
+    def open(self, request: Request, deadline: Deadline) -> Iterator[httpx.Response]:
+        """Send ``request``; yield the 2xx response with its body unread; close it after."""
+        message = self.http.build_request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.body,
+            timeout=_timeouts(self.timeout, deadline),
+        )
+        try:
+            response = self.http.send(message, stream=True)
+        except _FAILURES as exc:
+            raise _translate(exc, deadline, f"{request.method} {request.url} failed") from exc
+        try:
+            if not response.is_success:
+                body = self._read(response, deadline, ERROR_BODY_LIMIT)
+                raise status_error(response.status_code, response.headers, body)
+            yield response
+        finally:
+            response.close()
+
+    def fetch(self, request: Request, deadline: Deadline) -> bytes:
+        """Send ``request`` and return the start of its 2xx body (at most 64 KiB)."""
+        with self.open(request, deadline) as response:
+            return self._read(response, deadline, ERROR_BODY_LIMIT)
+
+    def iter_bytes(
+        self, response: httpx.Response, deadline: Deadline
+    ) -> Generator[bytes, None, None]:
+        """The body's chunks as they arrive; a broken body raises one of our errors."""
+        watchdog = _Watchdog(response, deadline, self.timeout.read)
+        chunks = response.iter_bytes()
+        try:
+            while True:
+                watchdog.check()
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                yield chunk
+        except _FAILURES as exc:
+            raise _translate(exc, deadline, "the stream broke") from exc
+        finally:
+            watchdog.cancel()
+            chunks.close()  # type: ignore[attr-defined]
+
+    def _read(self, response: httpx.Response, deadline: Deadline, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        with closing(self.iter_bytes(response, deadline)) as chunks:
+            for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
+        return b"".join(parts)[:limit]
+
+    def close(self) -> None:
+        """Close the httpx client if the SDK made it."""
+        if self._owns_http:
+            self.http.close()
+
+
+class AsyncTransport:
+    """Sends requests with an ``httpx.AsyncClient`` and hands out response bytes."""
+
+    def __init__(self, http: httpx.AsyncClient, timeout: Timeout, *, owns_http: bool) -> None:
+        self.http = http
+        self.timeout = timeout
+        self._owns_http = owns_http
+
+    @asynccontextmanager
+    async def open(self, request: Request, deadline: Deadline) -> AsyncIterator[httpx.Response]:
+        """Send ``request``; yield the 2xx response with its body unread; close it after."""
+        message = self.http.build_request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.body,
+            timeout=_timeouts(self.timeout, deadline),
+        )
+        try:
+            with anyio.fail_after(deadline.remaining()):
+                response = await self.http.send(message, stream=True)
+        except (*_FAILURES, TimeoutError) as exc:
+            raise _translate(exc, deadline, f"{request.method} {request.url} failed") from exc
+        try:
+            if not response.is_success:
+                body = await self._read(response, deadline, ERROR_BODY_LIMIT)
+                raise status_error(response.status_code, response.headers, body)
+            yield response
+        finally:
+            # Shielded: a cancelled caller must still give the connection back.
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    async def fetch(self, request: Request, deadline: Deadline) -> bytes:
+        """Send ``request`` and return the start of its 2xx body (at most 64 KiB)."""
+        async with self.open(request, deadline) as response:
+            return await self._read(response, deadline, ERROR_BODY_LIMIT)
+
+    async def iter_bytes(
+        self, response: httpx.Response, deadline: Deadline
+    ) -> AsyncGenerator[bytes, None]:
+        """The body's chunks as they arrive; a broken body raises one of our errors."""
+        chunks = response.aiter_bytes()
+        try:
+            while True:
+                with anyio.fail_after(deadline.remaining()):
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        return
+                yield chunk
+        except (*_FAILURES, TimeoutError) as exc:
+            raise _translate(exc, deadline, "the stream broke") from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await chunks.aclose()  # type: ignore[attr-defined]
+
+    async def _read(self, response: httpx.Response, deadline: Deadline, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async with aclosing(self.iter_bytes(response, deadline)) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
+        return b"".join(parts)[:limit]
+
+    async def aclose(self) -> None:
+        """Close the httpx client if the SDK made it."""
+        if self._owns_http:
+            await self.http.aclose()
