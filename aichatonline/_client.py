@@ -43,8 +43,9 @@ from ._core import (
     token_request,
 )
 from ._exceptions import APIError, APITimeoutError, AuthenticationError, InvalidRequestError
+from ._pool import make_async_http_client, make_http_client
 from ._retry import AsyncAttempts, Attempts
-from ._transport import AsyncTransport, SyncTransport, default_limits
+from ._transport import AsyncTransport, SyncTransport
 from ._types import Messages
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "AsyncStream", "Client", "Stream"]
@@ -81,7 +82,7 @@ class _BaseClient:
                 "configure the proxy on your own httpx client",
                 field="proxy",
             )
-        self.proxy = None if http_client_given else resolve_proxy(proxy)
+        self.proxy = None if http_client_given else resolve_proxy(proxy, self.base_url)
         self.timeout = Timeout.of(timeout)
         self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
         self.strict = strict
@@ -189,7 +190,7 @@ class Client(_BaseClient):
         )
         owns_http = http_client is None
         if http_client is None:
-            http_client = httpx.Client(proxy=self.proxy, limits=default_limits())
+            http_client = make_http_client(self.proxy)
         self._transport = SyncTransport(http_client, self.timeout, owns_http=owns_http)
         self._token_lock = threading.Lock()
 
@@ -325,7 +326,7 @@ class AsyncClient(_BaseClient):
         )
         owns_http = http_client is None
         if http_client is None:
-            http_client = httpx.AsyncClient(proxy=self.proxy, limits=default_limits())
+            http_client = make_async_http_client(self.proxy)
         self._transport = AsyncTransport(http_client, self.timeout, owns_http=owns_http)
         self._token_lock = anyio.Lock()
 

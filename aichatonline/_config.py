@@ -1,16 +1,17 @@
 """Where settings come from when the caller does not give them, and how secrets are hidden.
 
 ``base_url``: the argument, then ``AICHATONLINE_BASE_URL``, then the real
-service. ``proxy``: the argument, then ``AICHATONLINE_PROXY``; otherwise
-httpx's own handling of ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``
-applies. :func:`redact` keeps tokens and proxy credentials out of every log
-line, repr and error message.
+service. ``proxy``: the argument, then ``AICHATONLINE_PROXY``, then the
+standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus ``NO_PROXY``) for
+the base URL, as httpx reads them. :func:`redact` keeps tokens and proxy
+credentials out of every log line, repr and error message.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import urllib.request
 
 from ._core import DEFAULT_BASE_URL, normalize_base_url
 from ._exceptions import InvalidRequestError
@@ -30,10 +31,17 @@ def resolve_base_url(base_url: str | None) -> str:
     return normalize_base_url(base_url)
 
 
-def resolve_proxy(proxy: str | None) -> str | None:
-    """The explicit proxy URL to use, if any (validated)."""
+def resolve_proxy(proxy: str | None, base_url: str | None = None) -> str | None:
+    """The proxy URL to use for ``base_url``, if any (validated).
+
+    The argument, then ``AICHATONLINE_PROXY``, then (for ``base_url``) the
+    standard variables as httpx reads them: ``HTTPS_PROXY``/``HTTP_PROXY``,
+    ``ALL_PROXY``, and ``NO_PROXY`` to bypass.
+    """
     if proxy is None:
         proxy = os.environ.get(PROXY_ENV) or None
+    if proxy is None and base_url is not None:
+        proxy = _environment_proxy(base_url)
     if proxy is None:
         return None
     if not isinstance(proxy, str):
@@ -47,6 +55,17 @@ def resolve_proxy(proxy: str | None) -> str | None:
             field="proxy",
         )
     return proxy
+
+
+def _environment_proxy(base_url: str) -> str | None:
+    # The SDK talks to one origin only, so the proxy can be chosen once for it.
+    scheme, _, rest = base_url.partition("://")
+    host = rest.split("/", 1)[0]
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def redact(text: str, *secrets: str | None) -> str:

@@ -73,15 +73,23 @@ class _OutOfTime(tenacity.stop.stop_base):
 
 
 class Attempts:
-    """The attempts of one sync call: ``if not attempts.wait(exc): raise``."""
+    """The attempts of one sync call: ``if not attempts.wait(exc): raise``.
+
+    The tenacity object is made at the first failure: most calls never fail,
+    and they should not pay for it.
+    """
 
     def __init__(self, policy: RetryPolicy, deadline: Deadline, what: str) -> None:
-        self._retrying = tenacity.Retrying(**_settings(policy, deadline, what))
-        self._retrying.begin()
-        self._state = tenacity.RetryCallState(self._retrying, fn=None, args=(), kwargs={})
+        self._settings = (policy, deadline, what)
+        self._retrying: tenacity.Retrying | None = None
+        self._state: tenacity.RetryCallState | None = None
 
     def wait(self, exc: APIError) -> bool:
         """Record a failed attempt. Sleep and return True to go again; False to give up."""
+        if self._retrying is None or self._state is None:
+            self._retrying = tenacity.Retrying(sleep=time.sleep, **_settings(*self._settings))
+            self._retrying.begin()
+            self._state = tenacity.RetryCallState(self._retrying, fn=None, args=(), kwargs={})
         self._state.set_exception((type(exc), exc, exc.__traceback__))
         try:
             action = self._retrying.iter(self._state)
@@ -95,17 +103,23 @@ class Attempts:
 
 
 class AsyncAttempts:
-    """The attempts of one async call: ``if not await attempts.wait(exc): raise``."""
+    """The attempts of one async call: ``if not await attempts.wait(exc): raise``.
+
+    The tenacity object is made at the first failure: most calls never fail,
+    and they should not pay for it.
+    """
 
     def __init__(self, policy: RetryPolicy, deadline: Deadline, what: str) -> None:
-        self._retrying = tenacity.AsyncRetrying(
-            sleep=anyio.sleep, **_settings(policy, deadline, what)
-        )
-        self._retrying.begin()
-        self._state = tenacity.RetryCallState(self._retrying, fn=None, args=(), kwargs={})
+        self._settings = (policy, deadline, what)
+        self._retrying: tenacity.AsyncRetrying | None = None
+        self._state: tenacity.RetryCallState | None = None
 
     async def wait(self, exc: APIError) -> bool:
         """Record a failed attempt. Sleep and return True to go again; False to give up."""
+        if self._retrying is None or self._state is None:
+            self._retrying = tenacity.AsyncRetrying(sleep=anyio.sleep, **_settings(*self._settings))
+            self._retrying.begin()
+            self._state = tenacity.RetryCallState(self._retrying, fn=None, args=(), kwargs={})
         self._state.set_exception((type(exc), exc, exc.__traceback__))
         try:
             action = await self._retrying.iter(self._state)

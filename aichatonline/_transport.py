@@ -28,17 +28,7 @@ from ._config import redact
 from ._core import ERROR_BODY_LIMIT, Deadline, Request, Timeout, status_error
 from ._exceptions import APIConnectionError, APIError, APITimeoutError, ProtocolError
 
-__all__ = ["AsyncTransport", "SyncTransport", "default_limits"]
-
-
-def default_limits() -> httpx.Limits:
-    """Pool limits for the clients the SDK makes itself.
-
-    No cap on connections: each stream holds one for its whole answer, and a
-    cap would queue streams behind each other (httpx's default of 100 times
-    out the 101st concurrent stream after the pool timeout).
-    """
-    return httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=30.0)
+__all__ = ["AsyncTransport", "SyncTransport"]
 
 
 def _timeouts(timeout: Timeout, deadline: Deadline) -> httpx.Timeout:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -229,9 +230,14 @@ def _service_error(code: object, obj: dict[str, Any], data: object) -> ServiceEr
     message = obj.get("message") or obj.get("msg")
     if message is None and isinstance(data, dict):
         message = data.get("message")
-    text = None if message is None else str(message)[:500]
+    # reprlib (depth- and size-bounded), not str()/repr(): orjson accepts values
+    # nested 1024 deep, and their full repr raised RecursionError out of the
+    # decoder instead of a ServiceError.
+    if message is not None and not isinstance(message, str):
+        message = reprlib.repr(message)
+    text = None if message is None else message[:500]
     return ServiceError(
-        f"the service reported an error (code {code!r}): {text or 'no message'}",
+        f"the service reported an error (code {reprlib.repr(code)}): {text or 'no message'}",
         code=code,
         service_message=text,
     )

@@ -92,7 +92,9 @@ def normalize_messages(messages: Messages | str) -> list[tuple[str, str]]:
                 index=index,
             )
         role: Any = message.get("role")
-        if role not in ROLES:
+        # isinstance first: an unhashable role (a list, a dict) would make the
+        # frozenset lookup raise TypeError instead of InvalidRequestError.
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidRequestError(
                 f"messages[{index}].role must be one of {', '.join(sorted(ROLES))}; got {role!r}",
                 index=index,

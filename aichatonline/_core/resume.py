@@ -20,8 +20,8 @@ A failure that finally escapes after text was delivered (retries used up, the
 deadline reached) becomes :class:`StreamInterrupted` carrying that text, with
 the failure as its ``__cause__``: nothing is lost silently.
 
-Text is stored as a list of pieces folded into blocks every few thousand
-pieces, so it costs about its own size in memory and ``text`` stays linear.
+Text is stored as pieces folded into compact blocks once at least 64 have
+gathered, so it costs about its own size in memory and ``text`` stays linear.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .._exceptions import APIConnectionError, APIError, StreamInterrupted
 
 __all__ = ["Transcript"]
 
-_FOLD_EVERY = 4096
+_FOLD_AT = 64
 
 
 class Transcript:
@@ -55,13 +55,14 @@ class Transcript:
         """All text delivered so far."""
         if self._tail or len(self._blocks) > 1:
             self._blocks = ["".join(self._blocks + self._tail)]
-            self._tail = []
+            self._tail.clear()
         return self._blocks[0] if self._blocks else ""
 
     def begin_attempt(self) -> None:
         """A new attempt's answer is about to arrive."""
         if not self.resume:
-            self._blocks, self._tail = [], []
+            self._blocks = []
+            self._tail.clear()
             return
         text = self.text
         self._replay = text or None
@@ -69,15 +70,16 @@ class Transcript:
 
     def deliver(self, pieces: list[str]) -> Iterator[str]:
         """Yield the pieces the caller should get, recording each as it goes out."""
-        if len(self._tail) > _FOLD_EVERY:
-            self._blocks.append("".join(self._tail))
-            self._tail = []
         if self._replay is not None:
             pieces = self._skip_replayed(pieces)
-        append = self._tail.append
+        tail = self._tail  # only ever cleared in place, never replaced
         for piece in pieces:
-            append(piece)
+            tail.append(piece)
             yield piece
+        if len(tail) >= _FOLD_AT:
+            # One compact string instead of many small ones (~50 bytes each).
+            self._blocks.append("".join(tail))
+            tail.clear()
 
     def end_attempt(self) -> None:
         """The attempt's answer ended normally."""

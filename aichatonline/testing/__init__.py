@@ -1,0 +1,83 @@
+"""``aichatonline.testing``: a faithful local AiChatOnline server and a forward proxy for tests.
+
+Everything here runs on loopback in a background thread and needs only the standard library,
+so it serves sync code, asyncio and trio alike, in this project's tests, its benchmarks, the
+CLI demo and users' own test suites::
+
+    from aichatonline.testing import Fault, LocalServer
+
+    with LocalServer(pieces=3) as server:
+        server.inject(Fault(status=503, retry_after="1"))  # the next chat request gets a 503
+        ...  # point a client at server.base_url
+
+- ``LocalServer``: the server (token endpoint, streaming chat endpoint, request recording,
+  fault injection by ``inject()``, ``always`` or an ``X-Fault`` request header).
+  The header takes ``Fault`` field names separated by ``;``, booleans by bare name, so a
+  server started with ``python -m aichatonline.testing`` can be driven from ``curl``::
+
+      curl -N -H 'UniqueId: TOKEN' -H 'X-Fault: drop_after=3; trickle' \
+           -d '{"conversationId": "x", "prompt": "Hi"}' URL/aichatonline/api/chat/gpt
+- ``Fault``: one scripted misbehaviour (status, Cloudflare page, drop, stall, malformed lines,
+  in-band error, trickle, token expiry, variant answer).
+- ``reply_for`` / ``pieces_for``: the deterministic answer, to compare a client's result with.
+- ``spawn_server`` / ``run_server``: the server in a child process, or in the foreground
+  (``python -m aichatonline.testing``).
+- ``ForwardProxy``: an HTTP (absolute-form and CONNECT) or SOCKS5 proxy, optionally with
+  credentials.
+
+The pytest plugin (``aichatonline.testing.pytest_plugin``, registered automatically) provides
+the ``aichatonline_server``, ``aichatonline_base_url`` and ``aichatonline_env`` fixtures.
+
+The names are loaded on first use, so importing this package (as the pytest plugin does in
+every test run) costs nothing until a server is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._proxy import ForwardProxy
+    from ._server import (
+        CHAT_PATH,
+        TOKEN_PATH,
+        Fault,
+        LocalServer,
+        RecordedRequest,
+        SpawnedServer,
+        pieces_for,
+        reply_for,
+        run_server,
+        spawn_server,
+    )
+
+__all__ = [
+    "CHAT_PATH",
+    "TOKEN_PATH",
+    "Fault",
+    "ForwardProxy",
+    "LocalServer",
+    "RecordedRequest",
+    "SpawnedServer",
+    "pieces_for",
+    "reply_for",
+    "run_server",
+    "spawn_server",
+]
+
+_MODULE_OF = {name: "._server" for name in __all__} | {"ForwardProxy": "._proxy"}
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562 lazy attributes: import the implementing module on first access.
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
