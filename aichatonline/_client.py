@@ -125,8 +125,10 @@ class _BaseClient:
             )
         return Chat(self.base_url, self._headers, prompt, conversation_id)
 
-    def _decoder(self) -> StreamDecoder:
-        return StreamDecoder(strict=self.strict, max_line_bytes=self.max_line_bytes)
+    def _decoder(self, token: str) -> StreamDecoder:
+        return StreamDecoder(
+            strict=self.strict, max_line_bytes=self.max_line_bytes, secrets=(token,)
+        )
 
     def _forget_token(self, token: str) -> None:
         # Only the token that was rejected: a concurrent call may have replaced it already.
@@ -242,7 +244,7 @@ class Client(_BaseClient):
             try:
                 token = self._token_for(deadline)
                 with self._transport.open(chat.request(token), deadline) as response:
-                    decoder = self._decoder()
+                    decoder = self._decoder(token)
                     transcript.begin_attempt()
                     for chunk in self._transport.iter_bytes(response, deadline):
                         yield from transcript.deliver(decoder.feed(chunk))
@@ -386,7 +388,7 @@ class AsyncClient(_BaseClient):
             try:
                 token = await self._token_for(deadline)
                 async with self._transport.open(chat.request(token), deadline) as response:
-                    decoder = self._decoder()
+                    decoder = self._decoder(token)
                     transcript.begin_attempt()
                     async for chunk in self._transport.iter_bytes(response, deadline):
                         for piece in transcript.deliver(decoder.feed(chunk)):

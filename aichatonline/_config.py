@@ -10,10 +10,9 @@ credentials out of every log line, repr and error message.
 from __future__ import annotations
 
 import os
-import re
 import urllib.request
 
-from ._core import DEFAULT_BASE_URL, normalize_base_url
+from ._core import DEFAULT_BASE_URL, normalize_base_url, redact
 from ._exceptions import InvalidRequestError
 
 __all__ = ["BASE_URL_ENV", "PROXY_ENV", "redact", "resolve_base_url", "resolve_proxy"]
@@ -21,7 +20,6 @@ __all__ = ["BASE_URL_ENV", "PROXY_ENV", "redact", "resolve_base_url", "resolve_p
 BASE_URL_ENV = "AICHATONLINE_BASE_URL"
 PROXY_ENV = "AICHATONLINE_PROXY"
 _PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -66,12 +64,3 @@ def _environment_proxy(base_url: str) -> str | None:
     if not proxy or urllib.request.proxy_bypass(host):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """``text`` with URL credentials and each of ``secrets`` replaced by ``***``."""
-    text = _USERINFO.sub(r"\g<scheme>***@", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text

@@ -45,7 +45,7 @@ logger = logging.getLogger("aichatonline")
 
 # Options of ``create_async_generator`` / ``create_completion`` that the SDK uses;
 # other keyword arguments (temperature, ...) are accepted and ignored, as before.
-_CLIENT_OPTIONS = ("base_url", "timeout", "max_retries", "user_agent", "strict")
+_CLIENT_OPTIONS = ("base_url", "timeout", "max_retries", "retry_policy", "user_agent", "strict")
 
 
 class AsyncGeneratorProvider:
@@ -134,8 +134,9 @@ class AiChatOnline(AsyncGeneratorProvider, ProviderModelMixin):
     """The AiChatOnline provider, as in the original, on the SDK's transport.
 
     ``AICHATONLINE_BASE_URL`` redirects it (for example to the local server of
-    :mod:`aichatonline.testing`); ``base_url=``, ``timeout=`` and
-    ``max_retries=`` may also be passed as keyword arguments.
+    :mod:`aichatonline.testing`); ``base_url=``, ``timeout=``, ``max_retries=``,
+    ``retry_policy=``, ``user_agent=`` and ``strict=`` may also be passed as
+    keyword arguments.
     """
 
     site_url: ClassVar[str] = SITE_URL
@@ -153,7 +154,9 @@ class AiChatOnline(AsyncGeneratorProvider, ProviderModelMixin):
     _tokens_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
-    async def grab_token(cls, session: Any, proxy: str | None = None) -> str:
+    async def grab_token(
+        cls, session: Any, proxy: str | None = None, *, retry_policy: RetryPolicy | None = None
+    ) -> str:
         """Fetch a fresh unique id with ``session``.
 
         ``session`` is an ``httpx.AsyncClient`` or, when aiohttp is installed,
@@ -164,7 +167,7 @@ class AiChatOnline(AsyncGeneratorProvider, ProviderModelMixin):
         base_url = resolve_base_url(None)
         fetch = _fetcher(session, proxy)
         deadline = Deadline(None)
-        attempts = AsyncAttempts(RetryPolicy(), deadline, "the token fetch")
+        attempts = AsyncAttempts(retry_policy or RetryPolicy(), deadline, "the token fetch")
         while True:
             request = token_request(base_url, build_headers(base_url))
             try:
@@ -278,7 +281,13 @@ def _fetcher(session: Any, proxy: str | None) -> _Fetch:
         async def get_aiohttp(url: str, headers: dict[str, str]) -> _Reply:
             try:
                 async with session.get(url, headers=headers, proxy=proxy) as response:
-                    body = await response.content.read(ERROR_BODY_LIMIT)
+                    # read(n) returns what is buffered so far, not the body:
+                    # gather chunks to the end (or the limit) instead.
+                    body = b""
+                    async for chunk in response.content.iter_any():
+                        body += chunk
+                        if len(body) >= ERROR_BODY_LIMIT:
+                            break
                     return response.status, response.headers, body
             except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct before Python 3.11
                 raise APITimeoutError("the token fetch timed out") from exc

@@ -16,6 +16,8 @@ follows is reported as the timeout it is.
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import socket
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
@@ -24,8 +26,7 @@ from contextlib import aclosing, asynccontextmanager, closing, contextmanager
 import anyio
 import httpx
 
-from ._config import redact
-from ._core import ERROR_BODY_LIMIT, Deadline, Request, Timeout, status_error
+from ._core import ERROR_BODY_LIMIT, Deadline, Request, Timeout, redact, status_error
 from ._exceptions import APIConnectionError, APIError, APITimeoutError, ProtocolError
 
 __all__ = ["AsyncTransport", "SyncTransport"]
@@ -55,6 +56,22 @@ def _translate(exc: Exception, deadline: Deadline, during: str) -> APIError:
 
 
 _FAILURES = (httpx.HTTPError, httpx.StreamError, OSError)
+
+
+class _MaskProxyAuth(logging.Filter):
+    """httpcore's SOCKS trace logs the proxy's username and password at DEBUG: mask them."""
+
+    _AUTH = re.compile(r"auth=\(.*?\)(?=[ ,]|$)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self._AUTH.sub("auth=***", message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+logging.getLogger("httpcore.socks").addFilter(_MaskProxyAuth())
 
 
 class _Watchdog:
@@ -118,7 +135,9 @@ class SyncTransport:
         try:
             if not response.is_success:
                 body = self._read(response, deadline, ERROR_BODY_LIMIT)
-                raise status_error(response.status_code, response.headers, body)
+                raise status_error(
+                    response.status_code, response.headers, body, secrets=request.secrets
+                )
             yield response
         finally:
             response.close()
@@ -191,7 +210,9 @@ class AsyncTransport:
         try:
             if not response.is_success:
                 body = await self._read(response, deadline, ERROR_BODY_LIMIT)
-                raise status_error(response.status_code, response.headers, body)
+                raise status_error(
+                    response.status_code, response.headers, body, secrets=request.secrets
+                )
             yield response
         finally:
             # Shielded: a cancelled caller must still give the connection back.

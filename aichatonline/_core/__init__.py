@@ -9,11 +9,13 @@ transports move bytes; everything they need to decide comes from here:
 - ``decoder`` the incremental NDJSON stream decoder
 - ``resume``  the text of a call, and resuming a dropped stream exactly
 - ``policy``  timeouts, the whole-call deadline, and retry decisions
+- ``redact``  keeping the token and proxy credentials out of messages
 """
 
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
 from .policy import Deadline, RetryPolicy, Timeout, TimeoutTypes
 from .prompt import format_prompt, get_random_string, normalize_messages
+from .redact import redact
 from .resume import Transcript
 from .wire import (
     BROWSER_USER_AGENT,
@@ -61,6 +63,7 @@ __all__ = [
     "normalize_messages",
     "parse_retry_after",
     "parse_token",
+    "redact",
     "status_error",
     "token_request",
 ]

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import AiChatOnlineError, ProtocolError, ServiceError
+from .redact import redact
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "StreamDecoder", "default_json_loads"]
 
@@ -72,7 +73,8 @@ class StreamDecoder:
     ``strict``: a line that is not JSON or carries no text raises
     :class:`ProtocolError` instead of being counted in ``anomalies`` and
     skipped. ``max_line_bytes`` bounds one line. ``json_loads`` replaces the
-    JSON parser (it takes ``bytes``).
+    JSON parser (it takes ``bytes``). ``secrets`` (the token sent) are masked
+    wherever a line is quoted in an error or a log.
     """
 
     __slots__ = (
@@ -83,6 +85,7 @@ class StreamDecoder:
         "_size",
         "anomalies",
         "max_line_bytes",
+        "secrets",
         "strict",
     )
 
@@ -92,11 +95,13 @@ class StreamDecoder:
         strict: bool = False,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         json_loads: JSONLoads | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be positive")
         self.strict = strict
         self.max_line_bytes = max_line_bytes
+        self.secrets = secrets
         #: Lines skipped because they were not JSON or carried no text.
         self.anomalies = 0
         self._loads: JSONLoads = json_loads or default_json_loads()
@@ -209,7 +214,7 @@ class StreamDecoder:
         code = obj.get("code")
         data = obj.get("data")
         if code is not None and code != 200 and code != "200":
-            raise _service_error(code, obj, data)
+            raise _service_error(code, obj, data, self.secrets)
         if isinstance(data, dict):
             text = data.get("message")
             if text is None:
@@ -221,12 +226,18 @@ class StreamDecoder:
 
     def _anomaly(self, line: bytes, why: str) -> None:
         if self.strict:
-            raise ProtocolError(f"unreadable stream line ({why}): {_preview(line)}")
+            raise ProtocolError(f"unreadable stream line ({why}): {self._preview(line)}")
         self.anomalies += 1
-        logger.debug("skipping a stream line (%s): %s", why, _preview(line))
+        logger.debug("skipping a stream line (%s): %s", why, self._preview(line))
+
+    def _preview(self, line: bytes, limit: int = 120) -> str:
+        text = line[:limit].decode("utf-8", "replace")
+        return redact(repr(text), *self.secrets) + ("…" if len(line) > limit else "")
 
 
-def _service_error(code: object, obj: dict[str, Any], data: object) -> ServiceError:
+def _service_error(
+    code: object, obj: dict[str, Any], data: object, secrets: tuple[str, ...]
+) -> ServiceError:
     message = obj.get("message") or obj.get("msg")
     if message is None and isinstance(data, dict):
         message = data.get("message")
@@ -235,14 +246,9 @@ def _service_error(code: object, obj: dict[str, Any], data: object) -> ServiceEr
     # decoder instead of a ServiceError.
     if message is not None and not isinstance(message, str):
         message = reprlib.repr(message)
-    text = None if message is None else message[:500]
+    text = None if message is None else redact(message[:500], *secrets)
     return ServiceError(
         f"the service reported an error (code {reprlib.repr(code)}): {text or 'no message'}",
         code=code,
         service_message=text,
     )
-
-
-def _preview(line: bytes, limit: int = 120) -> str:
-    text = line[:limit].decode("utf-8", "replace")
-    return repr(text) + ("…" if len(line) > limit else "")

@@ -27,6 +27,7 @@ from .._exceptions import (
     ServerError,
 )
 from .prompt import get_random_string
+from .redact import redact
 
 __all__ = [
     "BROWSER_USER_AGENT",
@@ -70,6 +71,8 @@ class Request:
     url: str
     headers: Mapping[str, str] = field(repr=False)
     body: bytes | None = field(default=None, repr=False)
+    #: Values the request carries that no error message may repeat (the token).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 def normalize_base_url(url: str) -> str:
@@ -140,7 +143,7 @@ class Chat:
     def request(self, token: str) -> Request:
         """The chat request, authenticated by ``token``."""
         headers = {**self.headers, "Content-Type": "application/json", "UniqueId": token}
-        return Request("POST", f"{self.base_url}{CHAT_PATH}", headers, self.body)
+        return Request("POST", f"{self.base_url}{CHAT_PATH}", headers, self.body, (token,))
 
 
 class Outcome(Enum):
@@ -170,14 +173,20 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
 
 
 def status_error(
-    status: int, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+    secrets: tuple[str, ...] = (),
 ) -> APIStatusError:
     """The typed error for a response that is not a success.
 
     ``headers`` must be case-insensitive (httpx's are) or use lower-case names.
+    ``secrets`` (the token sent) are masked if the body echoes them.
     """
     outcome = classify(status, headers, body)
-    preview = _preview(body)
+    preview = redact(_preview(body), *secrets)
     try:
         phrase = http.HTTPStatus(status).phrase
     except ValueError:

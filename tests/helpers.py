@@ -1,0 +1,513 @@
+"""Shared pieces of the client test matrix: the fault cases and the checks on their outcome.
+
+One table (``STREAM_CASES``) scripts every server misbehaviour the clients must survive or
+report; ``test_client_sync``, ``test_client_async`` and ``test_provider`` run it against the
+blocking client, the async client (asyncio and trio) and the provider class, and
+``verify`` checks each outcome the same way: the exact text or the exact error, the exact
+number of requests the server saw, and no secret in the error.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import httpx
+import httpx._transports.default as httpx_default_transport
+import pytest
+
+from aichatonline import (
+    AiChatOnlineError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BlockedError,
+    ProtocolError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+    ServiceError,
+    StreamInterrupted,
+    Timeout,
+)
+from aichatonline.testing import Fault, LocalServer
+
+PROMPT = "Tell me about the weather"
+
+#: Environment variables that route traffic through a proxy or to another server.
+ROUTING_ENV = (
+    "AICHATONLINE_BASE_URL",
+    "AICHATONLINE_PROXY",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+)
+
+#: A whole-call bound for tests that should never come near it (it turns a hang into a failure).
+SAFE_TIMEOUT = Timeout(total=20.0, read=10.0)
+#: Short reads, for the stall cases: a stall of ``STALL`` seconds is a read timeout.
+SHORT_READ = Timeout(total=20.0, read=0.2)
+STALL = 2.0
+#: The whole-call bound of the time-bound tests (their server stalls for longer).
+TOTAL = 0.6
+#: The margin allowed past a whole-call bound (thread wake-ups, closing a socket).
+MARGIN = 0.5
+
+
+def fast(max_retries: int = 2, **overrides: float) -> RetryPolicy:
+    """A retry policy that never sleeps (unless a ``Retry-After`` asks it to)."""
+    options: dict[str, float] = {"initial_backoff": 0.0, "max_backoff": 0.0, "jitter": 0.0}
+    options.update(overrides)
+    return RetryPolicy(max_retries=max_retries, **options)  # type: ignore[arg-type]
+
+
+def clear_routing_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove every environment variable that could redirect the clients' traffic."""
+    for name in ROUTING_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+_SHARED_TLS: list[ssl.SSLContext] = []
+
+
+def isolate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prepare a test: no routing variables, and httpx's default TLS context built only once.
+
+    Every client in these tests speaks plain HTTP on loopback, but httpx loads the CA bundle
+    for each client it makes (tens of milliseconds); the matrix makes hundreds of clients.
+    Sharing one default context (an ``ssl.SSLContext`` is safe to share) keeps the suite fast
+    without changing anything the tests observe.
+    """
+    clear_routing_env(monkeypatch)
+    original = getattr(httpx, "create_ssl_context", None)
+    if original is None:  # another httpx version: just pay the cost
+        return
+
+    def create_ssl_context(
+        verify: object = True, cert: object = None, trust_env: bool = True
+    ) -> ssl.SSLContext:
+        if verify is True and cert is None:
+            if not _SHARED_TLS:
+                _SHARED_TLS.append(original(verify=True, cert=None, trust_env=trust_env))
+            return _SHARED_TLS[0]
+        return original(verify=verify, cert=cert, trust_env=trust_env)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
+    if hasattr(httpx_default_transport, "create_ssl_context"):
+        monkeypatch.setattr(httpx_default_transport, "create_ssl_context", create_ssl_context)
+
+
+def no_provider_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turn the provider's retry back-off off (it takes no ``retry_policy`` argument)."""
+    import aichatonline._client
+    import aichatonline._provider
+
+    no_wait = functools.partial(RetryPolicy, initial_backoff=0.0, max_backoff=0.0, jitter=0.0)
+    monkeypatch.setattr(aichatonline._client, "RetryPolicy", no_wait)
+    monkeypatch.setattr(aichatonline._provider, "RetryPolicy", no_wait)
+
+
+def assert_ours(exc: BaseException | None) -> None:
+    """``exc`` is one of the SDK's errors; no httpx, anyio or socket error escaped raw."""
+    assert exc is not None, "expected an error"
+    assert isinstance(exc, AiChatOnlineError), f"a foreign error escaped: {exc!r}"
+    assert not isinstance(exc, httpx.HTTPError)
+
+
+def assert_no_secret(texts: Iterable[str], secrets: set[str]) -> None:
+    """No secret appears in any of ``texts`` (the failure shows where it was found)."""
+    secrets = {s for s in secrets if s}
+    for text in texts:
+        for secret in secrets:
+            at = text.find(secret)
+            assert at < 0, f"a secret leaked: ...{text[max(0, at - 160) : at + 60]!r}..."
+
+
+def issued_tokens(server: LocalServer) -> set[str]:
+    """Every token a client sent to the server (the ``UniqueId`` header of chat requests)."""
+    return {r.headers["uniqueid"] for r in server.chat_requests if "uniqueid" in r.headers}
+
+
+def error_texts(exc: BaseException) -> list[str]:
+    """``str`` and ``repr`` of an error and of every error chained to it."""
+    texts = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [str(current), repr(current)]
+        current = current.__cause__ or current.__context__
+    return texts
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound for a moment, then freed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _http_transport(client: object) -> object:
+    return client._transport.http._transport  # type: ignore[attr-defined]
+
+
+def _pools(client: object) -> list[object]:
+    """The httpcore pools under the SDK-owned httpx client (one, or one per shard)."""
+    transport = _http_transport(client)
+    shards = getattr(transport, "_shards", None)
+    if shards is not None:  # the SDK's sharded transport: small httpx pools
+        return [shard.transport._pool for shard in shards._shards]
+    return [transport._pool]  # type: ignore[attr-defined]
+
+
+def pool_active_requests(client: object) -> int:
+    """Responses the SDK-owned httpx client handed out and has not seen closed."""
+    transport = _http_transport(client)
+    active = getattr(transport, "active", None)
+    if isinstance(active, int):
+        return active + sum(len(pool._requests) for pool in _pools(client))  # type: ignore[attr-defined]
+    return sum(len(pool._requests) for pool in _pools(client))  # type: ignore[attr-defined]
+
+
+def pool_connections(client: object) -> list[object]:
+    """The connections in the SDK-owned httpx pools."""
+    return [conn for pool in _pools(client) for conn in pool.connections]  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- the fault table
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scripted misbehaviour and what a client must make of it.
+
+    ``error`` None means the client recovers and delivers the exact answer. ``delivered`` is
+    how many of the server's pieces a ``stream()`` caller got before the error.
+    ``chat_requests``/``token_requests``/``tokens`` are the exact counts the server records.
+    """
+
+    id: str
+    faults: tuple[Fault, ...]
+    error: type[AiChatOnlineError] | None = None
+    delivered: int = 0
+    chat_requests: int = 1
+    token_requests: int = 1
+    tokens: int = 1
+    max_retries: int = 2
+    strict: bool = False
+    timeout: Timeout = SAFE_TIMEOUT
+    check: Callable[[BaseException], None] | None = field(default=None, compare=False)
+    #: Whether ``complete()`` has the same outcome (it restarts a dropped stream from scratch).
+    complete_too: bool = True
+
+    def client_options(self) -> dict[str, object]:
+        return {
+            "retry_policy": fast(self.max_retries),
+            "strict": self.strict,
+            "timeout": self.timeout,
+        }
+
+
+def _status(
+    code: int, body: str | None = None, *, exact: bool = False
+) -> Callable[[BaseException], None]:
+    def check(exc: BaseException) -> None:
+        assert isinstance(exc, APIStatusError)
+        if exact:  # a plain client error, not one of the more specific kinds
+            assert type(exc) is APIStatusError
+        assert exc.status_code == code
+        assert str(code) in str(exc)
+        if body is not None:
+            assert exc.body.startswith(body)
+            assert body in str(exc)
+
+    return check
+
+
+def _rate_limited(retry_after: float | None) -> Callable[[BaseException], None]:
+    def check(exc: BaseException) -> None:
+        assert isinstance(exc, RateLimitError)
+        assert exc.retry_after == retry_after
+
+    return check
+
+
+def _interrupted_by(cause: type[BaseException]) -> Callable[[BaseException], None]:
+    def check(exc: BaseException) -> None:
+        assert isinstance(exc, StreamInterrupted)
+        assert isinstance(exc.__cause__, cause), repr(exc.__cause__)
+        assert_ours(exc.__cause__)
+
+    return check
+
+
+def _service(code: int, message: str) -> Callable[[BaseException], None]:
+    def check(exc: BaseException) -> None:
+        assert isinstance(exc, ServiceError)
+        assert exc.code == code
+        assert exc.message == message
+
+    return check
+
+
+def _connection_cause(exc: BaseException) -> None:
+    assert isinstance(exc, APIConnectionError)
+    # The httpx failure is chained, not raised.
+    assert isinstance(exc.__cause__, (httpx.HTTPError, OSError)), repr(exc.__cause__)
+
+
+def _token_fault(**options: object) -> Fault:
+    return Fault(endpoint="token", **options)  # type: ignore[arg-type]
+
+
+STREAM_CASES: list[Case] = [
+    # -- statuses that are retried
+    Case("503-then-ok", (Fault(status=503),), chat_requests=2),
+    Case("500-502-then-ok", (Fault(status=500), Fault(status=502)), chat_requests=3),
+    Case("408-then-ok", (Fault(status=408),), chat_requests=2),
+    Case("409-then-ok", (Fault(status=409),), chat_requests=2),
+    Case("429-retry-after-0", (Fault(status=429, retry_after="0"),), chat_requests=2),
+    Case("429-no-retry-after", (Fault(status=429),), chat_requests=2),
+    Case("402-retry-after-0", (Fault(status=402, retry_after="0"),), chat_requests=2),
+    # -- retries used up
+    Case(
+        "500-exhausted",
+        (Fault(status=500),) * 3,
+        error=ServerError,
+        chat_requests=3,
+        check=_status(500),
+    ),
+    Case(
+        "503-max-retries-0",
+        (Fault(status=503),),
+        error=ServerError,
+        max_retries=0,
+        check=_status(503),
+    ),
+    Case(
+        "503-max-retries-1",
+        (Fault(status=503),) * 2,
+        error=ServerError,
+        max_retries=1,
+        chat_requests=2,
+    ),
+    Case(
+        "429-exhausted",
+        (Fault(status=429, retry_after="0"),) * 3,
+        error=RateLimitError,
+        chat_requests=3,
+        check=_rate_limited(0.0),
+    ),
+    # -- never retried
+    Case(
+        "429-retry-after-too-long",
+        (Fault(status=429, retry_after="3600"),),
+        error=RateLimitError,
+        check=_rate_limited(3600.0),
+    ),
+    Case("402-no-retry-after", (Fault(status=402),), error=RateLimitError, check=_status(402)),
+    Case(
+        "400",
+        (Fault(status=400, body=b"the prompt is malformed: missing field"),),
+        error=APIStatusError,
+        check=_status(400, "the prompt is malformed", exact=True),
+    ),
+    Case("404", (Fault(status=404),), error=APIStatusError, check=_status(404, exact=True)),
+    Case("cloudflare", (Fault(cloudflare=True),), error=BlockedError, check=_status(403)),
+    # -- dropped streams
+    Case("drop-before-first-line", (Fault(drop_after=0),), chat_requests=2),
+    Case("reset-before-first-line", (Fault(drop_after=0, drop_reset=True),), chat_requests=2),
+    Case("drop-after-3", (Fault(drop_after=3),), chat_requests=2),
+    Case("reset-after-3", (Fault(drop_after=3, drop_reset=True),), chat_requests=2),
+    Case("drop-after-2-then-5", (Fault(drop_after=2), Fault(drop_after=5)), chat_requests=3),
+    Case("drop-after-the-last-line", (Fault(drop_after=1000),), chat_requests=2),
+    Case(
+        "drop-then-variant",
+        (Fault(drop_after=3), Fault(variant=True)),
+        error=StreamInterrupted,
+        delivered=3,
+        chat_requests=2,
+        check=_interrupted_by(APIConnectionError),
+        complete_too=False,
+    ),
+    Case(
+        "drop-exhausted-mid-stream",
+        (Fault(drop_after=2), Fault(drop_after=4), Fault(drop_after=4)),
+        error=StreamInterrupted,
+        delivered=4,
+        chat_requests=3,
+        check=_interrupted_by(APIConnectionError),
+    ),
+    Case(
+        "drop-max-retries-0",
+        (Fault(drop_after=0),),
+        error=APIConnectionError,
+        max_retries=0,
+        check=_connection_cause,
+    ),
+    Case(
+        "drop-mid-stream-max-retries-0",
+        (Fault(drop_after=3, drop_reset=True),),
+        error=StreamInterrupted,
+        delivered=3,
+        max_retries=0,
+        check=_interrupted_by(APIConnectionError),
+    ),
+    # -- stalls: a read timeout is retried (and resumed mid-stream)
+    Case(
+        "stall-before-first-line",
+        (Fault(stall=STALL),),
+        chat_requests=2,
+        timeout=SHORT_READ,
+    ),
+    Case(
+        "stall-mid-stream",
+        (Fault(stall=STALL, stall_after=3),),
+        chat_requests=2,
+        timeout=SHORT_READ,
+    ),
+    Case(
+        "stall-exhausted-mid-stream",
+        (Fault(stall=STALL, stall_after=3),) * 2,
+        error=StreamInterrupted,
+        delivered=3,
+        chat_requests=2,
+        max_retries=1,
+        timeout=SHORT_READ,
+        check=_interrupted_by(APITimeoutError),
+    ),
+    # -- what the lines say
+    Case("malformed-lines-skipped", (Fault(malformed=True),)),
+    Case("malformed-lines-strict", (Fault(malformed=True),), error=ProtocolError, strict=True),
+    Case(
+        "in-band-error-after-2",
+        (Fault(error_after=2, error_code=4001, error_message="quota exceeded"),),
+        error=ServiceError,
+        delivered=2,
+        check=_service(4001, "quota exceeded"),
+    ),
+    Case(
+        "in-band-error-first",
+        (Fault(error_after=0, error_code=500, error_message="internal error"),),
+        error=ServiceError,
+        check=_service(500, "internal error"),
+    ),
+    Case("trickle", (Fault(trickle=True),)),
+    Case("trickle-then-drop", (Fault(trickle=True, drop_after=3),), chat_requests=2),
+    # -- the token
+    Case("token-expired", (Fault(expire_token=True),), chat_requests=2, token_requests=2, tokens=2),
+    Case(
+        "token-rejected-twice",
+        (Fault(expire_token=True), Fault(expire_token=True)),
+        error=AuthenticationError,
+        chat_requests=2,
+        token_requests=2,
+        tokens=2,
+        check=_status(401),
+    ),
+    Case("403-refreshes-token", (Fault(status=403),), chat_requests=2, token_requests=2, tokens=2),
+    Case(
+        "401-twice",
+        (Fault(status=401), Fault(status=401)),
+        error=AuthenticationError,
+        chat_requests=2,
+        token_requests=2,
+        tokens=2,
+    ),
+    Case("token-503-then-ok", (_token_fault(status=503),), token_requests=2),
+    # The server issued a token, then cut its body: the client fetches another.
+    Case("token-dropped-then-ok", (_token_fault(drop_after=0),), token_requests=2, tokens=2),
+    Case(
+        "token-stall-then-ok",
+        (_token_fault(stall=STALL),),
+        token_requests=2,
+        tokens=1,
+        timeout=SHORT_READ,
+    ),
+    Case("token-trickle", (_token_fault(trickle=True),)),
+    Case(
+        "token-500-exhausted",
+        (_token_fault(status=500),) * 3,
+        error=ServerError,
+        chat_requests=0,
+        token_requests=3,
+        tokens=0,
+    ),
+    Case(
+        "token-not-json",
+        (_token_fault(malformed=True),),
+        error=ProtocolError,
+        chat_requests=0,
+        tokens=0,
+    ),
+    Case(
+        "token-without-data",
+        (_token_fault(error_after=0),),
+        error=ProtocolError,
+        chat_requests=0,
+        tokens=0,
+    ),
+    Case(
+        "token-cloudflare",
+        (_token_fault(cloudflare=True),),
+        error=BlockedError,
+        chat_requests=0,
+        tokens=0,
+    ),
+]
+
+COMPLETE_CASES = [case for case in STREAM_CASES if case.complete_too]
+
+
+def case_params(cases: list[Case]) -> list[object]:
+    return [pytest.param(case, id=case.id) for case in cases]
+
+
+def verify(
+    case: Case,
+    server: LocalServer,
+    *,
+    pieces: list[str] | None,
+    text: str | None,
+    exc: BaseException | None,
+    prompt: str = PROMPT,
+) -> None:
+    """Check one run of ``case``: ``pieces`` from ``stream()`` (None for ``complete()``), the
+    text the call reported (``stream.text`` or the return value), and the error it raised."""
+    expected = server.pieces_for(prompt)
+    if case.error is None:
+        assert exc is None, f"unexpected {exc!r}"
+        if pieces is not None:
+            assert pieces == expected
+        assert text == "".join(expected)
+    else:
+        assert isinstance(exc, case.error), f"expected {case.error.__name__}, got {exc!r}"
+        assert_ours(exc)
+        if pieces is not None:
+            assert pieces == expected[: case.delivered]
+            assert text == "".join(pieces)
+        if isinstance(exc, StreamInterrupted):
+            assert exc.partial == "".join(expected[: case.delivered])
+            if pieces is not None:
+                assert exc.partial == "".join(pieces) == text
+        if isinstance(exc, APIConnectionError):
+            assert exc.__cause__ is not None, "the underlying failure is not chained"
+        if case.check is not None:
+            case.check(exc)
+        assert_no_secret(error_texts(exc), issued_tokens(server))
+    counts = (len(server.chat_requests), len(server.token_requests), server.tokens_issued)
+    assert counts == (case.chat_requests, case.token_requests, case.tokens)
+    # Every attempt re-sends the same request: one conversation, one prompt.
+    bodies = [r.json() for r in server.chat_requests]
+    assert len({b["conversationId"] for b in bodies}) <= 1
+    assert all(b["prompt"] == prompt for b in bodies)
+    assert not server.pending_faults

@@ -1,0 +1,699 @@
+"""The blocking ``Client`` against the local server: every fault, the time bound, the token
+cache, leaving a stream early, bad input, configuration, and use without an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import trio
+
+from aichatonline import (
+    BROWSER_USER_AGENT,
+    DEFAULT_BASE_URL,
+    AiChatOnlineError,
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    Client,
+    InvalidRequestError,
+    RateLimitError,
+    RetryPolicy,
+    Stream,
+    StreamInterrupted,
+    Timeout,
+    format_prompt,
+)
+from aichatonline.testing import Fault, LocalServer, reply_for
+from tests.helpers import (
+    COMPLETE_CASES,
+    MARGIN,
+    PROMPT,
+    SAFE_TIMEOUT,
+    STREAM_CASES,
+    TOTAL,
+    Case,
+    assert_ours,
+    case_params,
+    closed_port,
+    fast,
+    isolate,
+    pool_active_requests,
+    pool_connections,
+    verify,
+)
+
+REPLY = reply_for(PROMPT)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate(monkeypatch)
+
+
+@pytest.fixture
+def server(aichatonline_server: LocalServer) -> LocalServer:
+    return aichatonline_server
+
+
+@pytest.fixture
+def client(server: LocalServer) -> Iterator[Client]:
+    with Client(server.base_url, retry_policy=fast(), timeout=SAFE_TIMEOUT) as made:
+        yield made
+
+
+def run_stream(client: Client, prompt: str = PROMPT) -> tuple[list[str], Stream, Exception | None]:
+    """Iterate a stream to its end; return the pieces, the stream and the error, if any."""
+    pieces: list[str] = []
+    stream = client.stream(prompt)
+    try:
+        with stream:
+            for piece in stream:
+                pieces.append(piece)
+    except Exception as exc:  # noqa: BLE001 - any error, to check that it is one of ours
+        return pieces, stream, exc
+    return pieces, stream, None
+
+
+# --------------------------------------------------------------------------- the happy path
+
+
+def test_stream_delivers_the_servers_pieces_exactly(client: Client, server: LocalServer) -> None:
+    pieces, stream, exc = run_stream(client)
+    assert exc is None
+    assert pieces == server.pieces_for(PROMPT)
+    assert stream.text == "".join(pieces) == REPLY
+    (request,) = server.chat_requests
+    assert request.json() == {"conversationId": stream.conversation_id, "prompt": PROMPT}
+    assert len(stream.conversation_id) == 10
+
+
+def test_complete_returns_the_whole_answer(client: Client, server: LocalServer) -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}],
+        },
+    ]
+    prompt = format_prompt(messages)
+    assert client.complete(messages) == reply_for(prompt)
+    assert (
+        server.chat_requests[0].json()["prompt"] == "System: Be brief.\nUser: Hi there\nAssistant:"
+    )
+
+
+def test_many_small_pieces_and_long_answers(client: Client, server: LocalServer) -> None:
+    server.pieces, server.piece_size = 2000, 1
+    pieces, _, exc = run_stream(client)
+    assert exc is None
+    assert pieces == server.pieces_for(PROMPT)
+    server.pieces, server.piece_size = 50, 4000
+    assert client.complete(PROMPT) == "".join(server.pieces_for(PROMPT))
+
+
+def test_explicit_conversation_id_is_sent(client: Client, server: LocalServer) -> None:
+    stream = client.stream(PROMPT, conversation_id="myconv1234")
+    assert stream.conversation_id == "myconv1234"
+    assert "".join(stream) == REPLY
+    assert client.complete(PROMPT, conversation_id="other12345") == REPLY
+    assert [r.json()["conversationId"] for r in server.chat_requests] == [
+        "myconv1234",
+        "other12345",
+    ]
+
+
+def test_next_and_exhaustion(client: Client, server: LocalServer) -> None:
+    stream = client.stream(PROMPT)
+    first = next(stream)
+    assert first == server.pieces_for(PROMPT)[0]
+    assert stream.text == first
+    rest = list(stream)
+    assert first + "".join(rest) == REPLY
+    with pytest.raises(StopIteration):
+        next(stream)
+    assert "chars=" in repr(stream)
+    assert stream.conversation_id in repr(stream)
+
+
+def test_browser_headers_and_custom_user_agent(server: LocalServer) -> None:
+    with Client(server.base_url, retry_policy=fast()) as client:
+        client.complete(PROMPT)
+    with Client(server.base_url, retry_policy=fast(), user_agent="my-app/1.0") as client:
+        client.complete(PROMPT)
+    token_request, chat_request, _, custom = server.requests
+    assert token_request.method == "GET"
+    canvas = token_request.query["canvas"]
+    assert canvas.startswith("-")
+    assert len(canvas) == 11
+    headers = chat_request.headers
+    assert headers["user-agent"] == BROWSER_USER_AGENT
+    assert headers["referer"] == f"{server.base_url}/chatgpt/chat/"
+    assert headers["origin"] == server.base_url
+    assert headers["content-type"] == "application/json"
+    assert headers["sec-fetch-mode"] == "cors"
+    assert headers["uniqueid"]
+    assert custom.headers["user-agent"] == "my-app/1.0"
+
+
+# --------------------------------------------------------------------------- the fault matrix
+
+
+@pytest.mark.parametrize("case", case_params(STREAM_CASES))
+def test_fault_stream(case: Case, server: LocalServer) -> None:
+    server.inject(*case.faults)
+    with Client(server.base_url, **case.client_options()) as client:  # type: ignore[arg-type]
+        pieces, stream, exc = run_stream(client)
+        verify(case, server, pieces=pieces, text=stream.text, exc=exc)
+        assert pool_active_requests(client) == 0
+        # The client stays usable after whatever happened.
+        assert client.complete(PROMPT) == REPLY
+
+
+@pytest.mark.parametrize("case", case_params(COMPLETE_CASES))
+def test_fault_complete(case: Case, server: LocalServer) -> None:
+    server.inject(*case.faults)
+    with Client(server.base_url, **case.client_options()) as client:  # type: ignore[arg-type]
+        text: str | None = None
+        exc: Exception | None = None
+        try:
+            text = client.complete(PROMPT)
+        except Exception as caught:  # noqa: BLE001 - any error, to check that it is one of ours
+            exc = caught
+        verify(case, server, pieces=None, text=text, exc=exc)
+        assert pool_active_requests(client) == 0
+        assert client.complete(PROMPT) == REPLY
+
+
+def test_complete_restarts_a_dropped_stream_from_scratch(
+    client: Client, server: LocalServer
+) -> None:
+    # The second attempt gives another answer: complete() has shown nothing yet, so it returns
+    # that answer whole, never a splice of the two.
+    server.inject(Fault(drop_after=3), Fault(variant=True))
+    assert client.complete(PROMPT) == f"Variant 1: {REPLY}"
+    assert len(server.chat_requests) == 2
+
+
+def test_resumed_stream_skips_a_piece_that_ends_inside_the_delivered_text(
+    client: Client, server: LocalServer
+) -> None:
+    # The pieces of the first attempt are 8 characters; the re-sent answer is cut differently
+    # (5 characters), so the resume point falls inside a piece.
+    server.inject(Fault(drop_after=3))
+    expected = server.pieces_for(PROMPT)
+    stream = client.stream(PROMPT)
+    pieces = [next(stream) for _ in range(3)]
+    server.piece_size = 5
+    pieces += list(stream)
+    assert pieces[:3] == expected[:3]
+    assert "".join(pieces) == REPLY
+    assert pieces[3] == REPLY[24:25]  # the rest of the piece the resume point cut
+    assert len(server.chat_requests) == 2
+
+
+def test_connection_refused_is_an_api_connection_error() -> None:
+    port = closed_port()
+    with Client(f"http://127.0.0.1:{port}", retry_policy=fast(1)) as client:
+        with pytest.raises(APIConnectionError) as info:
+            client.complete(PROMPT)
+        assert isinstance(info.value.__cause__, httpx.ConnectError)
+        with pytest.raises(APIConnectionError):
+            client.get_token()
+        with pytest.raises(APIConnectionError):
+            list(client.stream(PROMPT))
+
+
+# --------------------------------------------------------------------------- the time bound
+
+
+def _elapsed_error(call: object, *, total: float) -> tuple[BaseException, float]:
+    start = time.monotonic()
+    try:
+        call()  # type: ignore[operator]
+    except Exception as exc:  # noqa: BLE001 - any error, to check that it is one of ours
+        elapsed = time.monotonic() - start
+        assert_ours(exc)
+        assert elapsed <= total + MARGIN, f"ran {elapsed:.2f}s past a {total}s bound"
+        return exc, elapsed
+    raise AssertionError("the call did not fail")
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, APITimeoutError) or (
+        isinstance(exc, StreamInterrupted) and isinstance(exc.__cause__, APITimeoutError)
+    )
+
+
+@pytest.mark.parametrize("mode", ["stream", "complete"])
+def test_total_bounds_a_stall_before_the_first_line(server: LocalServer, mode: str) -> None:
+    server.inject(Fault(stall=5.0))
+    timeout = Timeout(total=TOTAL, read=10.0)
+    with Client(server.base_url, timeout=timeout, retry_policy=fast()) as client:
+        call = (
+            (lambda: list(client.stream(PROMPT)))
+            if mode == "stream"
+            else (lambda: client.complete(PROMPT))
+        )
+        exc, elapsed = _elapsed_error(call, total=TOTAL)
+        assert isinstance(exc, APITimeoutError)
+        assert elapsed >= TOTAL - 0.1
+        assert f"{TOTAL:g}s" in str(exc)
+        assert client.complete(PROMPT) == REPLY
+
+
+def test_total_bounds_a_stall_mid_stream(server: LocalServer) -> None:
+    server.inject(Fault(stall=5.0, stall_after=3))
+    with Client(server.base_url, timeout=Timeout(total=TOTAL, read=10.0), retry_policy=fast()) as c:
+        stream = c.stream(PROMPT)
+        pieces: list[str] = []
+
+        def consume() -> None:
+            for piece in stream:
+                pieces.append(piece)
+
+        exc, _ = _elapsed_error(consume, total=TOTAL)
+        assert isinstance(exc, StreamInterrupted)
+        assert isinstance(exc.__cause__, APITimeoutError)
+        assert pieces == server.pieces_for(PROMPT)[:3]
+        assert exc.partial == "".join(pieces) == stream.text
+
+
+def test_number_timeout_bounds_the_whole_call(server: LocalServer) -> None:
+    server.inject(Fault(stall=5.0, stall_after=2))
+    with Client(server.base_url, timeout=TOTAL, retry_policy=fast()) as client:
+        exc, _ = _elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
+        assert _timed_out(exc)
+
+
+def test_total_bounds_a_paced_stream_that_never_stalls(server: LocalServer) -> None:
+    # Every read is quick, but the whole answer would take 5 s.
+    server.pieces, server.delay = 100, 0.05
+    with Client(server.base_url, timeout=Timeout(total=TOTAL, read=10.0)) as client:
+        exc, _ = _elapsed_error(lambda: list(client.stream(PROMPT)), total=TOTAL)
+        assert _timed_out(exc)
+
+
+def test_total_bounds_a_stalled_token_fetch(server: LocalServer) -> None:
+    server.inject(Fault(endpoint="token", stall=5.0))
+    with Client(server.base_url, timeout=Timeout(total=TOTAL, read=10.0)) as client:
+        exc, _ = _elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
+        assert isinstance(exc, APITimeoutError)
+        assert not server.chat_requests
+
+
+def test_total_bounds_retries_and_back_off(server: LocalServer) -> None:
+    server.always = Fault(status=503)
+    policy = RetryPolicy(max_retries=20, initial_backoff=0.3, max_backoff=0.3, jitter=0.0)
+    with Client(server.base_url, timeout=TOTAL, retry_policy=policy) as client:
+        exc, _ = _elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
+        assert isinstance(exc, APIError)
+    assert 2 <= len(server.chat_requests) <= 5
+
+
+def test_total_bounds_repeated_read_timeouts(server: LocalServer) -> None:
+    server.always = Fault(stall=5.0)
+    timeout = Timeout(total=TOTAL, read=0.2)
+    with Client(server.base_url, timeout=timeout, retry_policy=fast(20)) as client:
+        exc, _ = _elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
+        assert isinstance(exc, APITimeoutError)
+    assert len(server.chat_requests) >= 2
+
+
+def test_retry_after_longer_than_the_time_left_fails_at_once(server: LocalServer) -> None:
+    server.inject(Fault(status=429, retry_after="5"))
+    with Client(server.base_url, timeout=TOTAL, retry_policy=fast()) as client:
+        exc, elapsed = _elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
+        assert isinstance(exc, RateLimitError)
+        assert exc.retry_after == 5.0
+        assert elapsed < TOTAL - 0.1
+    assert len(server.chat_requests) == 1
+
+
+def test_retry_after_is_honoured(server: LocalServer) -> None:
+    server.inject(Fault(status=429, retry_after="0.3"))
+    with Client(server.base_url, retry_policy=fast()) as client:
+        start = time.monotonic()
+        assert client.complete(PROMPT) == REPLY
+        assert time.monotonic() - start >= 0.25
+    assert len(server.chat_requests) == 2
+
+
+# --------------------------------------------------------------------------- the token
+
+
+def test_token_is_fetched_once_and_a_warm_chat_is_one_round_trip(
+    client: Client, server: LocalServer
+) -> None:
+    assert client.token is None
+    assert client.complete(PROMPT) == REPLY
+    token = client.token
+    assert token is not None
+    server.reset()
+    for _ in range(3):
+        assert client.complete(PROMPT) == REPLY
+        assert "".join(client.stream(PROMPT)) == REPLY
+    assert len(server.requests) == 6
+    assert all(r.path == "/aichatonline/api/chat/gpt" for r in server.requests)
+    assert {r.headers["uniqueid"] for r in server.requests} == {token}
+    assert server.tokens_issued == 0
+    # The connection is reused: one pooled connection, one open on the server.
+    assert len(pool_connections(client)) == 1
+    assert server.open_connections == 1
+
+
+def test_get_token_caches_and_refreshes(client: Client, server: LocalServer) -> None:
+    token = client.get_token()
+    assert token == client.token
+    assert client.get_token() == token
+    assert server.tokens_issued == 1
+    fresh = client.get_token(refresh=True)
+    assert fresh != token
+    assert client.token == fresh
+    assert server.tokens_issued == 2
+    client.complete(PROMPT)
+    assert server.chat_requests[0].headers["uniqueid"] == fresh
+
+
+def test_token_can_be_set_from_an_earlier_session(server: LocalServer) -> None:
+    with Client(server.base_url, retry_policy=fast()) as first:
+        kept = first.get_token()
+    with Client(server.base_url, retry_policy=fast()) as second:
+        second.token = kept
+        assert second.complete(PROMPT) == REPLY
+    assert server.tokens_issued == 1
+    assert server.chat_requests[0].headers["uniqueid"] == kept
+
+
+def test_a_stale_token_is_replaced_once(client: Client, server: LocalServer) -> None:
+    client.token = "stale-token-from-yesterday"
+    assert client.complete(PROMPT) == REPLY
+    assert client.token != "stale-token-from-yesterday"
+    assert [r.headers["uniqueid"] for r in server.chat_requests] == [
+        "stale-token-from-yesterday",
+        client.token,
+    ]
+    assert server.tokens_issued == 1
+
+
+def test_expired_tokens_are_refreshed_mid_session(client: Client, server: LocalServer) -> None:
+    assert client.complete(PROMPT) == REPLY
+    server.expire_tokens()
+    pieces, _, exc = run_stream(client)
+    assert exc is None
+    assert pieces == server.pieces_for(PROMPT)
+    assert server.tokens_issued == 2
+    assert len(server.chat_requests) == 3
+
+
+def test_token_ttl_expiry_is_handled(server: LocalServer) -> None:
+    server.token_ttl = 0.2
+    with Client(server.base_url, retry_policy=fast()) as client:
+        assert client.complete(PROMPT) == REPLY
+        time.sleep(0.3)
+        assert client.complete(PROMPT) == REPLY
+    assert server.tokens_issued == 2
+
+
+def test_200_threads_share_one_token_fetch(server: LocalServer) -> None:
+    server.pieces = 3
+    # A slow token endpoint: every thread arrives while the first fetch is under way.
+    server.inject(Fault(endpoint="token", stall=0.3))
+    expected = "".join(server.pieces_for(PROMPT))
+    barrier = threading.Barrier(200)
+    with Client(server.base_url, retry_policy=fast()) as client:
+
+        def call(_: int) -> str:
+            barrier.wait()
+            return client.complete(PROMPT)
+
+        with ThreadPoolExecutor(max_workers=200) as pool:
+            results = list(pool.map(call, range(200)))
+        assert pool_active_requests(client) == 0
+    assert results == [expected] * 200
+    assert server.tokens_issued == 1
+    assert len(server.token_requests) == 1
+    assert len(server.chat_requests) == 200
+
+
+# --------------------------------------------------------------------------- leaving early
+
+
+@pytest.fixture
+def paced(server: LocalServer) -> LocalServer:
+    """A server whose answers take about two seconds, so a client can leave mid-stream."""
+    server.pieces, server.delay = 40, 0.05
+    return server
+
+
+def _left_early(client: Client, server: LocalServer, disconnects: int) -> None:
+    assert server.wait_for(lambda s: s.disconnects == disconnects + 1, 5)
+    assert pool_active_requests(client) == 0
+    server.delay = 0.0
+    assert client.complete(PROMPT) == "".join(server.pieces_for(PROMPT))
+
+
+def test_break_out_of_a_with_block(client: Client, paced: LocalServer) -> None:
+    before = paced.disconnects
+    with client.stream(PROMPT) as stream:
+        for _ in stream:
+            break
+    assert stream.text == paced.pieces_for(PROMPT)[0]
+    _left_early(client, paced, before)
+
+
+def test_break_out_of_a_bare_for_loop(client: Client, paced: LocalServer) -> None:
+    before = paced.disconnects
+    for _ in client.stream(PROMPT):
+        break
+    _left_early(client, paced, before)
+
+
+def test_close_mid_stream(client: Client, paced: LocalServer) -> None:
+    before = paced.disconnects
+    stream = client.stream(PROMPT)
+    next(stream)
+    next(stream)
+    stream.close()
+    with pytest.raises(StopIteration):
+        next(stream)
+    _left_early(client, paced, before)
+
+
+def test_exception_in_the_consumer(client: Client, paced: LocalServer) -> None:
+    before = paced.disconnects
+
+    def consume() -> None:
+        with client.stream(PROMPT) as stream:
+            for _ in stream:
+                raise KeyError("the consumer failed")
+
+    with pytest.raises(KeyError):
+        consume()
+    _left_early(client, paced, before)
+
+
+def test_garbage_collection_of_an_abandoned_stream(client: Client, paced: LocalServer) -> None:
+    before = paced.disconnects
+    stream = client.stream(PROMPT)
+    next(stream)
+    del stream
+    gc.collect()
+    _left_early(client, paced, before)
+
+
+def test_an_unstarted_stream_sends_nothing(client: Client, server: LocalServer) -> None:
+    stream = client.stream(PROMPT)
+    stream.close()
+    with client.stream(PROMPT):
+        pass
+    assert server.requests == []
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+BAD_MESSAGES = [
+    pytest.param([], id="empty-list"),
+    pytest.param([{"role": "user"}], id="no-content"),
+    pytest.param([{"role": "robot", "content": "x"}], id="bad-role"),
+    pytest.param([{"role": "user", "content": 5}], id="content-int"),
+    pytest.param([{"role": "user", "content": [{"type": "image_url"}]}], id="image-part"),
+    pytest.param(["hello"], id="message-not-a-mapping"),
+    pytest.param({"role": "user", "content": "x"}, id="a-mapping-not-a-list"),
+    pytest.param(None, id="none"),
+    pytest.param(b"bytes", id="bytes"),
+]
+
+
+@pytest.mark.parametrize("messages", BAD_MESSAGES)
+def test_bad_messages_fail_before_any_request(
+    client: Client, server: LocalServer, messages: object
+) -> None:
+    with pytest.raises(InvalidRequestError):
+        client.stream(messages)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError):
+        client.complete(messages)  # type: ignore[arg-type]
+    assert server.requests == []
+
+
+def test_bad_conversation_id_and_token(client: Client, server: LocalServer) -> None:
+    with pytest.raises(InvalidRequestError):
+        client.stream(PROMPT, conversation_id="")
+    with pytest.raises(InvalidRequestError):
+        client.complete(PROMPT, conversation_id=123)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError):
+        client.token = ""
+    with pytest.raises(InvalidRequestError):
+        client.token = 42  # type: ignore[assignment]
+    assert server.requests == []
+
+
+BAD_OPTIONS = [
+    pytest.param({"base_url": "ftp://example.com"}, id="base-url-scheme"),
+    pytest.param({"base_url": "not a url"}, id="base-url-garbage"),
+    pytest.param({"base_url": "http://host/?q=1"}, id="base-url-query"),
+    pytest.param({"proxy": "ftp://127.0.0.1:21"}, id="proxy-scheme"),
+    pytest.param({"proxy": "127.0.0.1:8080"}, id="proxy-no-scheme"),
+    pytest.param({"timeout": -1}, id="timeout-negative"),
+    pytest.param({"timeout": 0}, id="timeout-zero"),
+    pytest.param({"timeout": "10"}, id="timeout-string"),
+    pytest.param({"timeout": float("inf")}, id="timeout-inf"),
+    pytest.param({"max_retries": -1}, id="max-retries-negative"),
+    pytest.param({"max_retries": 1.5}, id="max-retries-float"),
+]
+
+
+@pytest.mark.parametrize("options", BAD_OPTIONS)
+def test_bad_options_fail_in_the_constructor(server: LocalServer, options: dict) -> None:
+    with pytest.raises(InvalidRequestError):
+        Client(**{"base_url": server.base_url, **options})
+    assert server.requests == []
+
+
+def test_proxy_and_http_client_together_are_refused(server: LocalServer) -> None:
+    with httpx.Client() as own, pytest.raises(InvalidRequestError, match="proxy"):
+        Client(server.base_url, proxy="http://127.0.0.1:3128", http_client=own)
+    assert server.requests == []
+
+
+def test_invalid_request_error_is_a_value_error() -> None:
+    assert issubclass(InvalidRequestError, ValueError)
+    assert issubclass(InvalidRequestError, AiChatOnlineError)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_base_url_falls_back_to_the_environment(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AICHATONLINE_BASE_URL", server.base_url + "/")
+    with Client(retry_policy=fast()) as client:
+        assert client.base_url == server.base_url
+        assert client.complete(PROMPT) == REPLY
+    assert len(server.chat_requests) == 1
+
+
+def test_explicit_base_url_wins_over_the_environment(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AICHATONLINE_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    with Client(server.base_url, retry_policy=fast()) as client:
+        assert client.complete(PROMPT) == REPLY
+
+
+def test_base_url_defaults_to_the_real_service() -> None:
+    with Client() as client:
+        assert client.base_url == DEFAULT_BASE_URL == "https://aichatonlineorg.erweima.ai"
+        assert client.proxy is None
+        assert client.max_retries == 2
+
+
+def test_proxy_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AICHATONLINE_PROXY", "socks5://127.0.0.1:1080")
+    with Client() as client:
+        assert client.proxy == "socks5://127.0.0.1:1080"
+    with Client(proxy="https://127.0.0.1:3128") as client:
+        assert client.proxy == "https://127.0.0.1:3128"
+
+
+def test_own_http_client_is_used_and_left_open(server: LocalServer) -> None:
+    with httpx.Client() as own:
+        client = Client(server.base_url, http_client=own, retry_policy=fast())
+        assert client._transport.http is own
+        assert client.complete(PROMPT) == REPLY
+        client.close()
+        assert not own.is_closed
+        assert own.get(server.base_url + "/nowhere").status_code == 404
+
+
+def test_own_client_is_closed_by_close(server: LocalServer) -> None:
+    with Client(server.base_url, retry_policy=fast()) as client:
+        client.complete(PROMPT)
+        http = client._transport.http
+    assert http.is_closed
+    assert server.wait_for(lambda s: s.open_connections == 0, 5)
+
+
+def test_timeout_forms_are_accepted(server: LocalServer) -> None:
+    forms = [
+        5.0,
+        None,
+        Timeout(total=5.0, connect=1.0, read=2.0, write=1.0, pool=1.0),
+        httpx.Timeout(3.0),
+    ]
+    for timeout in forms:
+        with Client(server.base_url, timeout=timeout, retry_policy=fast()) as client:
+            assert client.complete(PROMPT) == REPLY
+    with Client(server.base_url, timeout=2.5) as client:
+        assert client.timeout.total == 2.5
+    with Client(server.base_url, timeout=None) as client:
+        assert client.timeout.total is None
+
+
+def test_max_retries_is_a_shortcut_for_the_policy(server: LocalServer) -> None:
+    with Client(server.base_url, max_retries=5) as client:
+        assert client.max_retries == 5
+        assert client.retry_policy.max_retries == 5
+
+
+def test_max_retries_zero_sends_one_request(server: LocalServer) -> None:
+    server.inject(Fault(status=503))
+    with Client(server.base_url, max_retries=0) as client, pytest.raises(APIError):
+        client.complete(PROMPT)
+    assert len(server.chat_requests) == 1
+
+
+# --------------------------------------------------------------------------- no event loop
+
+
+def test_blocking_client_inside_a_running_asyncio_loop(server: LocalServer) -> None:
+    async def main() -> tuple[str, str]:
+        with Client(server.base_url, retry_policy=fast()) as client:
+            return client.complete(PROMPT), "".join(client.stream(PROMPT))
+
+    assert asyncio.run(main()) == (REPLY, REPLY)
+
+
+def test_blocking_client_inside_a_running_trio_loop(server: LocalServer) -> None:
+    async def main() -> str:
+        with Client(server.base_url, retry_policy=fast()) as client:
+            return client.complete(PROMPT)
+
+    assert trio.run(main) == REPLY
+
+
+def test_blocking_client_in_a_plain_thread(server: LocalServer) -> None:
+    results: list[str] = []
+    with Client(server.base_url, retry_policy=fast()) as client:
+        thread = threading.Thread(target=lambda: results.append(client.complete(PROMPT)))
+        thread.start()
+        thread.join(10)
+    assert results == [REPLY]

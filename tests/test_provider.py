@@ -1,0 +1,368 @@
+"""The original provider class, ``AiChatOnline``: its attributes and models, both examples of
+the seed document run as written, ``grab_token`` with aiohttp and httpx sessions, the fault
+matrix through ``create_async_generator`` and ``create_completion``, and the token cache."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import aiohttp
+import anyio
+import anyio.to_thread
+import httpx
+import pytest
+
+from aichatonline import (
+    AiChatOnline,
+    AsyncGeneratorProvider,
+    BlockedError,
+    InvalidRequestError,
+    ProtocolError,
+    ProviderModelMixin,
+    ServerError,
+)
+from aichatonline.testing import Fault, ForwardProxy, LocalServer, pieces_for, reply_for
+from tests.helpers import (
+    PROMPT,
+    STREAM_CASES,
+    Case,
+    assert_ours,
+    case_params,
+    isolate,
+    no_provider_backoff,
+    verify,
+)
+
+REPLY = reply_for(PROMPT)
+MESSAGES = [{"role": "user", "content": PROMPT}]
+SEED_MESSAGES = [{"role": "user", "content": "Hello, how are you?"}]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    isolate(monkeypatch)
+    # The provider takes no retry_policy argument: turn its back-off off, as stamina's test
+    # helper would, so that the fault matrix does not sleep.
+    no_provider_backoff(monkeypatch)
+    AiChatOnline._tokens.clear()
+    yield
+    AiChatOnline._tokens.clear()
+
+
+@pytest.fixture
+def server(aichatonline_env: LocalServer) -> LocalServer:
+    """The local server, with ``AICHATONLINE_BASE_URL`` pointing at it."""
+    return aichatonline_env
+
+
+@pytest.fixture
+def proxy() -> Iterator[ForwardProxy]:
+    with ForwardProxy("http") as running:
+        yield running
+
+
+def options(case: Case) -> dict[str, object]:
+    return {"timeout": case.timeout, "max_retries": case.max_retries, "strict": case.strict}
+
+
+# --------------------------------------------------------------------------- the class
+
+
+def test_class_attributes() -> None:
+    assert issubclass(AiChatOnline, AsyncGeneratorProvider)
+    assert issubclass(AiChatOnline, ProviderModelMixin)
+    assert AiChatOnline.site_url == "https://aichatonline.org"
+    assert AiChatOnline.url == "https://aichatonlineorg.erweima.ai"
+    assert AiChatOnline.api_endpoint == "/aichatonline/api/chat/gpt"
+    assert AiChatOnline.working is True
+    assert AiChatOnline.default_model == "gpt-4o-mini"
+    assert AiChatOnline.supports_stream is True
+
+
+def test_models_and_aliases() -> None:
+    assert AiChatOnline.get_models() == ["gpt-4o-mini"]
+    assert AiChatOnline.get_model("") == "gpt-4o-mini"
+    assert AiChatOnline.get_model("gpt-4o-mini") == "gpt-4o-mini"
+    for alias in AiChatOnline.model_aliases:
+        assert AiChatOnline.get_model(alias) == "gpt-4o-mini"
+    assert AiChatOnline.get_model("gpt-4o-mini-2024-07-18") == "gpt-4o-mini"
+    with pytest.raises(InvalidRequestError, match="gpt-5"):
+        AiChatOnline.get_model("gpt-5")
+
+
+# --------------------------------------------------------------------------- the seed examples
+
+
+def test_seed_example_grab_token(
+    server: LocalServer, proxy: ForwardProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proxy_url = proxy.url  # stands for 'http://proxy.example.com'
+
+    # -- the first example of the seed, as written
+    import asyncio
+
+    from aiohttp import ClientSession
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with ClientSession() as session:
+            token = await AiChatOnline.grab_token(session, proxy_url)
+            print(token)
+
+    asyncio.run(main())
+    # --
+
+    printed = capsys.readouterr().out
+    assert printed.endswith("\n")
+    token = printed[:-1]
+    assert token
+    assert "\n" not in token
+    assert server.tokens_issued == 1
+    # The token is one the server issued: a chat with it is accepted.
+    response = httpx.post(
+        server.base_url + AiChatOnline.api_endpoint,
+        json={"conversationId": "abcdefghij", "prompt": "Hi"},
+        headers={"UniqueId": token},
+    )
+    assert response.status_code == 200
+    (request,) = proxy.requests
+    assert request.startswith(f"GET {server.base_url}/api/v1/user/getUniqueId?canvas=-")
+
+
+def test_seed_example_create_async_generator(
+    server: LocalServer, proxy: ForwardProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proxy_url = proxy.url  # stands for 'http://proxy.example.com'
+
+    # -- the second example of the seed, as written
+    import asyncio
+
+    async def main():  # type: ignore[no-untyped-def]
+        messages = [{"role": "user", "content": "Hello, how are you?"}]
+        async for chunk in AiChatOnline.create_async_generator(
+            "gpt-4o-mini", messages, proxy=proxy_url
+        ):
+            print(chunk)
+
+    asyncio.run(main())
+    # --
+
+    expected = pieces_for("Hello, how are you?")
+    assert capsys.readouterr().out == "".join(f"{piece}\n" for piece in expected)
+    assert "".join(expected) == reply_for("Hello, how are you?")
+    # Everything went through the proxy.
+    assert [r.split(" ")[0] for r in proxy.requests] == ["GET", "POST"]
+    assert proxy.requests[1] == f"POST {server.base_url}/aichatonline/api/chat/gpt"
+    assert server.chat_requests[0].json()["prompt"] == "Hello, how are you?"
+
+
+# --------------------------------------------------------------------------- grab_token
+
+
+def test_grab_token_with_aiohttp_without_proxy(server: LocalServer) -> None:
+    async def main() -> tuple[str, str]:
+        async with aiohttp.ClientSession() as session:
+            return (
+                await AiChatOnline.grab_token(session),
+                await AiChatOnline.grab_token(session, None),
+            )
+
+    first, second = asyncio.run(main())
+    assert first != second  # a fresh unique id each time
+    assert server.tokens_issued == 2
+
+
+@pytest.mark.anyio
+async def test_grab_token_with_httpx(server: LocalServer, anyio_backend: str) -> None:
+    async with httpx.AsyncClient() as session:
+        token = await AiChatOnline.grab_token(session)
+        assert token
+        assert server.tokens_issued == 1
+        with pytest.raises(InvalidRequestError, match="proxy"):
+            await AiChatOnline.grab_token(session, "http://127.0.0.1:3128")
+    assert len(server.token_requests) == 1
+
+
+@pytest.mark.anyio
+async def test_grab_token_rejects_other_sessions(server: LocalServer, anyio_backend: str) -> None:
+    with pytest.raises(InvalidRequestError, match="session"):
+        await AiChatOnline.grab_token(object())
+    assert server.requests == []
+
+
+GRAB_FAULTS = [
+    pytest.param((Fault(endpoint="token", status=503),), None, 2, id="503-then-ok"),
+    pytest.param((Fault(endpoint="token", drop_after=0),), None, 2, id="dropped-then-ok"),
+    pytest.param((Fault(endpoint="token", trickle=True),), None, 1, id="trickle"),
+    pytest.param((Fault(endpoint="token", status=500),) * 3, ServerError, 3, id="500-exhausted"),
+    pytest.param((Fault(endpoint="token", malformed=True),), ProtocolError, 1, id="not-json"),
+    pytest.param((Fault(endpoint="token", error_after=0),), ProtocolError, 1, id="no-data"),
+    pytest.param((Fault(endpoint="token", cloudflare=True),), BlockedError, 1, id="cloudflare"),
+]
+
+
+@pytest.mark.parametrize(("faults", "error", "requests"), GRAB_FAULTS)
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx"])
+def test_grab_token_faults(
+    server: LocalServer,
+    faults: tuple[Fault, ...],
+    error: type[Exception] | None,
+    requests: int,
+    kind: str,
+) -> None:
+    server.inject(*faults)
+
+    async def main() -> str:
+        session: aiohttp.ClientSession | httpx.AsyncClient
+        session = aiohttp.ClientSession() if kind == "aiohttp" else httpx.AsyncClient()
+        async with session:
+            return await AiChatOnline.grab_token(session)
+
+    if error is None:
+        assert asyncio.run(main())
+    else:
+        with pytest.raises(error) as info:
+            asyncio.run(main())
+        assert_ours(info.value)
+    assert len(server.token_requests) == requests
+
+
+# --------------------------------------------------------------------------- the fault matrix
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", case_params(STREAM_CASES))
+async def test_fault_create_async_generator(
+    case: Case, server: LocalServer, anyio_backend: str
+) -> None:
+    server.inject(*case.faults)
+    pieces: list[str] = []
+    exc: Exception | None = None
+    generator = AiChatOnline.create_async_generator("gpt-4o-mini", MESSAGES, **options(case))
+    try:
+        async for piece in generator:
+            pieces.append(piece)
+    except Exception as caught:  # noqa: BLE001 - any error, to check that it is one of ours
+        exc = caught
+    verify(case, server, pieces=pieces, text="".join(pieces), exc=exc)
+    # The provider stays usable.
+    assert await AiChatOnline.create_async("gpt-4o-mini", MESSAGES) == REPLY
+
+
+@pytest.mark.parametrize("case", case_params(STREAM_CASES))
+def test_fault_create_completion(case: Case, server: LocalServer) -> None:
+    server.inject(*case.faults)
+    pieces: list[str] = []
+    exc: Exception | None = None
+    try:
+        for piece in AiChatOnline.create_completion("gpt-4o-mini", MESSAGES, **options(case)):
+            pieces.append(piece)
+    except Exception as caught:  # noqa: BLE001 - any error, to check that it is one of ours
+        exc = caught
+    verify(case, server, pieces=pieces, text="".join(pieces), exc=exc)
+
+
+# --------------------------------------------------------------------------- the other calls
+
+
+def test_create_completion_streams_and_joins(server: LocalServer) -> None:
+    pieces = list(AiChatOnline.create_completion("gpt-4o-mini", MESSAGES, stream=True))
+    assert pieces == pieces_for(PROMPT)
+    assert list(AiChatOnline.create_completion("", MESSAGES, stream=False)) == [REPLY]
+    # Options the service does not take are accepted and ignored.
+    assert "".join(AiChatOnline.create_completion("gpt-4o-mini", MESSAGES, temperature=0.2)) == (
+        REPLY
+    )
+
+
+def test_create_completion_inside_a_running_event_loop(server: LocalServer) -> None:
+    async def main() -> tuple[list[str], list[str]]:
+        streamed = list(AiChatOnline.create_completion("gpt-4o-mini", MESSAGES))
+        whole = list(AiChatOnline.create_completion("gpt-4o-mini", MESSAGES, stream=False))
+        return streamed, whole
+
+    streamed, whole = asyncio.run(main())
+    assert streamed == pieces_for(PROMPT)
+    assert whole == [REPLY]
+
+
+def test_create_completion_in_a_worker_thread_of_a_loop(server: LocalServer) -> None:
+    async def main() -> str:
+        return await anyio.to_thread.run_sync(
+            lambda: "".join(AiChatOnline.create_completion("gpt-4o-mini", MESSAGES))
+        )
+
+    assert anyio.run(main, backend="trio") == REPLY
+
+
+@pytest.mark.anyio
+async def test_create_async(server: LocalServer, anyio_backend: str) -> None:
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}]
+    assert await AiChatOnline.create_async("gpt-4o-mini", messages) == reply_for(
+        "System: S\nUser: Hi\nAssistant:"
+    )
+    assert server.chat_requests[0].json()["prompt"] == "System: S\nUser: Hi\nAssistant:"
+
+
+@pytest.mark.anyio
+async def test_unknown_model_and_bad_messages_send_nothing(
+    server: LocalServer, anyio_backend: str
+) -> None:
+    with pytest.raises(InvalidRequestError):
+        async for _ in AiChatOnline.create_async_generator("gpt-5", MESSAGES):
+            pass
+    with pytest.raises(InvalidRequestError):
+        await AiChatOnline.create_async("gpt-4o-mini", [])
+    with pytest.raises(InvalidRequestError):
+        list(AiChatOnline.create_completion("gpt-5", MESSAGES))
+    with pytest.raises(InvalidRequestError):
+        list(AiChatOnline.create_completion("gpt-4o-mini", [{"role": "user"}]))
+    assert server.requests == []
+
+
+@pytest.mark.anyio
+async def test_token_is_cached_per_base_url(server: LocalServer, anyio_backend: str) -> None:
+    assert await AiChatOnline.create_async("gpt-4o-mini", MESSAGES) == REPLY
+    assert set(AiChatOnline._tokens) == {server.base_url}
+    assert await AiChatOnline.create_async("gpt-4o-mini", MESSAGES) == REPLY
+    assert "".join(AiChatOnline.create_completion("gpt-4o-mini", MESSAGES)) == REPLY
+    assert server.tokens_issued == 1
+    # One round trip per chat once the token is known.
+    assert [r.path for r in server.requests].count("/aichatonline/api/chat/gpt") == 3
+    # An expired token is replaced, and the cache follows.
+    old = AiChatOnline._tokens[server.base_url]
+    server.expire_tokens()
+    assert await AiChatOnline.create_async("gpt-4o-mini", MESSAGES) == REPLY
+    assert AiChatOnline._tokens[server.base_url] != old
+    assert server.tokens_issued == 2
+
+
+@pytest.mark.anyio
+async def test_base_url_keyword_overrides_the_environment(
+    server: LocalServer, anyio_backend: str
+) -> None:
+    with LocalServer() as other:
+        text = await AiChatOnline.create_async("gpt-4o-mini", MESSAGES, base_url=other.base_url)
+        assert text == REPLY
+        assert len(other.chat_requests) == 1
+    assert server.requests == []
+
+
+@pytest.mark.anyio
+async def test_leaving_the_generator_early_closes_the_stream(
+    server: LocalServer, anyio_backend: str
+) -> None:
+    server.pieces, server.delay = 40, 0.05
+    generator = AiChatOnline.create_async_generator("gpt-4o-mini", MESSAGES)
+    async for _ in generator:
+        break
+    await generator.aclose()  # type: ignore[attr-defined]
+    assert await anyio.to_thread.run_sync(server.wait_for, lambda s: s.disconnects == 1, 5.0)
+
+
+def test_leaving_create_completion_early_closes_the_stream(server: LocalServer) -> None:
+    server.pieces, server.delay = 40, 0.05
+    completion = AiChatOnline.create_completion("gpt-4o-mini", MESSAGES)
+    next(completion)
+    completion.close()  # type: ignore[attr-defined]
+    assert server.wait_for(lambda s: s.disconnects == 1, 5.0)
