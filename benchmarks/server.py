@@ -1,0 +1,455 @@
+"""A fast loopback server for the benchmarks, run in its own process.
+
+Why not ``aichatonline.testing``? The bundled server is built to be faithful
+and scriptable (faults, recording, pacing): it writes and drains line by line,
+so it is slower than the clients it would be measuring. A benchmark server
+must never be the bottleneck, so this one does as little as possible per byte:
+
+- Bodies are precomputed. An answer of N pieces is one HTTP head, then up to
+  ``BLOCK_LINES`` NDJSON lines per HTTP chunk (the same precomputed chunk
+  repeated), then the last chunk. Each chunk is one ``transport.write``.
+- One asyncio ``Protocol`` per connection, no task, no coroutine: requests are
+  parsed in ``data_received`` and answered from a write pump driven by flow
+  control (``pause_writing`` / ``resume_writing``), so a 1,000,000-piece
+  answer never sits whole in memory.
+- Keep-alive, backlog 8192 (the kernel caps it at ``net.core.somaxconn``),
+  the file-descriptor soft limit raised to the hard limit: 5,000 concurrent
+  connections are fine.
+
+Endpoints (PROTOCOL.md, plus an OpenAI-compatible one and a control surface):
+
+- ``GET /api/v1/user/getUniqueId?canvas=...`` -> ``{"code":200,"data":"<id>"}``
+- ``POST /aichatonline/api/chat/gpt`` (401 without a ``UniqueId`` header) ->
+  chunked NDJSON ``{"code":200,"data":{"message":"<30-byte piece>"}}`` lines.
+- ``POST /v1/chat/completions`` -> chunked SSE ``chat.completion.chunk``
+  events, then ``data: [DONE]``, for the openai SDK.
+- ``GET /_bench/config?pieces=N`` sets how many pieces every answer has (the
+  SDK sends what it sends, so the bench configures the server per scenario).
+- ``GET /_bench/stats`` -> request counters, the process's CPU seconds
+  (user + system), its RSS, and the peak number of open connections since the
+  previous ``stats`` call (which starts a new peak window).
+
+Run: ``python -m benchmarks.server [--port 0] [--pieces 1000]``. It prints
+``READY http://127.0.0.1:PORT`` and serves until its standard input closes
+(so it never outlives the bench that started it) or it gets SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs
+
+__all__ = [
+    "BLOCK_LINES",
+    "CHAT_PATH",
+    "PIECE_BYTES",
+    "TOKEN_PATH",
+    "ServerProcess",
+    "main",
+    "piece_text",
+    "raise_fd_limit",
+]
+
+#: Every piece is exactly this many bytes of ASCII text.
+PIECE_BYTES = 30
+#: NDJSON lines per HTTP chunk: ~64 KiB chunks, written in one call each.
+BLOCK_LINES = 1024
+TOKEN_PATH = "/api/v1/user/getUniqueId"
+CHAT_PATH = "/aichatonline/api/chat/gpt"
+OPENAI_PATH = "/v1/chat/completions"
+CONTROL_PREFIX = "/_bench/"
+#: Held chats are released after this many seconds without a new chat request.
+HOLD_IDLE = 0.5
+MAX_HEAD = 64 * 1024
+
+
+def piece_text(index: int) -> str:
+    """The ``index``-th piece of a block: 30 bytes, distinct within a block."""
+    return f"{index:06d} the quick brown fox jumps"[:PIECE_BYTES]
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _ndjson_line(text: str) -> bytes:
+    return b'{"code":200,"data":{"message":"%s"}}\n' % text.encode()
+
+
+def _sse_event(text: str | None) -> bytes:
+    # The shape of a real chat.completion.chunk, so the openai SDK parses it fully.
+    if text is None:
+        delta, finish = {}, "stop"
+    else:
+        delta, finish = {"content": text}, None
+    event = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "gpt-4o-mini",
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _Body:
+    """One answer's bytes as a few precomputed parts: head, a block repeated, the tail.
+
+    ``parts()`` hands them out in order; the block is the same object each
+    time, so an answer of any length costs one block of memory.
+    """
+
+    __slots__ = ("block", "count", "head", "tail")
+
+    def __init__(self, head: bytes, block: bytes, count: int, tail: bytes) -> None:
+        self.head, self.block, self.count, self.tail = head, block, count, tail
+
+    def parts(self) -> Iterator[bytes]:
+        if self.count == 0:
+            yield self.head + self.tail
+            return
+        # The head travels with the first block: one write for a small answer.
+        yield self.head + self.block
+        for _ in range(self.count - 1):
+            yield self.block
+        yield self.tail
+
+
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: %s\r\n"
+    b"Transfer-Encoding: chunked\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"\r\n"
+)
+
+
+def _make_body(pieces: int, kind: str) -> _Body:
+    """The precomputed answer of ``pieces`` pieces, NDJSON (``chat``) or SSE (``openai``)."""
+    encode = _ndjson_line if kind == "chat" else _sse_event
+    content_type = b"application/x-ndjson" if kind == "chat" else b"text/event-stream"
+    head = _STREAM_HEAD % content_type
+    block = _chunk(b"".join(encode(piece_text(i)) for i in range(BLOCK_LINES)))
+    full, rest = divmod(pieces, BLOCK_LINES)
+    last = b"".join(encode(piece_text(i)) for i in range(rest))
+    if kind == "openai":
+        last += _sse_event(None) + b"data: [DONE]\n\n"
+    tail = (_chunk(last) if last else b"") + b"0\r\n\r\n"
+    return _Body(head, block, full, tail)
+
+
+def _response(status: str, body: bytes, content_type: bytes = b"application/json") -> bytes:
+    return b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        status.encode(),
+        content_type,
+        len(body),
+        body,
+    )
+
+
+class _State:
+    """Everything the server counts, its configuration, and the held chats."""
+
+    def __init__(self, pieces: int) -> None:
+        self.pieces = pieces
+        self.hold = 0
+        self.held: list[tuple[_Connection, _Body]] = []
+        self.release_timer: asyncio.TimerHandle | None = None
+        self.bodies: dict[tuple[int, str], _Body] = {}
+        self.counts = {"token": 0, "chat": 0, "openai": 0, "unauthorized": 0, "other": 0}
+        self.open = 0
+        self.peak_open = 0
+        self.disconnects = 0
+        self.released_early = 0
+
+    def hold_or_start(self, conn: _Connection, body: _Body) -> None:
+        """Answer now, or (with ``hold``) once ``hold`` chats are waiting.
+
+        The barrier makes "N concurrent streams" mean N streams open at once.
+        Without it an instant server lets a client finish each stream before
+        the next one is sent, and the scenario would measure a queue instead.
+        A client that never has ``hold`` requests out at once is not
+        deadlocked: held chats are released after ``HOLD_IDLE`` seconds without
+        a new one (counted in ``released_early``; ``peak_open`` shows what
+        concurrency the client reached).
+        """
+        if self.hold <= 1:
+            conn.start(body)
+            return
+        conn.held = True
+        self.held.append((conn, body))
+        if self.release_timer is not None:
+            self.release_timer.cancel()
+            self.release_timer = None
+        if len(self.held) >= self.hold:
+            self.release()
+        else:
+            loop = asyncio.get_running_loop()
+            self.release_timer = loop.call_later(HOLD_IDLE, self.release, True)
+
+    def release(self, early: bool = False) -> None:
+        held, self.held = self.held, []
+        self.release_timer = None
+        if early:
+            self.released_early += len(held)
+        for conn, body in held:
+            conn.held = False
+            if conn.transport is not None and conn.start(body):
+                conn.serve()
+
+    def body(self, kind: str) -> _Body:
+        key = (self.pieces, kind)
+        body = self.bodies.get(key)
+        if body is None:
+            body = self.bodies[key] = _make_body(self.pieces, kind)
+        return body
+
+    def stats(self) -> dict[str, object]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        result = {
+            **self.counts,
+            "pieces": self.pieces,
+            "cpu": usage.ru_utime + usage.ru_stime,
+            "rss": rss,
+            "max_rss": usage.ru_maxrss * 1024,
+            "open": self.open,
+            "peak_open": self.peak_open,
+            "disconnects": self.disconnects,
+            "released_early": self.released_early,
+        }
+        self.peak_open = self.open  # a new peak window starts now
+        return result
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse requests, answer them in order."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.transport: asyncio.WriteTransport | None = None
+        self.buffer = bytearray()
+        self.parts: Iterator[bytes] | None = None  # the answer being written
+        self.paused = False
+        self.held = False
+        self.close_after = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        self.transport = transport
+        # Big writes, few pauses: the kernel's loopback buffers do the rest.
+        transport.set_write_buffer_limits(high=1 << 20, low=1 << 18)
+        state = self.state
+        state.open += 1
+        state.peak_open = max(state.peak_open, state.open)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.open -= 1
+        if self.parts is not None or self.held:
+            self.state.disconnects += 1
+        self.parts = None
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self._pump():
+            self.serve()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.serve()
+
+    def serve(self) -> None:
+        """Answer the requests in the buffer, in turn; pipelined ones wait for their turn."""
+        buffer = self.buffer
+        while self.parts is None and not self.held and self.transport is not None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD:
+                    self.transport.close()
+                return
+            head = bytes(buffer[:end]).decode("latin-1")
+            lines = head.split("\r\n")
+            method, target, _version = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0"))
+            if len(buffer) < end + 4 + length:
+                return  # the body is still on its way
+            del buffer[: end + 4 + length]
+            self.close_after = headers.get("connection", "").lower() == "close"
+            self._answer(method, target, headers)
+
+    def _answer(self, method: str, target: str, headers: dict[str, str]) -> None:
+        state = self.state
+        path, _, query = target.partition("?")
+        if method == "POST" and path == CHAT_PATH:
+            if not headers.get("uniqueid"):
+                state.counts["unauthorized"] += 1
+                self._send(_response("401 Unauthorized", b'{"code":401,"message":"no UniqueId"}'))
+                return
+            state.counts["chat"] += 1
+            state.hold_or_start(self, state.body("chat"))
+        elif method == "POST" and path == OPENAI_PATH:
+            state.counts["openai"] += 1
+            self.start(state.body("openai"))
+        elif method == "GET" and path == TOKEN_PATH:
+            state.counts["token"] += 1
+            token = b"bench-%d" % state.counts["token"]
+            self._send(_response("200 OK", b'{"code":200,"data":"%s"}' % token))
+        elif path.startswith(CONTROL_PREFIX):
+            self._control(path[len(CONTROL_PREFIX) :], query)
+        else:
+            state.counts["other"] += 1
+            self._send(_response("404 Not Found", b'{"code":404,"message":"not found"}'))
+
+    def _control(self, command: str, query: str) -> None:
+        state = self.state
+        if command == "config":
+            params = parse_qs(query)
+            if "pieces" in params:
+                state.pieces = max(0, int(params["pieces"][0]))
+                state.bodies.clear()
+            state.hold = int(params.get("hold", ["0"])[0])
+            payload: dict[str, object] = {"pieces": state.pieces, "hold": state.hold}
+        elif command == "stats":
+            payload = state.stats()
+        else:
+            self._send(_response("404 Not Found", b"{}"))
+            return
+        self._send(_response("200 OK", json.dumps(payload).encode()))
+
+    def _send(self, data: bytes) -> None:
+        self.start(_Body(data, b"", 0, b""))
+
+    def start(self, body: _Body) -> bool:
+        """Start writing ``body``; True if it is all written already."""
+        self.parts = body.parts()
+        return self._pump()
+
+    def _pump(self) -> bool:
+        """Write until the transport pushes back; True once the answer is all written."""
+        parts = self.parts
+        transport = self.transport
+        if parts is None or transport is None:
+            return False
+        for part in parts:
+            transport.write(part)
+            if self.paused:
+                return False  # resume_writing() calls back here
+        self.parts = None
+        if self.close_after:
+            transport.close()
+        return True
+
+
+def raise_fd_limit() -> None:
+    """Raise this process's open-files soft limit to the hard limit (5,000 streams need it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def _serve(host: str, port: int, pieces: int) -> None:
+    loop = asyncio.get_running_loop()
+    state = _State(pieces)
+    server = await loop.create_server(
+        lambda: _Connection(state), host, port, backlog=8192, reuse_address=True
+    )
+    bound = server.sockets[0].getsockname()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # The bench holds our stdin (a pipe) open; EOF means it is gone, so we go too.
+    stdin = sys.stdin.fileno()
+    if stat.S_ISFIFO(os.fstat(stdin).st_mode):
+        loop.add_reader(stdin, lambda: os.read(stdin, 4096) or stop.set())
+    print(f"READY http://{bound[0]}:{bound[1]}", flush=True)
+    async with server:
+        await stop.wait()
+
+
+class ServerProcess:
+    """This server in a child process, for the bench: ``with ServerProcess() as server``."""
+
+    def __init__(self, pieces: int = 1000, timeout: float = 30.0) -> None:
+        root = str(Path(__file__).resolve().parents[1])
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.server", "--pieces", str(pieces)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=root,
+        )
+        line = _readline(self.process, timeout)
+        if not line.startswith("READY "):
+            self.stop()
+            raise RuntimeError(f"the bench server did not start (it said {line!r})")
+        self.base_url = line.split()[1]
+
+    def stop(self) -> None:
+        """Close its stdin (it exits on EOF); kill it if it lingers."""
+        process = self.process
+        if process.poll() is None:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _readline(process: subprocess.Popen[str], timeout: float) -> str:
+    result: list[str] = []
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: result.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    return result[0] if result else ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve on ``--host``/``--port`` until stdin closes or a signal arrives."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--pieces", type=int, default=1000)
+    args = parser.parse_args(argv)
+    raise_fd_limit()
+    asyncio.run(_serve(args.host, args.port, args.pieces))
+
+
+if __name__ == "__main__":
+    main()

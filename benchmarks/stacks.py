@@ -1,0 +1,473 @@
+"""The client stacks under test: the SDK, and the reference ways of reading the same stream.
+
+Every stack turns one chat into an iterable of text pieces that the caller
+drains with the same loop (count the pieces, add up their lengths), so the
+figures differ only by what the stack does per piece. Sync stacks give an
+object with ``close()``; async stacks one with ``aclose()``.
+
+The SDK is driven only through its public API (``Client`` / ``AsyncClient``,
+``stream()``, ``get_token()``), with default settings, exactly as a user
+would. The references re-implement the protocol (PROTOCOL.md) in the usual
+way for their library; their headers and bodies match what the SDK sends, so
+no stack does less work on the wire than another.
+
+Imports of optional packages (aiohttp, openai, orjson, trio) happen inside the
+stack that needs them: a missing package skips that stack only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import socket
+import string
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from .server import CHAT_PATH, TOKEN_PATH
+
+__all__ = [
+    "ASYNC_STACKS",
+    "LABELS",
+    "PROMPT",
+    "SYNC_STACKS",
+    "AsyncStack",
+    "SyncStack",
+    "missing_packages",
+]
+
+PROMPT = "Hello"
+MODEL = "gpt-4o-mini"
+# The header set of PROTOCOL.md, section 2, as the SDK sends it by default.
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
+def browser_headers(base_url: str) -> dict[str, str]:
+    """The browser-like headers PROTOCOL.md prescribes (the SDK's default set)."""
+    return {
+        "User-Agent": USER_AGENT,
+        "Accept": "*/*",
+        "Accept-Language": "en-US,en;q=0.5",
+        "Referer": f"{base_url}/chatgpt/chat/",
+        "Origin": base_url,
+        "Sec-Fetch-Dest": "empty",
+        "Sec-Fetch-Mode": "cors",
+        "Sec-Fetch-Site": "same-origin",
+    }
+
+
+def random_string(length: int = 10) -> str:
+    """``get_random_string`` of the original provider."""
+    return "".join(random.choices(string.ascii_lowercase + string.digits, k=length))
+
+
+def chat_body() -> bytes:
+    """The chat request body: a fresh conversation id and the prompt."""
+    payload = {"conversationId": random_string(), "prompt": PROMPT}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def token_url(base_url: str) -> str:
+    return f"{base_url}{TOKEN_PATH}?canvas=-{random_string()}"
+
+
+def json_loads(name: str) -> Callable[[bytes], Any]:
+    """``json.loads`` (``"stdlib"``) or ``orjson.loads`` (``"orjson"``)."""
+    if name == "orjson":
+        import orjson
+
+        return orjson.loads  # type: ignore[no-any-return]
+    return json.loads
+
+
+# -- sync stacks ---------------------------------------------------------------
+
+
+class SyncStack:
+    """A blocking way of streaming one chat: ``warm()`` once, then ``stream()`` per chat."""
+
+    def __init__(self, base_url: str, parser: str) -> None:
+        self.base_url = base_url
+        self.parser = parser
+
+    def warm(self) -> None:
+        """Set up what a warm client has (connection, token); not timed."""
+
+    def stream(self) -> Any:
+        """One chat: an iterable of pieces with ``close()``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the stack's connections."""
+
+
+class _RawHTTP:
+    """The least a client can do: one keep-alive socket, HTTP/1.1 by hand.
+
+    Chunked bodies are de-chunked in a ``bytearray`` (deleting its front is
+    O(1) in CPython), so each received byte is copied a bounded number of times.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.host = parts.netloc
+        self.sock = socket.create_connection((parts.hostname, parts.port or 80))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+
+    def _fill(self) -> None:
+        data = self.sock.recv(262144)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buf += data
+
+    def send(self, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> None:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    def read_head(self) -> tuple[int, dict[str, str]]:
+        buf = self.buf
+        while (end := buf.find(b"\r\n\r\n")) < 0:
+            self._fill()
+        lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+        del buf[: end + 4]
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return int(lines[0].split(" ", 2)[1]), headers
+
+    def read_body(self, headers: dict[str, str]) -> bytes:
+        length = int(headers["content-length"])
+        while len(self.buf) < length:
+            self._fill()
+        body = bytes(self.buf[:length])
+        del self.buf[:length]
+        return body
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        buf = self.buf
+        while True:
+            while (end := buf.find(b"\r\n")) < 0:
+                self._fill()
+            size = int(buf[:end].split(b";", 1)[0], 16)
+            need = end + 2 + size + 2
+            while len(buf) < need:
+                self._fill()
+            if size == 0:  # no trailers from our server
+                del buf[:need]
+                return
+            data = bytes(buf[end + 2 : end + 2 + size])
+            del buf[:need]
+            yield data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RawSocket(SyncStack):
+    """Raw socket + split + ``json.loads`` (the stdlib floor) or ``orjson.loads``.
+
+    Like the original protocol, each chat fetches a token first (on the same
+    keep-alive socket): the floor does the work of one token + one chat.
+    """
+
+    def warm(self) -> None:
+        self.http = _RawHTTP(self.base_url)
+        self.headers = browser_headers(self.base_url)
+        self.loads = json_loads(self.parser)
+
+    def stream(self) -> Iterator[str]:
+        return self._pieces()
+
+    def _pieces(self) -> Iterator[str]:
+        http, loads = self.http, self.loads
+        http.send("GET", token_url(""), self.headers)  # origin-form target
+        status, headers = http.read_head()
+        token = loads(http.read_body(headers))["data"]
+        chat_headers = {**self.headers, "Content-Type": "application/json", "UniqueId": token}
+        http.send("POST", CHAT_PATH, chat_headers, chat_body())
+        status, headers = http.read_head()
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}")
+        # json.loads is fastest on str (bytes cost it an encoding sniff per call), so
+        # the stdlib floor decodes each block of whole lines once; orjson prefers bytes.
+        # Only whole lines are decoded, so a character split across reads is safe.
+        text = self.parser == "stdlib"
+        tail = b""
+        for data in http.iter_chunks():
+            end = data.rfind(b"\n")
+            if end < 0:
+                tail += data
+                continue
+            block = tail + data[:end] if tail else data[:end]
+            tail = data[end + 1 :]
+            for line in block.decode().split("\n") if text else block.split(b"\n"):
+                if line:
+                    yield loads(line)["data"]["message"]
+        if tail:
+            yield loads(tail)["data"]["message"]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class SdkSync(SyncStack):
+    """``aichatonline.Client.stream``, default settings, one warm client."""
+
+    def warm(self) -> None:
+        from aichatonline import Client
+
+        self.client = Client(base_url=self.base_url)
+        self.client.get_token()  # the token is cached; it also opens the connection
+
+    def stream(self) -> Any:
+        return self.client.stream(PROMPT)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _httpx_limits() -> Any:
+    import httpx
+
+    # The pool settings the SDK first shipped with (no connection cap, 100 kept alive).
+    return httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=30)
+
+
+class HttpxSync(SyncStack):
+    """``httpx.Client``: a bare POST with the SDK's headers, ``iter_lines`` + ``json.loads``."""
+
+    def warm(self) -> None:
+        import httpx
+
+        self.client = httpx.Client(limits=_httpx_limits())
+        headers = browser_headers(self.base_url)
+        token = self.client.get(token_url(self.base_url), headers=headers).json()["data"]
+        self.chat_headers = {**headers, "Content-Type": "application/json", "UniqueId": token}
+        self.url = f"{self.base_url}{CHAT_PATH}"
+
+    def stream(self) -> Iterator[str]:
+        return self._pieces()
+
+    def _pieces(self) -> Iterator[str]:
+        loads = json.loads
+        body = chat_body()
+        with self.client.stream("POST", self.url, headers=self.chat_headers, content=body) as r:
+            if r.status_code != 200:
+                raise RuntimeError(f"HTTP {r.status_code}")
+            for line in r.iter_lines():
+                if line:
+                    yield loads(line)["data"]["message"]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class OpenAISync(SyncStack):
+    """The openai SDK's streaming chat completions (SSE + pydantic chunk objects)."""
+
+    def warm(self) -> None:
+        from openai import OpenAI
+
+        self.client = OpenAI(base_url=f"{self.base_url}/v1", api_key="bench", max_retries=0)
+
+    def stream(self) -> Iterator[str]:
+        return self._pieces()
+
+    def _pieces(self) -> Iterator[str]:
+        messages: Any = [{"role": "user", "content": PROMPT}]
+        with self.client.chat.completions.create(
+            model=MODEL, messages=messages, stream=True
+        ) as chunks:
+            for chunk in chunks:
+                if chunk.choices:
+                    text = chunk.choices[0].delta.content
+                    if text:
+                        yield text
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# -- async stacks --------------------------------------------------------------
+
+
+class AsyncStack:
+    """An async way of streaming one chat: ``await warm()`` once, ``stream()`` per chat."""
+
+    #: The event loops the stack runs on.
+    backends: tuple[str, ...] = ("asyncio", "trio")
+
+    def __init__(self, base_url: str, parser: str) -> None:
+        self.base_url = base_url
+        self.parser = parser
+
+    async def warm(self) -> None:
+        """Set up what a warm client has (connection, token); not timed."""
+
+    def stream(self) -> Any:
+        """One chat: an async iterable of pieces with ``aclose()``."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release the stack's connections."""
+
+
+class SdkAsync(AsyncStack):
+    """``aichatonline.AsyncClient.stream``, default settings, one warm client."""
+
+    async def warm(self) -> None:
+        from aichatonline import AsyncClient
+
+        self.client = AsyncClient(base_url=self.base_url)
+        await self.client.get_token()
+
+    def stream(self) -> Any:
+        return self.client.stream(PROMPT)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class HttpxAsync(AsyncStack):
+    """``httpx.AsyncClient``: a bare POST, ``aiter_lines`` + ``json.loads``.
+
+    Its pool has no connection cap (the limits the SDK first shipped with), so
+    concurrent streams do not fail on httpx's default limit of 100.
+    """
+
+    def limits(self) -> Any:
+        return _httpx_limits()
+
+    async def warm(self) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(limits=self.limits(), timeout=httpx.Timeout(300.0))
+        headers = browser_headers(self.base_url)
+        reply = await self.client.get(token_url(self.base_url), headers=headers)
+        token = reply.json()["data"]
+        self.chat_headers = {**headers, "Content-Type": "application/json", "UniqueId": token}
+        self.url = f"{self.base_url}{CHAT_PATH}"
+
+    def stream(self) -> AsyncIterator[str]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[str]:
+        loads = json.loads
+        body = chat_body()
+        async with self.client.stream(
+            "POST", self.url, headers=self.chat_headers, content=body
+        ) as r:
+            if r.status_code != 200:
+                raise RuntimeError(f"HTTP {r.status_code}")
+            async for line in r.aiter_lines():
+                if line:
+                    yield loads(line)["data"]["message"]
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class HttpxNaive(HttpxAsync):
+    """A naive ``httpx.AsyncClient`` for many streams: only the limits raised.
+
+    ``max_connections=None, max_keepalive_connections=None`` is what a user
+    does after hitting ``PoolTimeout`` at 101 streams: no cap, and every
+    connection kept alive.
+    """
+
+    def limits(self) -> Any:
+        import httpx
+
+        return httpx.Limits(max_connections=None, max_keepalive_connections=None)
+
+
+class OriginalAiohttp(AsyncStack):
+    """The original provider's way: aiohttp, a new session and a new token per call.
+
+    As in the seed's ``create_async_generator``: browser headers on a fresh
+    ``ClientSession``, ``grab_token`` (GET, ``raise_for_status``, ``.json()``),
+    then the POST with ``json=data`` and ``async for chunk in response.content``
+    (one line per iteration) through ``json.loads``, skipping what fails.
+    """
+
+    backends = ("asyncio",)
+
+    async def warm(self) -> None:
+        import aiohttp
+
+        self.aiohttp = aiohttp
+        self.headers = {
+            **browser_headers(self.base_url),
+            "Accept-Encoding": "gzip, deflate, br",
+            "Content-Type": "application/json",
+            "Connection": "keep-alive",
+            "TE": "trailers",
+        }
+
+    def stream(self) -> AsyncIterator[str]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[str]:
+        async with self.aiohttp.ClientSession(headers=self.headers) as session:
+            data = {"conversationId": random_string(), "prompt": PROMPT}
+            headers = dict(self.headers)
+            async with session.get(token_url(self.base_url), proxy=None) as response:
+                response.raise_for_status()
+                headers["UniqueId"] = (await response.json())["data"]
+            async with session.post(
+                f"{self.base_url}{CHAT_PATH}", headers=headers, json=data, proxy=None
+            ) as response:
+                response.raise_for_status()
+                async for chunk in response.content:
+                    try:
+                        text = json.loads(chunk)["data"]["message"]
+                    except Exception:  # the original's bare ``except: continue``
+                        continue
+                    yield text
+
+
+SYNC_STACKS: dict[str, type[SyncStack]] = {
+    "floor": RawSocket,
+    "sdk-sync": SdkSync,
+    "httpx-sync": HttpxSync,
+    "openai": OpenAISync,
+}
+ASYNC_STACKS: dict[str, type[AsyncStack]] = {
+    "sdk-async": SdkAsync,
+    "httpx-async": HttpxAsync,
+    "httpx-naive": HttpxNaive,
+    "original": OriginalAiohttp,
+}
+
+#: What each stack is, for the tables.
+LABELS = {
+    "floor": "raw socket + split + json.loads (stdlib floor)",
+    "floor-orjson": "raw socket + split + orjson",
+    "sdk-sync": "SDK Client.stream",
+    "sdk-async": "SDK AsyncClient.stream",
+    "httpx-sync": "httpx.Client iter_lines + json.loads",
+    "httpx-async": "httpx.AsyncClient aiter_lines + json.loads",
+    "httpx-naive": "naive httpx.AsyncClient (no limits) aiter_lines + json.loads",
+    "original": "original provider's way (aiohttp, session + token per call)",
+    "openai": "openai SDK streaming (SSE + pydantic chunks)",
+}
+
+#: The optional packages each stack needs.
+_NEEDS = {"original": ("aiohttp",), "openai": ("openai",)}
+
+
+def missing_packages(stack: str, parser: str = "stdlib", backend: str = "asyncio") -> list[str]:
+    """The packages ``stack`` needs that are not installed (empty: it can run)."""
+    needed = list(_NEEDS.get(stack, ()))
+    if parser == "orjson":
+        needed.append("orjson")
+    if backend == "trio":
+        needed.append("trio")
+    return [name for name in needed if importlib.util.find_spec(name) is None]

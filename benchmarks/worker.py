@@ -1,0 +1,570 @@
+"""One measurement in a fresh interpreter: ``python -m benchmarks.worker '<json spec>'``.
+
+The bench runs every measurement in its own process, so that
+
+- peak RSS (``ru_maxrss``, a high-water mark) belongs to that measurement alone;
+- the SDK can be measured without orjson: when the spec says ``"parser":
+  "stdlib"`` for an SDK stack, ``sys.modules["orjson"] = None`` is set before
+  anything is imported, which makes ``import orjson`` fail inside the SDK;
+- a crash, a hang or a leak in one stack cannot spoil another's figures.
+
+The worker drives the server's control endpoint itself: a short warm-up at a
+small size (first-call costs and connection set-up are not what is being
+measured), then the measured size, with the server's counters and CPU seconds
+read just before and just after the timed section. It prints one line,
+``RESULT {json}``, as its last line of output.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import http.client
+import io
+import json
+import os
+import pstats
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from .server import raise_fd_limit
+
+__all__ = ["main"]
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1024 * 1024
+
+
+def rss() -> int:
+    """The current resident set size in bytes (from ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE
+
+
+def peak_rss() -> int:
+    """The process's peak resident set size so far, in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (p99 of 200 values is the 198th smallest)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, -(-len(ordered) * pct // 100))  # ceil without float error
+    return ordered[int(rank) - 1]
+
+
+class Control:
+    """The server's control endpoint, over a fresh connection per call (never timed)."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+
+    def _get(self, target: str) -> dict[str, Any]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            conn.request("GET", target)
+            return json.loads(conn.getresponse().read())  # type: ignore[no-any-return]
+        finally:
+            conn.close()
+
+    def configure(self, pieces: int, hold: int = 0) -> None:
+        """Answers of ``pieces`` pieces; with ``hold``, chats wait until that many are open."""
+        self._get(f"/_bench/config?pieces={pieces}&hold={hold}")
+
+    def stats(self) -> dict[str, Any]:
+        return self._get("/_bench/stats")
+
+
+class _CProfile:
+    """Deterministic: every call counted (inflates small functions' costs)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.profile = cProfile.Profile()
+
+    def start(self) -> None:
+        self.profile.enable()
+
+    def stop(self) -> None:
+        self.profile.disable()
+
+    def mark(self) -> None:
+        pass
+
+    def report(self) -> str:
+        self.profile.dump_stats(self.path)
+        buffer = io.StringIO()
+        stats = pstats.Stats(self.profile, stream=buffer)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(30)
+        return buffer.getvalue()
+
+
+class _Pyinstrument:
+    """Sampling: the call tree with little distortion."""
+
+    def __init__(self, path: str) -> None:
+        from pyinstrument import Profiler
+
+        self.path = path
+        self.profiler = Profiler(interval=0.0005, async_mode="disabled")
+
+    def start(self) -> None:
+        self.profiler.start()
+
+    def stop(self) -> None:
+        self.profiler.stop()
+
+    def mark(self) -> None:
+        pass
+
+    def report(self) -> str:
+        text: str = self.profiler.output_text(unicode=False, color=False, show_all=False)
+        with open(self.path, "w") as out:
+            out.write(text)
+        return text
+
+
+class _Tracemalloc:
+    """Memory: who holds the Python heap near its peak, and the traced peak.
+
+    ``mark()`` is called at moments of interest (each stream's first piece);
+    a snapshot is taken whenever the traced heap has grown 10% past the
+    largest one snapshotted, so the snapshot kept is one near the peak.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.snapshot: Any = None
+        self.at = 0
+
+    def start(self) -> None:
+        import tracemalloc
+
+        tracemalloc.start(1)
+
+    def mark(self) -> None:
+        import tracemalloc
+
+        current = tracemalloc.get_traced_memory()[0]
+        if current > self.at * 1.1:
+            self.snapshot = tracemalloc.take_snapshot()
+            self.at = tracemalloc.get_traced_memory()[0]
+
+    def stop(self) -> None:
+        import tracemalloc
+
+        self.mark()
+        self.peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+
+    def report(self) -> str:
+        lines = [
+            f"traced Python heap: {self.at / MIB:.1f} MiB at the snapshot, "
+            f"peak {self.peak / MIB:.1f} MiB",
+        ]
+        for stat in self.snapshot.statistics("lineno")[:25]:
+            where = f"{stat.traceback[0].filename}:{stat.traceback[0].lineno}"
+            lines.append(f"{stat.size / MIB:8.2f} MiB {stat.count:>9,} blocks  {where}")
+        text = "\n".join(lines)
+        with open(self.path, "w") as out:
+            out.write(text)
+        return text
+
+
+_PROFILERS = {"cprofile": _CProfile, "pyinstrument": _Pyinstrument, "tracemalloc": _Tracemalloc}
+
+
+class Section:
+    """The timed section: wall time, server counters and CPU, optional profile."""
+
+    def __init__(self, control: Control, spec: dict[str, Any]) -> None:
+        self.control = control
+        path: str | None = spec.get("profile")
+        self.profiler: Any = None
+        if path:
+            self.profiler = _PROFILERS[spec.get("profiler", "cprofile")](path)
+        self.seconds = 0.0
+
+    def __enter__(self) -> Section:
+        self.before = self.control.stats()
+        if self.profiler is not None:
+            self.profiler.start()
+        self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
+        return self
+
+    def mark(self) -> None:
+        """A moment of interest for a memory profile (a stream's first piece)."""
+        if self.profiler is not None:
+            self.profiler.mark()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+        self.cpu = time.process_time() - self.cpu_start
+        if self.profiler is not None:
+            self.profiler.stop()
+        self.after = self.control.stats()
+
+    def result(self) -> dict[str, Any]:
+        before, after = self.before, self.after
+        out: dict[str, Any] = {
+            "seconds": self.seconds,
+            "client_cpu": self.cpu,
+            "server_cpu": after["cpu"] - before["cpu"],
+            "server_peak_open": after["peak_open"],
+            "requests": {
+                key: after[key] - before[key]
+                for key in ("token", "chat", "openai", "unauthorized", "other")
+            },
+            "server_disconnects": after["disconnects"] - before["disconnects"],
+            "server_released_early": after["released_early"] - before["released_early"],
+        }
+        if self.profiler is not None:
+            out["profile"] = self.profiler.report()
+        return out
+
+
+# -- draining a stream, the same loop for every stack ------------------------------
+
+
+def drain(stream: Any) -> tuple[int, int]:
+    """All pieces of a sync stream: (count, characters). Closes the stream."""
+    count = chars = 0
+    try:
+        for piece in stream:
+            count += 1
+            chars += len(piece)
+    finally:
+        stream.close()
+    return count, chars
+
+
+def first_then_drain(stream: Any, start: float) -> tuple[float, int, int]:
+    """Seconds from ``start`` to the first piece, then all the rest: (first, count, chars)."""
+    try:
+        pieces = iter(stream)
+        piece = next(pieces)
+        first = time.perf_counter() - start
+        count, chars = 1, len(piece)
+        for piece in pieces:
+            count += 1
+            chars += len(piece)
+    finally:
+        stream.close()
+    return first, count, chars
+
+
+def drain_sampled(stream: Any, every: int) -> tuple[int, int, list[int]]:
+    """All pieces, sampling RSS every ``every`` pieces: (count, chars, samples)."""
+    count = chars = 0
+    mark = every
+    samples = []
+    try:
+        for piece in stream:
+            count += 1
+            chars += len(piece)
+            if count == mark:
+                samples.append(rss())
+                mark += every
+    finally:
+        stream.close()
+    return count, chars, samples
+
+
+async def adrain(stream: Any) -> tuple[int, int]:
+    count = chars = 0
+    try:
+        async for piece in stream:
+            count += 1
+            chars += len(piece)
+    finally:
+        await stream.aclose()
+    return count, chars
+
+
+async def afirst_then_drain(
+    stream: Any, start: float, on_first: Callable[[], None] | None = None
+) -> tuple[float, int, int]:
+    try:
+        pieces = stream.__aiter__()
+        piece = await pieces.__anext__()
+        first = time.perf_counter() - start
+        if on_first is not None:
+            on_first()
+        count, chars = 1, len(piece)
+        async for piece in pieces:
+            count += 1
+            chars += len(piece)
+    finally:
+        await stream.aclose()
+    return first, count, chars
+
+
+async def adrain_sampled(stream: Any, every: int) -> tuple[int, int, list[int]]:
+    count = chars = 0
+    mark = every
+    samples = []
+    try:
+        async for piece in stream:
+            count += 1
+            chars += len(piece)
+            if count == mark:
+                samples.append(rss())
+                mark += every
+    finally:
+        await stream.aclose()
+    return count, chars, samples
+
+
+def _check(count: int, chars: int, pieces: int, piece_bytes: int) -> str | None:
+    if count != pieces or chars != pieces * piece_bytes:
+        return f"got {count} pieces / {chars} chars, expected {pieces} / {pieces * piece_bytes}"
+    return None
+
+
+# -- the scenarios, as run inside the worker -----------------------------------------
+
+
+def _stack(spec: dict[str, Any]) -> tuple[Any, bool]:
+    from .stacks import ASYNC_STACKS, SYNC_STACKS
+
+    name, base, parser = spec["stack"], spec["base_url"], spec.get("parser", "stdlib")
+    if name in SYNC_STACKS:
+        return SYNC_STACKS[name](base, parser), False
+    return ASYNC_STACKS[name](base, parser), True
+
+
+def _run_async(spec: dict[str, Any], main: Callable[[], Any]) -> Any:
+    import anyio
+
+    return anyio.run(main, backend=spec.get("backend") or "asyncio")
+
+
+def throughput(spec: dict[str, Any]) -> dict[str, Any]:
+    """One stream of ``pieces`` pieces: seconds and pieces per second."""
+    from .server import PIECE_BYTES
+
+    control = Control(spec["base_url"])
+    stack, is_async = _stack(spec)
+    pieces = spec["pieces"]
+    section = Section(control, spec)
+    if not is_async:
+        stack.warm()
+        control.configure(spec["warm_pieces"])
+        drain(stack.stream())
+        control.configure(pieces)
+        with section:
+            count, chars = drain(stack.stream())
+        stack.close()
+    else:
+
+        async def main() -> tuple[int, int]:
+            await stack.warm()
+            control.configure(spec["warm_pieces"])
+            await adrain(stack.stream())
+            control.configure(pieces)
+            with section:
+                result = await adrain(stack.stream())
+            await stack.aclose()
+            return result
+
+        count, chars = _run_async(spec, main)
+    out = section.result()
+    out.update(
+        rate=count / section.seconds, pieces=count, error=_check(count, chars, pieces, PIECE_BYTES)
+    )
+    return out
+
+
+def latency(spec: dict[str, Any]) -> dict[str, Any]:
+    """``calls`` sequential one-piece chats on a warm stack: first-piece p50 / p99."""
+    control = Control(spec["base_url"])
+    stack, is_async = _stack(spec)
+    calls, warmup = spec["calls"], spec["warmup"]
+    section = Section(control, spec)
+    firsts: list[float] = []
+    control.configure(1)
+    if not is_async:
+        stack.warm()
+        for _ in range(warmup):
+            drain(stack.stream())
+        with section:
+            for _ in range(calls):
+                start = time.perf_counter()
+                firsts.append(first_then_drain(stack.stream(), start)[0])
+        stack.close()
+    else:
+
+        async def main() -> None:
+            await stack.warm()
+            for _ in range(warmup):
+                await adrain(stack.stream())
+            with section:
+                for _ in range(calls):
+                    start = time.perf_counter()
+                    firsts.append((await afirst_then_drain(stack.stream(), start))[0])
+            await stack.aclose()
+
+        _run_async(spec, main)
+    out = section.result()
+    requests = out["requests"]
+    out.update(
+        p50=percentile(firsts, 50),
+        p99=percentile(firsts, 99),
+        calls=calls,
+        requests_per_chat=(requests["token"] + requests["chat"] + requests["openai"]) / calls,
+        error=None if len(firsts) == calls else f"{len(firsts)} of {calls} calls",
+    )
+    return out
+
+
+def concurrency(spec: dict[str, Any]) -> dict[str, Any]:
+    """``streams`` concurrent streams of ``pieces`` pieces on one client (or the stack's way)."""
+    import anyio
+
+    from .server import PIECE_BYTES
+
+    control = Control(spec["base_url"])
+    stack, _ = _stack(spec)
+    streams, pieces, cap = spec["streams"], spec["pieces"], spec["cap"]
+    section = Section(control, spec)
+    firsts: list[float] = []
+    errors: list[str] = []
+    done = 0
+
+    async def one(start: float) -> None:
+        nonlocal done
+        try:
+            # First-piece time from the moment the batch started, not from the task's own start.
+            first, count, chars = await afirst_then_drain(stack.stream(), start, section.mark)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            return
+        problem = _check(count, chars, pieces, PIECE_BYTES)
+        if problem:
+            errors.append(problem)
+            return
+        firsts.append(first)
+        done += 1
+
+    rss_before = 0
+
+    async def main() -> bool:
+        nonlocal rss_before
+        await stack.warm()
+        control.configure(spec["warm_pieces"])
+        await adrain(stack.stream())
+        rss_before = rss()  # imports, the client and one warm connection: not the streams
+        # The server holds the answers until all streams are open: N concurrent streams.
+        control.configure(pieces, hold=streams)
+        with section:
+            with anyio.move_on_after(cap) as scope:
+                start = time.perf_counter()
+                async with anyio.create_task_group() as group:
+                    for _ in range(streams):
+                        group.start_soon(one, start)
+        with anyio.move_on_after(30):
+            await stack.aclose()
+        return bool(scope.cancelled_caught)
+
+    timed_out = _run_async(spec, main)
+    out = section.result()
+    out.update(
+        streams=streams,
+        completed=done,
+        timed_out=timed_out,
+        errors=len(errors),
+        error_samples=sorted(set(errors))[:3],
+        rate=done * pieces / section.seconds,
+        first_p50=percentile(firsts, 50),
+        first_p99=percentile(firsts, 99),
+        rss_before=rss_before,
+        peak_rss=peak_rss(),
+        error=None,
+    )
+    return out
+
+
+def long_answer(spec: dict[str, Any]) -> dict[str, Any]:
+    """One stream of a very long answer: rate, RSS samples while streaming, peak RSS."""
+    from .server import PIECE_BYTES
+
+    control = Control(spec["base_url"])
+    stack, is_async = _stack(spec)
+    pieces, every = spec["pieces"], spec["sample_every"]
+    section = Section(control, spec)
+    if not is_async:
+        stack.warm()
+        control.configure(spec["warm_pieces"])
+        drain(stack.stream())
+        control.configure(pieces)
+        before = rss()
+        with section:
+            count, chars, samples = drain_sampled(stack.stream(), every)
+        stack.close()
+    else:
+
+        async def main() -> tuple[int, int, list[int], int]:
+            await stack.warm()
+            control.configure(spec["warm_pieces"])
+            await adrain(stack.stream())
+            control.configure(pieces)
+            before = rss()
+            with section:
+                result = await adrain_sampled(stack.stream(), every)
+            await stack.aclose()
+            return (*result, before)
+
+        count, chars, samples, before = _run_async(spec, main)
+    out = section.result()
+    out.update(
+        rate=count / section.seconds,
+        pieces=count,
+        text_bytes=chars,
+        rss_before=before,
+        rss_samples=samples,
+        peak_rss=peak_rss(),
+        error=_check(count, chars, pieces, PIECE_BYTES),
+    )
+    return out
+
+
+SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "throughput": throughput,
+    "latency": latency,
+    "concurrency": concurrency,
+    "long": long_answer,
+}
+
+
+def _json_parser_in_use() -> str:
+    """Which parser the SDK's decoder picked (best effort: a private name may move)."""
+    try:
+        from aichatonline._core.decoder import default_json_loads
+
+        return getattr(default_json_loads(), "__module__", "?") or "?"
+    except ImportError:
+        return "?"
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    if spec["stack"].startswith("sdk") and spec.get("parser") == "stdlib":
+        # Blocks the SDK's optional speed-up: ``import orjson`` now raises ImportError.
+        sys.modules["orjson"] = None  # type: ignore[assignment]
+    raise_fd_limit()
+    result = SCENARIOS[spec["scenario"]](spec)
+    if spec["stack"].startswith("sdk"):
+        result["sdk_parser"] = _json_parser_in_use()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
