@@ -10,7 +10,7 @@ How one streamed chat runs (``_run``)::
 
     token   = cached, or fetched once for all concurrent callers (retried)
     attempt = open the chat request --> for each body chunk:
-                  decoder.feed(chunk) -> pieces -> transcript.deliver -> caller
+                  decoder.feed(chunk) -> pieces -> transcript.accept -> caller
     on 401/403: drop the token, fetch a new one, send again (once)
     on a failure the policy retries: wait, send the same request again; the
               transcript skips the text the caller already has
@@ -43,7 +43,7 @@ from ._core import (
     token_request,
 )
 from ._exceptions import APIError, APITimeoutError, AuthenticationError, InvalidRequestError
-from ._pool import make_async_http_client, make_http_client
+from ._pool import async_sharded_pool, sharded_pool
 from ._retry import AsyncAttempts, Attempts
 from ._transport import AsyncTransport, SyncTransport
 from ._types import Messages
@@ -190,10 +190,10 @@ class Client(_BaseClient):
             max_line_bytes=max_line_bytes,
             http_client_given=http_client is not None,
         )
-        owns_http = http_client is None
         if http_client is None:
-            http_client = make_http_client(self.proxy)
-        self._transport = SyncTransport(http_client, self.timeout, owns_http=owns_http)
+            self._transport = SyncTransport.over_pool(sharded_pool(self.proxy), self.timeout)
+        else:
+            self._transport = SyncTransport(http_client, self.timeout)
         self._token_lock = threading.Lock()
 
     def stream(self, messages: Messages | str, *, conversation_id: str | None = None) -> Stream:
@@ -246,9 +246,14 @@ class Client(_BaseClient):
                 with self._transport.open(chat.request(token), deadline) as response:
                     decoder = self._decoder(token)
                     transcript.begin_attempt()
+                    record = transcript.recorder()
                     for chunk in self._transport.iter_bytes(response, deadline):
-                        yield from transcript.deliver(decoder.feed(chunk))
-                    yield from transcript.deliver(decoder.finish())
+                        for piece in transcript.accept(decoder.feed(chunk)):
+                            record(piece)
+                            yield piece
+                    for piece in transcript.accept(decoder.finish()):
+                        record(piece)
+                        yield piece
                     transcript.end_attempt()
                 return
             except AuthenticationError:
@@ -326,10 +331,10 @@ class AsyncClient(_BaseClient):
             max_line_bytes=max_line_bytes,
             http_client_given=http_client is not None,
         )
-        owns_http = http_client is None
         if http_client is None:
-            http_client = make_async_http_client(self.proxy)
-        self._transport = AsyncTransport(http_client, self.timeout, owns_http=owns_http)
+            self._transport = AsyncTransport.over_pool(async_sharded_pool(self.proxy), self.timeout)
+        else:
+            self._transport = AsyncTransport(http_client, self.timeout)
         self._token_lock = anyio.Lock()
 
     def stream(
@@ -390,10 +395,13 @@ class AsyncClient(_BaseClient):
                 async with self._transport.open(chat.request(token), deadline) as response:
                     decoder = self._decoder(token)
                     transcript.begin_attempt()
+                    record = transcript.recorder()
                     async for chunk in self._transport.iter_bytes(response, deadline):
-                        for piece in transcript.deliver(decoder.feed(chunk)):
+                        for piece in transcript.accept(decoder.feed(chunk)):
+                            record(piece)
                             yield piece
-                    for piece in transcript.deliver(decoder.finish()):
+                    for piece in transcript.accept(decoder.finish()):
+                        record(piece)
                         yield piece
                     transcript.end_attempt()
                 return

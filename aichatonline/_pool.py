@@ -14,10 +14,10 @@ request, which keeps sequential calls on shard 0 and its warm connection.
 Shards beyond the first few are closed once their last stream ends. All
 shards share one SSL context (making one per shard costs megabytes).
 
-:func:`make_http_client` and :func:`make_async_http_client` build the httpx
-clients the SDK uses when the caller brings none: no cap on connections (a
-cap would queue streams behind each other), the proxy resolved once for the
-base URL, and these transports.
+:func:`sharded_pool` and :func:`async_sharded_pool` build the pools the SDK
+uses when the caller brings no httpx client: no cap on connections (a cap
+would queue streams behind each other), and the proxy resolved once for the
+base URL.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import httpx
 __all__ = [
     "AsyncShardedTransport",
     "ShardedTransport",
-    "make_async_http_client",
-    "make_http_client",
+    "async_sharded_pool",
+    "sharded_pool",
 ]
 
 SHARD_SIZE = 32
@@ -226,21 +226,21 @@ class _AsyncRelease(httpx.AsyncByteStream):
                 await release()
 
 
-def make_http_client(proxy: str | None) -> httpx.Client:
-    """The ``httpx.Client`` the sync client uses when the caller brings none."""
+def sharded_pool(proxy: str | None) -> ShardedTransport:
+    """The pool the sync client uses when the caller brings no httpx client."""
     ssl_context = httpx.create_ssl_context()
 
     def make_pool() -> httpx.BaseTransport:
         return httpx.HTTPTransport(verify=ssl_context, limits=_limits(), proxy=proxy)
 
-    return httpx.Client(transport=ShardedTransport(make_pool))
+    return ShardedTransport(make_pool)
 
 
-def make_async_http_client(proxy: str | None) -> httpx.AsyncClient:
-    """The ``httpx.AsyncClient`` the async client uses when the caller brings none."""
+def async_sharded_pool(proxy: str | None) -> AsyncShardedTransport:
+    """The pool the async client uses when the caller brings no httpx client."""
     ssl_context = httpx.create_ssl_context()
 
     def make_pool() -> httpx.AsyncBaseTransport:
         return httpx.AsyncHTTPTransport(verify=ssl_context, limits=_limits(), proxy=proxy)
 
-    return httpx.AsyncClient(transport=AsyncShardedTransport(make_pool))
+    return AsyncShardedTransport(make_pool)

@@ -94,6 +94,7 @@ def build_headers(base_url: str, user_agent: str | None = None) -> dict[str, str
     return {
         "User-Agent": user_agent or BROWSER_USER_AGENT,
         "Accept": "*/*",
+        "Accept-Encoding": "gzip, deflate",
         "Accept-Language": "en-US,en;q=0.5",
         "Referer": f"{base_url}/chatgpt/chat/",
         "Origin": base_url,
