@@ -10,7 +10,7 @@ How one streamed chat runs (``_run``)::
 
     token   = cached, or fetched once for all concurrent callers (retried)
     attempt = open the chat request --> for each body chunk:
-                  decoder.feed(chunk) -> pieces -> transcript.accept -> caller
+                  decoder.feed(chunk) -> pieces -> transcript.deliver -> caller
     on 401/403: drop the token, fetch a new one, send again (once)
     on a failure the policy retries: wait, send the same request again; the
               transcript skips the text the caller already has
@@ -246,14 +246,9 @@ class Client(_BaseClient):
                 with self._transport.open(chat.request(token), deadline) as response:
                     decoder = self._decoder(token)
                     transcript.begin_attempt()
-                    record = transcript.recorder()
                     for chunk in self._transport.iter_bytes(response, deadline):
-                        for piece in transcript.accept(decoder.feed(chunk)):
-                            record(piece)
-                            yield piece
-                    for piece in transcript.accept(decoder.finish()):
-                        record(piece)
-                        yield piece
+                        yield from transcript.deliver(decoder.feed(chunk))
+                    yield from transcript.deliver(decoder.finish())
                     transcript.end_attempt()
                 return
             except AuthenticationError:
@@ -395,13 +390,10 @@ class AsyncClient(_BaseClient):
                 async with self._transport.open(chat.request(token), deadline) as response:
                     decoder = self._decoder(token)
                     transcript.begin_attempt()
-                    record = transcript.recorder()
                     async for chunk in self._transport.iter_bytes(response, deadline):
-                        for piece in transcript.accept(decoder.feed(chunk)):
-                            record(piece)
+                        for piece in transcript.deliver(decoder.feed(chunk)):
                             yield piece
-                    for piece in transcript.accept(decoder.finish()):
-                        record(piece)
+                    for piece in transcript.deliver(decoder.finish()):
                         yield piece
                     transcript.end_attempt()
                 return

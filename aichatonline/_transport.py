@@ -45,6 +45,23 @@ def _timeouts(timeout: Timeout, deadline: Deadline) -> httpx.Timeout:
     )
 
 
+def _stop_at_deadline(
+    deadline: Deadline, *limits: float | None
+) -> contextlib.AbstractContextManager[object]:
+    """A cancel scope ending at the deadline, unless the operations' own
+    timeouts (``limits``, one after the other) are sure to end them first.
+
+    Cancel scopes cost microseconds each; most waits do not need one.
+    """
+    left = deadline.remaining()
+    if left is None:
+        return contextlib.nullcontext()
+    bounded = [limit for limit in limits if limit is not None]
+    if len(bounded) == len(limits) and sum(bounded) < left:
+        return contextlib.nullcontext()
+    return anyio.fail_after(left)
+
+
 def _message(request: Request, timeouts: httpx.Timeout) -> httpx.Request:
     # Straight to the SDK's own pool, past httpx.Client's per-request work
     # (merging defaults, cookies, auth, redirects, hooks) that this protocol
@@ -260,8 +277,9 @@ class AsyncTransport:
     @asynccontextmanager
     async def open(self, request: Request, deadline: Deadline) -> AsyncIterator[httpx.Response]:
         """Send ``request``; yield the 2xx response with its body unread; close it after."""
+        limits = (self.timeout.pool, self.timeout.connect, self.timeout.write, self.timeout.read)
         try:
-            with anyio.fail_after(deadline.remaining()):
+            with _stop_at_deadline(deadline, *limits):
                 response = await self._send(request, deadline)
         except (*_FAILURES, TimeoutError) as exc:
             raise _translate(exc, deadline, f"{request.method} {request.url} failed") from exc
@@ -287,27 +305,22 @@ class AsyncTransport:
     ) -> AsyncGenerator[bytes, None]:
         """The body's chunks as they arrive; a broken body raises one of our errors."""
         chunks = response.aiter_bytes()
-        read = self.timeout.read
+        exhausted = False
         try:
             while True:
-                # Like the sync watchdog: only a read that could outlast the
-                # deadline needs a cancel scope; the read timeout ends the others.
-                left = deadline.remaining()
-                if left is not None and (read is None or left <= read):
-                    scope: contextlib.AbstractContextManager[object] = anyio.fail_after(left)
-                else:
-                    scope = contextlib.nullcontext()
-                with scope:
+                with _stop_at_deadline(deadline, self.timeout.read):
                     try:
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:
+                        exhausted = True
                         return
                 yield chunk
         except (*_FAILURES, TimeoutError) as exc:
             raise _translate(exc, deadline, "the stream broke") from exc
         finally:
-            with anyio.CancelScope(shield=True):
-                await chunks.aclose()  # type: ignore[attr-defined]
+            if not exhausted:  # left early: close httpx's generator now, not at GC
+                with anyio.CancelScope(shield=True):
+                    await chunks.aclose()  # type: ignore[attr-defined]
 
     async def _read(self, response: httpx.Response, deadline: Deadline, limit: int) -> bytes:
         parts: list[bytes] = []

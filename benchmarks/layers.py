@@ -7,7 +7,7 @@ ever more of the SDK's layers:
 
 1. ``split + json.loads``   the floor's parsing loop, handing pieces out by a generator
 2. ``decoder.feed``         the SDK's ``StreamDecoder`` alone, in a generator
-3. ``+ Transcript``         the loop of ``Client._run``: every piece also goes
+3. ``+ Transcript.deliver`` the loop of ``Client._run``: every piece also goes
    through the transcript's generator (the text kept for resuming)
 
 and then through the whole client over loopback (``Client.stream`` on a bench
@@ -67,21 +67,16 @@ def decoder_only(chunks: Iterable[bytes], loads: Callable[[Any], Any]) -> Iterat
 
 
 def with_transcript(chunks: Iterable[bytes], loads: Callable[[Any], Any]) -> Iterator[str]:
-    """The loop of ``Client._run``: every feed's pieces through the ``Transcript``."""
+    """The loop of ``Client._run``: every feed's pieces through ``Transcript.deliver``."""
     from aichatonline import StreamDecoder
     from aichatonline._core import Transcript
 
     decoder = StreamDecoder(json_loads=loads)
     transcript = Transcript(resume=True)
     transcript.begin_attempt()
-    record = transcript.recorder()
     for chunk in chunks:
-        for piece in transcript.accept(decoder.feed(chunk)):
-            record(piece)
-            yield piece
-    for piece in transcript.accept(decoder.finish()):
-        record(piece)
-        yield piece
+        yield from transcript.deliver(decoder.feed(chunk))
+    yield from transcript.deliver(decoder.finish())
 
 
 async def _async_run_loop(
@@ -98,13 +93,10 @@ async def _async_run_loop(
     decoder = StreamDecoder(json_loads=loads)
     transcript = Transcript(resume=True)
     transcript.begin_attempt()
-    record = transcript.recorder()
     async for chunk in source():
-        for piece in transcript.accept(decoder.feed(chunk)):
-            record(piece)
+        for piece in transcript.deliver(decoder.feed(chunk)):
             yield piece
-    for piece in transcript.accept(decoder.finish()):
-        record(piece)
+    for piece in transcript.deliver(decoder.finish()):
         yield piece
 
 
@@ -233,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
             delta = ns - costs[base, name] if (base, name) in costs else 0.0
             cells.append(f"{ns:10.0f}{delta:+8.0f}")
         print(f"{label:<34}{''.join(cells)}   {base}")
-    print("decoder.feed: StreamDecoder alone; + transcript: Client._run's loop (Transcript);")
+    print("decoder.feed: StreamDecoder alone; + transcript: Client._run's loop")
+    print("(Transcript.deliver);")
     print("async: AsyncClient._run's loop, in memory. The floor decodes lines to str for")
     print("json.loads (faster than bytes) and passes bytes to orjson.")
 

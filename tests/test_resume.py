@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,19 +21,11 @@ from aichatonline._exceptions import (
 )
 
 
-def hand_out(transcript: Transcript, pieces: list[str]) -> Iterator[str]:
-    """What the clients do with one chunk's pieces: hand each out, recording it as it goes."""
-    record = transcript.recorder()
-    for piece in transcript.accept(pieces):
-        record(piece)
-        yield piece
-
-
 def deliver(transcript: Transcript, *calls: list[str]) -> list[str]:
-    """Hand out each call's pieces (one call per network chunk); return what came out."""
+    """Run ``deliver`` once per call (one call per network chunk); return what came out."""
     out: list[str] = []
     for pieces in calls:
-        out += hand_out(transcript, pieces)
+        out += transcript.deliver(pieces)
     return out
 
 
@@ -68,7 +58,7 @@ def test_records_the_delivered_text() -> None:
 def test_records_each_piece_as_it_goes_out() -> None:
     transcript = Transcript()
     transcript.begin_attempt()
-    pieces = hand_out(transcript, ["a", "b", "c"])
+    pieces = transcript.deliver(["a", "b", "c"])
     assert next(pieces) == "a"
     assert transcript.text == "a"  # b and c have not reached the caller
     assert next(pieces) == "b"
@@ -81,7 +71,7 @@ def test_reading_text_while_iterating_loses_nothing() -> None:
     transcript = Transcript()
     transcript.begin_attempt()
     seen = []
-    for piece in hand_out(transcript, ["a", "b", "c"]):
+    for piece in transcript.deliver(["a", "b", "c"]):
         seen.append(transcript.text)
         assert transcript.text.endswith(piece)
     assert seen == ["a", "ab", "abc"]
@@ -238,7 +228,7 @@ def test_any_replay_resumes_or_raises_with_the_delivered_text(
     out: list[str] = []
     error: StreamInterrupted | None = None
     try:
-        for piece in hand_out(transcript, replay):
+        for piece in transcript.deliver(replay):
             out.append(piece)
         transcript.end_attempt()
     except StreamInterrupted as exc:

@@ -5,7 +5,7 @@ Theory of operation
 A :class:`Transcript` sees every piece on its way to the caller and keeps the
 text delivered so far. When a stream drops, the client re-sends the same
 request (same ``conversationId`` and prompt) and feeds the new answer through
-:meth:`Transcript.accept` again:
+:meth:`Transcript.deliver` again:
 
 * ``resume=True`` (``stream()``): the new answer must start with the text
   already delivered. That prefix is skipped, piece by piece (a piece may end
@@ -26,7 +26,7 @@ gathered, so it costs about its own size in memory and ``text`` stays linear.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 
 from .._exceptions import APIConnectionError, APIError, StreamInterrupted
 
@@ -68,28 +68,22 @@ class Transcript:
         self._replay = text or None
         self._position = 0
 
-    def accept(self, pieces: list[str]) -> list[str]:
-        """The pieces of this attempt that the caller should get.
+    def deliver(self, pieces: list[str]) -> Iterator[str]:
+        """Yield the pieces the caller should get, recording each as it goes out.
 
-        On a resumed attempt the text the caller already has is cut away. The
-        caller's loop hands each piece out and passes it to the function from
-        :meth:`recorder` as it goes, so ``text`` is exactly what went out.
+        On a resumed attempt the text the caller already has is cut away.
         """
-        if len(self._tail) >= _FOLD_AT:
-            # One compact string instead of many small ones (~50 bytes each).
-            self._blocks.append("".join(self._tail))
-            self._tail.clear()
         if self._replay is not None:
-            return self._skip_replayed(pieces)
-        return pieces
-
-    def recorder(self) -> Callable[[str], None]:
-        """The function that records one piece as delivered.
-
-        It is a list's ``append``, called in the hot loop for every piece; the
-        list is only ever cleared in place, so the function stays valid.
-        """
-        return self._tail.append
+            pieces = self._skip_replayed(pieces)
+        tail = self._tail  # only ever cleared in place, never replaced
+        for piece in pieces:
+            tail.append(piece)
+            yield piece
+        if len(tail) >= _FOLD_AT:
+            # Before the next network read: one compact string instead of many
+            # small ones (~50 bytes each) while the stream waits.
+            self._blocks.append("".join(tail))
+            tail.clear()
 
     def end_attempt(self) -> None:
         """The attempt's answer ended normally."""
