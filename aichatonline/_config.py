@@ -9,6 +9,7 @@ credentials out of every log line, repr and error message.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import urllib.request
 
@@ -50,6 +51,12 @@ def resolve_proxy(proxy: str | None, base_url: str | None = None) -> str | None:
     if not sep or scheme.lower() not in _PROXY_SCHEMES or not rest.strip("/"):
         raise InvalidRequestError(
             f"proxy must be an http://, https:// or socks5:// URL, got {redact(proxy)!r}",
+            field="proxy",
+        )
+    if scheme.lower().startswith("socks") and importlib.util.find_spec("socksio") is None:
+        # Said now, not as an ImportError from deep inside the first request.
+        raise InvalidRequestError(
+            'a socks5:// proxy needs the socks extra: pip install "aichatonline[socks]"',
             field="proxy",
         )
     return proxy

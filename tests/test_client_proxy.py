@@ -14,6 +14,7 @@ from aichatonline import (
     APIStatusError,
     AsyncClient,
     Client,
+    InvalidRequestError,
 )
 from aichatonline.testing import Fault, ForwardProxy, LocalServer, reply_for
 from tests.helpers import (
@@ -213,3 +214,20 @@ def test_https_proxy_url_is_accepted() -> None:
     # No TLS proxy here to talk to: the URL is accepted and handed to httpx as given.
     with Client("http://127.0.0.1:1", proxy="https://127.0.0.1:3128") as client:
         assert client.proxy == "https://127.0.0.1:3128"
+
+
+def test_a_socks_proxy_without_socksio_is_a_clear_error_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without the socks extra, say so when the client is made, not as an
+    # ImportError from inside the first request.
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "socksio" else real_find_spec(name, *args),
+    )
+    with pytest.raises(InvalidRequestError, match=r"aichatonline\[socks\]"):
+        Client("http://127.0.0.1:9", proxy="socks5://127.0.0.1:1080")
