@@ -5,10 +5,12 @@ matrix through ``create_async_generator`` and ``create_completion``, and the tok
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, ClassVar
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import httpx
 import pytest
@@ -366,3 +368,42 @@ def test_leaving_create_completion_early_closes_the_stream(server: LocalServer) 
     next(completion)
     completion.close()  # type: ignore[attr-defined]
     assert server.wait_for(lambda s: s.disconnects == 1, 5.0)
+
+
+class _Counting(AsyncGeneratorProvider):
+    """A provider of the base class's own making: counts up, notes when it is closed."""
+
+    closed: ClassVar[list[bool]] = []
+
+    @classmethod
+    async def create_async_generator(  # type: ignore[override]
+        cls, model: str, messages: Any, proxy: str | None = None, **kwargs: Any
+    ) -> AsyncIterator[str]:
+        try:
+            for number in range(int(kwargs.get("count", 3))):
+                await anyio.lowlevel.checkpoint()
+                yield str(number)
+        finally:
+            cls.closed.append(True)
+
+
+def test_base_create_completion_drives_any_async_generator() -> None:
+    _Counting.closed.clear()
+    assert list(_Counting.create_completion("m", [], count=4)) == ["0", "1", "2", "3"]
+    assert list(_Counting.create_completion("m", [], stream=False, count=3)) == ["012"]
+    assert _Counting.closed == [True, True]
+
+
+def test_base_create_completion_works_inside_a_running_loop() -> None:
+    async def handler() -> list[str]:
+        return list(_Counting.create_completion("m", [], count=2))
+
+    assert asyncio.run(handler()) == ["0", "1"]
+
+
+def test_base_create_completion_closes_the_generator_on_early_exit() -> None:
+    _Counting.closed.clear()
+    pieces = _Counting.create_completion("m", [], count=1000)
+    assert next(pieces) == "0"
+    pieces.close()
+    assert _Counting.closed == [True]
