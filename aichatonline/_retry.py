@@ -18,13 +18,15 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import tenacity
 
 from ._core import Deadline, RetryPolicy
 from ._exceptions import APIError
+
+if TYPE_CHECKING:  # tenacity is imported at the first failure: most calls never fail
+    import tenacity
 
 __all__ = ["AsyncAttempts", "Attempts"]
 
@@ -34,9 +36,20 @@ logger = logging.getLogger("aichatonline")
 def _settings(policy: RetryPolicy, deadline: Deadline, what: str) -> dict[str, Any]:
     """The tenacity arguments both twins share."""
 
+    def retry(state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return exc is not None and policy.should_retry(exc)
+
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         return policy.delay(state.attempt_number, exc, random.random())
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number > policy.max_retries:
+            return True
+        # Stop, too, when the pause before the next attempt would reach the deadline.
+        left = deadline.remaining()
+        return left is not None and left <= state.upcoming_sleep
 
     def log(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -50,26 +63,7 @@ def _settings(policy: RetryPolicy, deadline: Deadline, what: str) -> dict[str, A
             policy.max_retries + 1,
         )
 
-    return {
-        "retry": tenacity.retry_if_exception(policy.should_retry),
-        "wait": wait,
-        "stop": tenacity.stop_any(
-            tenacity.stop_after_attempt(policy.max_retries + 1), _OutOfTime(deadline)
-        ),
-        "before_sleep": log,
-        "reraise": True,
-    }
-
-
-class _OutOfTime(tenacity.stop.stop_base):
-    """Stop when the pause before the next attempt would reach the call's deadline."""
-
-    def __init__(self, deadline: Deadline) -> None:
-        self._deadline = deadline
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        left = self._deadline.remaining()
-        return left is not None and left <= retry_state.upcoming_sleep
+    return {"retry": retry, "wait": wait, "stop": stop, "before_sleep": log, "reraise": True}
 
 
 class Attempts:
@@ -86,6 +80,8 @@ class Attempts:
 
     def wait(self, exc: APIError) -> bool:
         """Record a failed attempt. Sleep and return True to go again; False to give up."""
+        import tenacity
+
         if self._retrying is None or self._state is None:
             self._retrying = tenacity.Retrying(sleep=time.sleep, **_settings(*self._settings))
             self._retrying.begin()
@@ -116,6 +112,8 @@ class AsyncAttempts:
 
     async def wait(self, exc: APIError) -> bool:
         """Record a failed attempt. Sleep and return True to go again; False to give up."""
+        import tenacity
+
         if self._retrying is None or self._state is None:
             self._retrying = tenacity.AsyncRetrying(sleep=anyio.sleep, **_settings(*self._settings))
             self._retrying.begin()

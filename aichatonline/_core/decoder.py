@@ -31,6 +31,7 @@ count, and the pending error.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import reprlib
@@ -49,16 +50,19 @@ DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 
 JSONLoads = Callable[[bytes], Any]
 
-_orjson_loads: JSONLoads | None
-try:  # orjson is the optional ``speed`` extra: about twice the pieces per second.
-    from orjson import loads as _orjson_loads
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson_loads = None
 
-
+@functools.cache
 def default_json_loads() -> JSONLoads:
-    """The JSON parser the decoder uses: orjson when installed, else the stdlib."""
-    return _orjson_loads if _orjson_loads is not None else json.loads
+    """The JSON parser the decoder uses: orjson when installed, else the stdlib.
+
+    orjson is the optional ``speed`` extra; it is looked for at the first
+    decoder, not at import, to keep ``import aichatonline`` light.
+    """
+    try:
+        from orjson import loads
+    except ImportError:
+        return json.loads
+    return loads
 
 
 _STDLIB = json.JSONDecoder()
