@@ -19,8 +19,10 @@ How one streamed chat runs (``_run``)::
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from contextlib import aclosing, closing
 from types import TracebackType
 from typing import TypeVar
 
@@ -39,6 +41,8 @@ from ._core import (
     Transcript,
     build_headers,
     format_prompt,
+    is_header_text,
+    is_header_token,
     parse_token,
     token_request,
 )
@@ -73,9 +77,17 @@ class _BaseClient:
         user_agent: str | None,
         strict: bool,
         max_line_bytes: int,
-        http_client_given: bool,
+        http_client: object,
+        http_client_type: type,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
+        http_client_given = http_client is not None
+        if http_client_given and not isinstance(http_client, http_client_type):
+            raise InvalidRequestError(
+                f"http_client must be an {http_client_type.__module__}.{http_client_type.__name__}"
+                f", not {type(http_client).__name__}",
+                field="http_client",
+            )
         if proxy is not None and http_client_given:
             raise InvalidRequestError(
                 "pass either proxy= or http_client=, not both: "
@@ -91,8 +103,18 @@ class _BaseClient:
         if max_line_bytes < 1:
             raise InvalidRequestError("max_line_bytes must be positive", field="max_line_bytes")
         self.max_line_bytes = max_line_bytes
+        if user_agent is not None and not (
+            isinstance(user_agent, str) and is_header_text(user_agent)
+        ):
+            raise InvalidRequestError(
+                "user_agent must be a string of printable ASCII characters", field="user_agent"
+            )
         self._headers = build_headers(self.base_url, user_agent)
         self._token: str | None = None
+        # Single flight: how many fetches have finished, and how the last one failed,
+        # so that callers who waited for a failed fetch share its error.
+        self._fetches = 0
+        self._fetch_error: APIError | None = None
 
     @property
     def token(self) -> str | None:
@@ -105,8 +127,11 @@ class _BaseClient:
 
     @token.setter
     def token(self, value: str | None) -> None:
-        if value is not None and (not isinstance(value, str) or not value):
-            raise InvalidRequestError("token must be a non-empty string or None", field="token")
+        if value is not None and not (isinstance(value, str) and is_header_token(value)):
+            raise InvalidRequestError(
+                "token must be None or a non-empty string of visible ASCII characters",
+                field="token",
+            )
         self._token = value
 
     @property
@@ -118,12 +143,15 @@ class _BaseClient:
         """Validate the input (before any I/O) and fix what every attempt will send."""
         prompt = format_prompt(messages)
         if conversation_id is None:
-            return Chat(self.base_url, self._headers, prompt)
-        if not isinstance(conversation_id, str) or not conversation_id:
+            chat = Chat(self.base_url, self._headers, prompt)
+        elif isinstance(conversation_id, str) and conversation_id:
+            chat = Chat(self.base_url, self._headers, prompt, conversation_id)
+        else:
             raise InvalidRequestError(
                 "conversation_id must be a non-empty string", field="conversation_id"
             )
-        return Chat(self.base_url, self._headers, prompt, conversation_id)
+        chat.body  # noqa: B018 - built now, so text that cannot be encoded fails before I/O
+        return chat
 
     def _decoder(self, token: str) -> StreamDecoder:
         return StreamDecoder(
@@ -139,6 +167,19 @@ class _BaseClient:
         return APITimeoutError(
             f"waiting for the token: the call ran past its total timeout of {deadline.total:g}s"
         )
+
+    def _shared_fetch_error(self, fetches_seen: int) -> APIError | None:
+        """The error of the fetch a caller waited for, if one finished and failed meanwhile."""
+        failed = self._fetch_error
+        if self._fetches == fetches_seen or failed is None:
+            return None
+        error = copy.copy(failed)  # each caller raises its own object, cause kept
+        error.__cause__ = failed.__cause__
+        return error
+
+    def _fetched(self, token: str | None, error: APIError | None) -> None:
+        self._fetches += 1
+        self._token, self._fetch_error = token, error
 
     def __repr__(self) -> str:
         proxy = f", proxy={redact(self.proxy)!r}" if self.proxy else ""
@@ -188,7 +229,8 @@ class Client(_BaseClient):
             user_agent=user_agent,
             strict=strict,
             max_line_bytes=max_line_bytes,
-            http_client_given=http_client is not None,
+            http_client=http_client,
+            http_client_type=httpx.Client,
         )
         if http_client is None:
             self._transport = SyncTransport.over_pool(sharded_pool(self.proxy), self.timeout)
@@ -209,8 +251,9 @@ class Client(_BaseClient):
         """The whole answer to ``messages`` as one string (a dropped stream starts over)."""
         chat = self._chat(messages, conversation_id)
         transcript = Transcript(resume=False)
-        for _ in self._run(chat, transcript):
-            pass
+        with closing(self._run(chat, transcript)) as pieces:
+            for _ in pieces:
+                pass
         return transcript.text
 
     def get_token(self, *, refresh: bool = False) -> str:
@@ -241,23 +284,28 @@ class Client(_BaseClient):
         refreshed = False
         while True:
             token = None
+            sent = len(transcript.text)
             try:
                 token = self._token_for(deadline)
                 with self._transport.open(chat.request(token), deadline) as response:
                     decoder = self._decoder(token)
                     transcript.begin_attempt()
-                    for chunk in self._transport.iter_bytes(response, deadline):
-                        yield from transcript.deliver(decoder.feed(chunk))
+                    with closing(self._transport.iter_bytes(response, deadline)) as chunks:
+                        for chunk in chunks:
+                            yield from transcript.deliver(decoder.feed(chunk))
                     yield from transcript.deliver(decoder.finish())
                     transcript.end_attempt()
                 return
-            except AuthenticationError:
+            except AuthenticationError as exc:
                 if refreshed or token is None:
-                    raise
+                    error = transcript.failure(exc)
+                    raise error from error.__cause__
                 refreshed = True
                 self._forget_token(token)
             except APIError as exc:
                 error = transcript.failure(exc)
+                if len(transcript.text) > sent:  # progress: a fresh budget of retries
+                    attempts = Attempts(self.retry_policy, deadline, "the chat request")
                 # A failed token fetch was retried on its own already.
                 if token is None or not attempts.wait(exc):
                     raise error from error.__cause__
@@ -266,13 +314,24 @@ class Client(_BaseClient):
         token = self._token
         if token is not None:
             return token
-        left = deadline.cap(None)
-        if not self._token_lock.acquire(timeout=-1 if left is None else left):
+        fetches_seen = self._fetches
+        left = deadline.remaining()
+        wait = -1 if left is None else min(max(left, 0.0), threading.TIMEOUT_MAX)
+        if not self._token_lock.acquire(timeout=wait):
             raise self._lock_timeout(deadline)
         try:  # one fetch serves every thread that waited on the lock
-            if self._token is None:
-                self._token = self._fetch_token(deadline)
-            return self._token
+            if self._token is not None:
+                return self._token
+            shared = self._shared_fetch_error(fetches_seen)
+            if shared is not None:
+                raise shared
+            try:
+                token = self._fetch_token(deadline)
+            except APIError as exc:
+                self._fetched(None, exc)
+                raise
+            self._fetched(token, None)
+            return token
         finally:
             self._token_lock.release()
 
@@ -280,9 +339,8 @@ class Client(_BaseClient):
         attempts = Attempts(self.retry_policy, deadline, "the token fetch")
         while True:
             try:
-                return parse_token(
-                    self._transport.fetch(token_request(self.base_url, self._headers), deadline)
-                )
+                request = token_request(self.base_url, self._headers)
+                return parse_token(self._transport.fetch(request, deadline))
             except APIError as exc:
                 if not attempts.wait(exc):
                     raise
@@ -324,7 +382,8 @@ class AsyncClient(_BaseClient):
             user_agent=user_agent,
             strict=strict,
             max_line_bytes=max_line_bytes,
-            http_client_given=http_client is not None,
+            http_client=http_client,
+            http_client_type=httpx.AsyncClient,
         )
         if http_client is None:
             self._transport = AsyncTransport.over_pool(async_sharded_pool(self.proxy), self.timeout)
@@ -349,12 +408,9 @@ class AsyncClient(_BaseClient):
         """The whole answer to ``messages`` as one string (a dropped stream starts over)."""
         chat = self._chat(messages, conversation_id)
         transcript = Transcript(resume=False)
-        pieces = self._run(chat, transcript)
-        try:
+        async with aclosing(self._run(chat, transcript)) as pieces:
             async for _ in pieces:
                 pass
-        finally:
-            await pieces.aclose()
         return transcript.text
 
     async def get_token(self, *, refresh: bool = False) -> str:
@@ -385,25 +441,30 @@ class AsyncClient(_BaseClient):
         refreshed = False
         while True:
             token = None
+            sent = len(transcript.text)
             try:
                 token = await self._token_for(deadline)
                 async with self._transport.open(chat.request(token), deadline) as response:
                     decoder = self._decoder(token)
                     transcript.begin_attempt()
-                    async for chunk in self._transport.iter_bytes(response, deadline):
-                        for piece in transcript.deliver(decoder.feed(chunk)):
-                            yield piece
+                    async with aclosing(self._transport.iter_bytes(response, deadline)) as chunks:
+                        async for chunk in chunks:
+                            for piece in transcript.deliver(decoder.feed(chunk)):
+                                yield piece
                     for piece in transcript.deliver(decoder.finish()):
                         yield piece
                     transcript.end_attempt()
                 return
-            except AuthenticationError:
+            except AuthenticationError as exc:
                 if refreshed or token is None:
-                    raise
+                    error = transcript.failure(exc)
+                    raise error from error.__cause__
                 refreshed = True
                 self._forget_token(token)
             except APIError as exc:
                 error = transcript.failure(exc)
+                if len(transcript.text) > sent:  # progress: a fresh budget of retries
+                    attempts = AsyncAttempts(self.retry_policy, deadline, "the chat request")
                 # A failed token fetch was retried on its own already.
                 if token is None or not await attempts.wait(exc):
                     raise error from error.__cause__
@@ -412,15 +473,25 @@ class AsyncClient(_BaseClient):
         token = self._token
         if token is not None:
             return token
+        fetches_seen = self._fetches
         try:
             with anyio.fail_after(deadline.remaining()):
                 await self._token_lock.acquire()
         except TimeoutError:
             raise self._lock_timeout(deadline) from None
         try:  # one fetch serves every task that waited on the lock
-            if self._token is None:
-                self._token = await self._fetch_token(deadline)
-            return self._token
+            if self._token is not None:
+                return self._token
+            shared = self._shared_fetch_error(fetches_seen)
+            if shared is not None:
+                raise shared
+            try:
+                token = await self._fetch_token(deadline)
+            except APIError as exc:
+                self._fetched(None, exc)
+                raise
+            self._fetched(token, None)
+            return token
         finally:
             self._token_lock.release()
 
@@ -428,11 +499,8 @@ class AsyncClient(_BaseClient):
         attempts = AsyncAttempts(self.retry_policy, deadline, "the token fetch")
         while True:
             try:
-                return parse_token(
-                    await self._transport.fetch(
-                        token_request(self.base_url, self._headers), deadline
-                    )
-                )
+                request = token_request(self.base_url, self._headers)
+                return parse_token(await self._transport.fetch(request, deadline))
             except APIError as exc:
                 if not await attempts.wait(exc):
                     raise

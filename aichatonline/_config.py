@@ -3,8 +3,10 @@
 ``base_url``: the argument, then ``AICHATONLINE_BASE_URL``, then the real
 service. ``proxy``: the argument, then ``AICHATONLINE_PROXY``, then the
 standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus ``NO_PROXY``) for
-the base URL, as httpx reads them. :func:`redact` keeps tokens and proxy
-credentials out of every log line, repr and error message.
+the base URL, read by the standard library's ``urllib.request.getproxies``
+(which on macOS and Windows also sees the system's proxy settings).
+:func:`redact` keeps tokens and proxy credentials out of every log line,
+repr and error message.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import urllib.request
+
+import httpx
 
 from ._core import DEFAULT_BASE_URL, normalize_base_url, redact
 from ._exceptions import InvalidRequestError
@@ -34,8 +38,8 @@ def resolve_proxy(proxy: str | None, base_url: str | None = None) -> str | None:
     """The proxy URL to use for ``base_url``, if any (validated).
 
     The argument, then ``AICHATONLINE_PROXY``, then (for ``base_url``) the
-    standard variables as httpx reads them: ``HTTPS_PROXY``/``HTTP_PROXY``,
-    ``ALL_PROXY``, and ``NO_PROXY`` to bypass.
+    standard variables: ``HTTPS_PROXY``/``HTTP_PROXY``, ``ALL_PROXY``, and
+    ``NO_PROXY`` to bypass.
     """
     if proxy is None:
         proxy = os.environ.get(PROXY_ENV) or None
@@ -53,6 +57,13 @@ def resolve_proxy(proxy: str | None, base_url: str | None = None) -> str | None:
             f"proxy must be an http://, https:// or socks5:// URL, got {redact(proxy)!r}",
             field="proxy",
         )
+    try:
+        httpx.URL(proxy)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        # Not chained: httpx's message would repeat the URL, credentials and all.
+        raise InvalidRequestError(
+            f"proxy is not a valid URL: {redact(proxy)!r}", field="proxy"
+        ) from None
     if scheme.lower().startswith("socks") and importlib.util.find_spec("socksio") is None:
         # Said now, not as an ImportError from deep inside the first request.
         raise InvalidRequestError(

@@ -9,19 +9,21 @@ transport boundary and chained as ``__cause__``.
         ├── APIConnectionError        could not connect, or the connection broke
         │   └── APITimeoutError       a per-operation timeout or the whole-call bound ran out
         ├── APIStatusError            an HTTP status we cannot use; .status_code, .body (its start)
-        │   ├── AuthenticationError   401/403 on chat, still after one token refresh
+        │   ├── AuthenticationError   401/403 (on chat: still after one token refresh)
         │   ├── BlockedError          403 with a Cloudflare challenge page: bot protection said no
         │   ├── RateLimitError        429/402; .retry_after (seconds, or None)
         │   └── ServerError           5xx
         ├── ProtocolError             the service answered in a form we cannot read
         ├── ServiceError              an in-band error line in the stream; .code, .message
-        └── StreamInterrupted         the stream broke after text was delivered and could not be
-                                      resumed exactly; .partial is that text, __cause__ says why
+        └── StreamInterrupted         the call failed after text was delivered (and could not be
+                                      resumed exactly); .partial is that text, __cause__ says why
 
 Messages never contain the token or proxy credentials.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -42,6 +44,21 @@ __all__ = [
 
 class AiChatOnlineError(Exception):
     """Root of every error this SDK raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds by calling __init__ with ``args`` alone, which
+        # the keyword-only fields below would break: pickle and copy keep the
+        # message and every attribute instead.
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(
+    cls: type[AiChatOnlineError], args: tuple[Any, ...], state: dict[str, Any]
+) -> AiChatOnlineError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidRequestError(AiChatOnlineError, ValueError):
@@ -83,7 +100,7 @@ class APIStatusError(APIError):
 
 
 class AuthenticationError(APIStatusError):
-    """The service rejected the token (401/403), still after one refresh."""
+    """The service said 401/403: on chat, still after one token refresh."""
 
 
 class BlockedError(APIStatusError):
@@ -118,11 +135,11 @@ class ServiceError(APIError):
 
 
 class StreamInterrupted(APIError):
-    """A stream broke after text was delivered and could not be resumed exactly.
+    """The call failed after text was delivered, and could not be resumed exactly.
 
     ``partial`` is exactly the text already delivered to the caller (for
     ``complete()``, the text received so far); ``__cause__`` is the error that
-    ended the stream.
+    ended the stream (a dropped connection, a timeout, an in-band error...).
     """
 
     def __init__(self, message: str, *, partial: str) -> None:

@@ -22,10 +22,13 @@ base URL.
 
 from __future__ import annotations
 
+import functools
+import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
+import anyio.lowlevel
 import httpx
 
 __all__ = [
@@ -77,8 +80,8 @@ class _Shards(Generic[_Transport]):
     def release(self, shard: _Shard[_Transport]) -> bool:
         """Free a slot; True when the shard is now idle and surplus (and was dropped)."""
         shard.active -= 1
-        if shard.active or self._shards.index(shard) < _KEEP_SHARDS:
-            return False
+        if shard.active or shard not in self._shards[_KEEP_SHARDS:]:
+            return False  # busy, one of the first, or already dropped (the pool was closed)
         self._shards.remove(shard)
         return True
 
@@ -169,6 +172,7 @@ class AsyncShardedTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._shards = _Shards(make_pool, shard_size)
         # No lock: shards are only touched between awaits, on one event loop.
+        self._loop: object = None
 
     @property
     def active(self) -> int:
@@ -181,6 +185,13 @@ class AsyncShardedTransport(httpx.AsyncBaseTransport):
         return len(self._shards)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        loop = anyio.lowlevel.current_token().native_token  # the asyncio loop, or trio's token
+        if loop is not self._loop:
+            # Connections belong to the event loop that made them: on a new
+            # loop (a second asyncio.run, a test per loop) start afresh rather
+            # than fail with "Event loop is closed". The old ones go with it.
+            self._shards.drain()
+            self._loop = loop
         shard = self._shards.take()
         try:
             response = await shard.transport.handle_async_request(request)
@@ -226,21 +237,25 @@ class _AsyncRelease(httpx.AsyncByteStream):
                 await release()
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~25 ms: once a process, shared by every pool.
+    return httpx.create_ssl_context()
+
+
 def sharded_pool(proxy: str | None) -> ShardedTransport:
     """The pool the sync client uses when the caller brings no httpx client."""
-    ssl_context = httpx.create_ssl_context()
 
     def make_pool() -> httpx.BaseTransport:
-        return httpx.HTTPTransport(verify=ssl_context, limits=_limits(), proxy=proxy)
+        return httpx.HTTPTransport(verify=_ssl_context(), limits=_limits(), proxy=proxy)
 
     return ShardedTransport(make_pool)
 
 
 def async_sharded_pool(proxy: str | None) -> AsyncShardedTransport:
     """The pool the async client uses when the caller brings no httpx client."""
-    ssl_context = httpx.create_ssl_context()
 
     def make_pool() -> httpx.AsyncBaseTransport:
-        return httpx.AsyncHTTPTransport(verify=ssl_context, limits=_limits(), proxy=proxy)
+        return httpx.AsyncHTTPTransport(verify=_ssl_context(), limits=_limits(), proxy=proxy)
 
     return AsyncShardedTransport(make_pool)

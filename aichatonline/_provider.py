@@ -29,8 +29,10 @@ from ._core import (
     ERROR_BODY_LIMIT,
     SITE_URL,
     Deadline,
+    Outcome,
     RetryPolicy,
     build_headers,
+    classify,
     parse_token,
     status_error,
     token_request,
@@ -164,15 +166,24 @@ class AiChatOnline(AsyncGeneratorProvider, ProviderModelMixin):
         aiohttp; an httpx client takes its proxy when it is made, so passing
         one here with an httpx client is an error.
         """
+        if isinstance(session, httpx.AsyncClient):
+            if proxy is not None:
+                raise InvalidRequestError(
+                    "an httpx.AsyncClient takes its proxy when it is made: "
+                    "httpx.AsyncClient(proxy=...); pass proxy=None here",
+                    field="proxy",
+                )
+            # The SDK's own client around the caller's session: one transport.
+            client = AsyncClient(http_client=session, retry_policy=retry_policy)
+            return await client.get_token(refresh=True)
+        fetch = _aiohttp_fetcher(session, proxy)
         base_url = resolve_base_url(None)
-        fetch = _fetcher(session, proxy)
-        deadline = Deadline(None)
-        attempts = AsyncAttempts(retry_policy or RetryPolicy(), deadline, "the token fetch")
+        attempts = AsyncAttempts(retry_policy or RetryPolicy(), Deadline(None), "the token fetch")
         while True:
             request = token_request(base_url, build_headers(base_url))
             try:
                 status, headers, body = await fetch(request.url, dict(request.headers))
-                if not 200 <= status < 300:
+                if classify(status, headers, body) is not Outcome.OK:
                     raise status_error(status, headers, body)
                 return parse_token(body)
             except APIError as exc:
@@ -247,32 +258,8 @@ _Reply = tuple[int, Mapping[str, str], bytes]
 _Fetch = Callable[[str, dict[str, str]], Awaitable[_Reply]]
 
 
-def _fetcher(session: Any, proxy: str | None) -> _Fetch:
-    """A GET function over the caller's session, httpx or aiohttp (duck-typed)."""
-    if isinstance(session, httpx.AsyncClient):
-        if proxy is not None:
-            raise InvalidRequestError(
-                "an httpx.AsyncClient takes its proxy when it is made: "
-                "httpx.AsyncClient(proxy=...); pass proxy=None here",
-                field="proxy",
-            )
-
-        async def get_httpx(url: str, headers: dict[str, str]) -> _Reply:
-            try:
-                async with session.stream("GET", url, headers=headers) as response:
-                    body = b""
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) >= ERROR_BODY_LIMIT:
-                            break
-                    return response.status_code, response.headers, body
-            except httpx.TimeoutException as exc:
-                raise APITimeoutError(f"the token fetch timed out: {exc}") from exc
-            except httpx.HTTPError as exc:
-                raise APIConnectionError(f"the token fetch failed: {type(exc).__name__}") from exc
-
-        return get_httpx
-
+def _aiohttp_fetcher(session: Any, proxy: str | None) -> _Fetch:
+    """A GET function over the caller's aiohttp session (duck-typed: aiohttp is optional)."""
     if type(session).__module__.startswith("aiohttp"):
         import asyncio  # aiohttp runs on asyncio only
 

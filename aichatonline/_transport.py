@@ -9,12 +9,16 @@ For the pools the SDK makes itself (``_pool.py``) the request goes straight
 to the pool; a caller's own httpx client gets it through ``send`` so that
 its settings apply.
 
-The whole-call deadline is enforced here, where the waiting happens. Each
-request's httpx timeouts are capped by the time left. The async twin also
-wraps every wait in an anyio cancel scope ending at the deadline. The sync
-twin cannot cancel a blocking read, so near the deadline it arms a watchdog
-timer that shuts the socket down, which wakes the read; the error that
-follows is reported as the timeout it is.
+The whole-call deadline is enforced here, where the waiting happens. httpx's
+per-operation timeouts are capped by the time left at the moment each phase
+starts (``_CappedTimeouts``). The async twin also puts a cancel scope ending
+at the deadline around sending the request and receiving the response head,
+and around any read the read timeout would not end first. The sync twin
+cannot cancel a blocking read, so near the deadline it arms a watchdog timer
+that shuts the socket down, which wakes the read; the error that follows is
+reported as the timeout it is. (Before the response head arrives the sync
+twin has no socket to shut: a server trickling its head a byte at a time can
+hold a blocking call past the deadline by up to the read timeout per byte.)
 """
 
 from __future__ import annotations
@@ -31,54 +35,74 @@ import anyio
 import httpx
 
 from ._core import ERROR_BODY_LIMIT, Deadline, Request, Timeout, redact, status_error
-from ._exceptions import APIConnectionError, APIError, APITimeoutError, ProtocolError
+from ._exceptions import (
+    AiChatOnlineError,
+    APIConnectionError,
+    APITimeoutError,
+    InvalidRequestError,
+    ProtocolError,
+)
 
 __all__ = ["AsyncTransport", "SyncTransport"]
 
 
-def _timeouts(timeout: Timeout, deadline: Deadline) -> httpx.Timeout:
-    return httpx.Timeout(
-        connect=deadline.cap(timeout.connect),
-        read=deadline.cap(timeout.read),
-        write=deadline.cap(timeout.write),
-        pool=deadline.cap(timeout.pool),
-    )
+class _CappedTimeouts(dict[str, "float | None"]):
+    """httpx's per-request timeouts, each capped by the time left when it is read.
+
+    httpcore looks each one up as its phase begins (waiting for a connection,
+    connecting, writing, reading), so a long wait for a connection leaves the
+    later phases less time, never more.
+    """
+
+    def __init__(self, timeout: Timeout, deadline: Deadline) -> None:
+        super().__init__(
+            connect=timeout.connect, read=timeout.read, write=timeout.write, pool=timeout.pool
+        )
+        self._deadline = deadline
+
+    def get(self, key: str, default: float | None = None) -> float | None:  # type: ignore[override]
+        return self._deadline.cap(super().get(key, default))
+
+    def __getitem__(self, key: str) -> float | None:
+        return self._deadline.cap(super().__getitem__(key))
 
 
-def _stop_at_deadline(
-    deadline: Deadline, *limits: float | None
+def _cancel_at_deadline(
+    deadline: Deadline, limit: float | None
 ) -> contextlib.AbstractContextManager[object]:
-    """A cancel scope ending at the deadline, unless the operations' own
-    timeouts (``limits``, one after the other) are sure to end them first.
-
-    Cancel scopes cost microseconds each; most waits do not need one.
+    """A cancel scope ending at the deadline, unless the wait's own timeout
+    (``limit``) is sure to end it first: cancel scopes cost microseconds, and
+    most reads of a long answer do not need one.
     """
     left = deadline.remaining()
-    if left is None:
-        return contextlib.nullcontext()
-    bounded = [limit for limit in limits if limit is not None]
-    if len(bounded) == len(limits) and sum(bounded) < left:
+    if left is None or (limit is not None and limit < left):
         return contextlib.nullcontext()
     return anyio.fail_after(left)
 
 
-def _message(request: Request, timeouts: httpx.Timeout) -> httpx.Request:
+def _message(request: Request, timeouts: _CappedTimeouts, cookies: httpx.Cookies) -> httpx.Request:
     # Straight to the SDK's own pool, past httpx.Client's per-request work
-    # (merging defaults, cookies, auth, redirects, hooks) that this protocol
-    # never needs: about a quarter of a warm chat's time. httpx.Request still
-    # adds Host and Content-Length, and the response still decodes gzip.
-    return httpx.Request(
+    # (merging defaults, auth, redirects, hooks) that this protocol never
+    # needs: about a quarter of a warm chat's time. httpx.Request still adds
+    # Host and Content-Length, and the response still decodes gzip. Cookies
+    # are kept, as the original's browser-like session kept them.
+    message = httpx.Request(
         request.method,
         request.url,
         headers=request.headers,
         content=request.body,
-        extensions={"timeout": timeouts.as_dict()},
+        extensions={"timeout": timeouts},
     )
+    if cookies:
+        cookies.set_cookie_header(message)
+    return message
 
 
-def _translate(exc: Exception, deadline: Deadline, during: str) -> APIError:
+def _translate(
+    exc: Exception, deadline: Deadline, during: str, secrets: tuple[str, ...] = ()
+) -> AiChatOnlineError:
     """Our error for an httpx (or anyio timeout) failure ``during`` an operation."""
-    detail = redact(str(exc)) or type(exc).__name__
+    detail = redact(str(exc), *secrets) or type(exc).__name__
     if deadline.expired():
         return APITimeoutError(
             f"{during}: the call ran past its total timeout of {deadline.total:g}s ({detail})"
@@ -87,6 +111,9 @@ def _translate(exc: Exception, deadline: Deadline, during: str) -> APIError:
         return APITimeoutError(f"{during}: {type(exc).__name__}: {detail}")
     if isinstance(exc, httpx.DecodingError):
         return ProtocolError(f"{during}: the body could not be decoded: {detail}")
+    if isinstance(exc, (httpx.LocalProtocolError, httpx.UnsupportedProtocol)):
+        # Our request itself cannot be sent: trying again cannot help.
+        return InvalidRequestError(f"{during}: the request cannot be sent: {detail}")
     return APIConnectionError(f"{during}: {type(exc).__name__}: {detail}")
 
 
@@ -165,19 +192,20 @@ class SyncTransport:
         return transport
 
     def _send(self, request: Request, deadline: Deadline) -> httpx.Response:
-        timeouts = _timeouts(self.timeout, deadline)
+        if self.http.is_closed:
+            raise InvalidRequestError("the client is closed (its httpx client is closed)")
+        timeouts = _CappedTimeouts(self.timeout, deadline)
         if self._pool is None:  # the caller's client: its settings apply
             message = self.http.build_request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                content=request.body,
-                timeout=timeouts,
+                request.method, request.url, headers=request.headers, content=request.body
             )
+            message.extensions["timeout"] = timeouts
             return self.http.send(message, stream=True)
-        message = _message(request, timeouts)
+        message = _message(request, timeouts, self.http.cookies)
         response = self._pool.handle_request(message)
         response.request = message
+        if "set-cookie" in response.headers:
+            self.http.cookies.extract_cookies(response)
         return response
 
     @contextmanager
@@ -186,7 +214,8 @@ class SyncTransport:
         try:
             response = self._send(request, deadline)
         except _FAILURES as exc:
-            raise _translate(exc, deadline, f"{request.method} {request.url} failed") from exc
+            during = f"{request.method} {request.url} failed"
+            raise _translate(exc, deadline, during, request.secrets) from exc
         try:
             if not response.is_success:
                 body = self._read(response, deadline, ERROR_BODY_LIMIT)
@@ -259,30 +288,33 @@ class AsyncTransport:
         return transport
 
     async def _send(self, request: Request, deadline: Deadline) -> httpx.Response:
-        timeouts = _timeouts(self.timeout, deadline)
+        if self.http.is_closed:
+            raise InvalidRequestError("the client is closed (its httpx client is closed)")
+        timeouts = _CappedTimeouts(self.timeout, deadline)
         if self._pool is None:  # the caller's client: its settings apply
             message = self.http.build_request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                content=request.body,
-                timeout=timeouts,
+                request.method, request.url, headers=request.headers, content=request.body
             )
+            message.extensions["timeout"] = timeouts
             return await self.http.send(message, stream=True)
-        message = _message(request, timeouts)
+        message = _message(request, timeouts, self.http.cookies)
         response = await self._pool.handle_async_request(message)
         response.request = message
+        if "set-cookie" in response.headers:
+            self.http.cookies.extract_cookies(response)
         return response
 
     @asynccontextmanager
     async def open(self, request: Request, deadline: Deadline) -> AsyncIterator[httpx.Response]:
         """Send ``request``; yield the 2xx response with its body unread; close it after."""
-        limits = (self.timeout.pool, self.timeout.connect, self.timeout.write, self.timeout.read)
         try:
-            with _stop_at_deadline(deadline, *limits):
+            # Always a hard stop here: a server may trickle its response head,
+            # each byte within the read timeout.
+            with anyio.fail_after(deadline.remaining()):
                 response = await self._send(request, deadline)
         except (*_FAILURES, TimeoutError) as exc:
-            raise _translate(exc, deadline, f"{request.method} {request.url} failed") from exc
+            during = f"{request.method} {request.url} failed"
+            raise _translate(exc, deadline, during, request.secrets) from exc
         try:
             if not response.is_success:
                 body = await self._read(response, deadline, ERROR_BODY_LIMIT)
@@ -308,7 +340,7 @@ class AsyncTransport:
         exhausted = False
         try:
             while True:
-                with _stop_at_deadline(deadline, self.timeout.read):
+                with _cancel_at_deadline(deadline, self.timeout.read):
                     try:
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:

@@ -259,6 +259,15 @@ def _service(code: int, message: str) -> Callable[[BaseException], None]:
     return check
 
 
+def _interrupted_by_service(code: int, message: str) -> Callable[[BaseException], None]:
+    def check(exc: BaseException) -> None:
+        assert isinstance(exc, StreamInterrupted)
+        assert exc.__cause__ is not None
+        _service(code, message)(exc.__cause__)
+
+    return check
+
+
 def _connection_cause(exc: BaseException) -> None:
     assert isinstance(exc, APIConnectionError)
     # The httpx failure is chained, not raised.
@@ -341,11 +350,18 @@ STREAM_CASES: list[Case] = [
     ),
     Case(
         "drop-exhausted-mid-stream",
-        (Fault(drop_after=2), Fault(drop_after=4), Fault(drop_after=4)),
+        # The replays bring nothing new, so the retries run out.
+        (Fault(drop_after=2), Fault(drop_after=2), Fault(drop_after=2)),
         error=StreamInterrupted,
-        delivered=4,
+        delivered=2,
         chat_requests=3,
         check=_interrupted_by(APIConnectionError),
+    ),
+    Case(
+        "drops-with-progress-keep-going",
+        # Each attempt gets further: progress earns a fresh budget of retries.
+        (Fault(drop_after=2), Fault(drop_after=4), Fault(drop_after=6)),
+        chat_requests=4,
     ),
     Case(
         "drop-max-retries-0",
@@ -391,9 +407,9 @@ STREAM_CASES: list[Case] = [
     Case(
         "in-band-error-after-2",
         (Fault(error_after=2, error_code=4001, error_message="quota exceeded"),),
-        error=ServiceError,
+        error=StreamInterrupted,
         delivered=2,
-        check=_service(4001, "quota exceeded"),
+        check=_interrupted_by_service(4001, "quota exceeded"),
     ),
     Case(
         "in-band-error-first",

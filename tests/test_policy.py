@@ -41,13 +41,15 @@ def test_number_bounds_the_call_and_caps_each_operation() -> None:
 
 
 def test_none_turns_every_limit_off() -> None:
-    assert Timeout.of(None) == Timeout(None, None, None, None, None)
+    assert Timeout.of(None) == Timeout(total=None, connect=None, read=None, write=None, pool=None)
 
 
 def test_httpx_timeout_sets_the_operations_and_keeps_the_total() -> None:
     timeout = Timeout.of(httpx.Timeout(3.0, connect=1.0, pool=None))
     assert timeout == Timeout(total=600.0, connect=1.0, read=3.0, write=3.0, pool=None)
-    assert Timeout.of(httpx.Timeout(None)) == Timeout(600.0, None, None, None, None)
+    assert Timeout.of(httpx.Timeout(None)) == Timeout(
+        total=600.0, connect=None, read=None, write=None, pool=None
+    )
 
 
 def test_timeout_passes_through() -> None:
@@ -274,3 +276,10 @@ def test_valid_policy_edges() -> None:
     policy = RetryPolicy(max_retries=0, initial_backoff=0, max_backoff=0, jitter=0)
     assert policy.delay(3, None, 0.5) == 0.0
     assert policy.should_retry(APIConnectionError("x"))  # retrying is max_retries' business
+
+
+def test_timeout_fields_are_keyword_only() -> None:
+    # Timeout(5) would read as "5 s for everything" (httpx's meaning) but set
+    # only the total: the fields are keywords, and a number goes to Timeout.of.
+    with pytest.raises(TypeError):
+        Timeout(5)  # type: ignore[misc]

@@ -290,16 +290,39 @@ def test_connection_failure_before_any_text_is_returned_unchanged(
         ServerError("down", status_code=503),
         RateLimitError("slow", status_code=429, retry_after=1.0),
         ProtocolError("garbled"),
-        StreamInterrupted("already", partial="x"),
     ],
     ids=lambda e: type(e).__name__,
 )
-def test_other_failures_are_returned_unchanged(error: APIError) -> None:
+def test_every_failure_after_text_carries_the_text(error: APIError) -> None:
+    # Not only dropped connections: whatever ends the call after text went out
+    # comes back as StreamInterrupted with exactly that text, the failure chained.
+    transcript = Transcript()
+    transcript.begin_attempt()
+    deliver(transcript, ["some ", "text"])
+    wrapped = transcript.failure(error)
+    assert isinstance(wrapped, StreamInterrupted)
+    assert wrapped.partial == "some text"
+    assert wrapped.__cause__ is error
+    assert transcript.text == "some text"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ServiceError("in-band", code=500), ServerError("down", status_code=503)],
+    ids=lambda e: type(e).__name__,
+)
+def test_failures_before_any_text_are_returned_unchanged(error: APIError) -> None:
+    transcript = Transcript()
+    transcript.begin_attempt()
+    assert transcript.failure(error) is error
+
+
+def test_a_stream_interrupted_is_not_wrapped_again() -> None:
     transcript = Transcript()
     transcript.begin_attempt()
     deliver(transcript, ["some text"])
+    error = StreamInterrupted("already", partial="some text")
     assert transcript.failure(error) is error
-    assert transcript.text == "some text"
 
 
 # -- resume=False ---------------------------------------------------------------------------

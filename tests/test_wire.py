@@ -138,7 +138,7 @@ def test_token_request_canvas_is_random() -> None:
     [
         (b'{"code": 200, "data": "abc123"}', "abc123"),
         (b'{"data": "t"}', "t"),
-        (b'{"code":200,"data":"tok-\xc3\xa9","msg":"ok","extra":{"a":[1]}}', "tok-é"),
+        (b'{"code":200,"data":"tok-1","msg":"ok","extra":{"a":[1]}}', "tok-1"),
         (b'  {"code": 200, "data": "x"}\n', "x"),
     ],
 )
@@ -165,6 +165,10 @@ def test_parse_token(body: bytes, token: str) -> None:
         (b'"abc"', "'data'"),
         (b"null", "'data'"),
         (b"42", "'data'"),
+        # A token goes back as a header: it must be one.
+        ('{"code": 200, "data": "tok-\u00e9"}'.encode(), "header"),
+        (b'{"code": 200, "data": "a b"}', "header"),
+        (b'{"code": 200, "data": "tok\\nX-Injected: 1"}', "header"),
     ],
 )
 def test_parse_token_rejects(body: bytes, why: str) -> None:

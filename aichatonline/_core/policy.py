@@ -31,7 +31,7 @@ class _HttpxLikeTimeout(Protocol):
     pool: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Timeout:
     """How long things may take, in seconds (``None`` = no limit).
 
@@ -72,7 +72,7 @@ class Timeout:
         if isinstance(value, Timeout):
             return value
         if value is None:
-            return cls(None, None, None, None, None)
+            return cls(total=None, connect=None, read=None, write=None, pool=None)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             default = cls()
             return cls(
@@ -125,8 +125,9 @@ class RetryPolicy:
     Retried: connection errors, timeouts, 408, 409, 5xx, and rate limits
     (429 always; 402 only with a ``Retry-After``), honouring ``Retry-After``
     up to ``max_retry_after`` seconds (a longer wait fails at once). Never
-    retried: other 4xx, a Cloudflare block, bad input, a stream that broke
-    after text was delivered (the client resumes those itself).
+    retried: other 4xx, a Cloudflare block, bad input, and
+    :class:`StreamInterrupted` (a resumed answer that diverged: sending it
+    again cannot mend that).
 
     The wait is exponential with jitter, as in stamina:
     ``min(max_backoff, initial_backoff * 2 ** (attempt - 1)) + uniform(0, jitter)``.

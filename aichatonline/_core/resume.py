@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .._exceptions import APIConnectionError, APIError, StreamInterrupted
+from .._exceptions import APIError, StreamInterrupted
 
 __all__ = ["Transcript"]
 
@@ -38,12 +38,13 @@ _FOLD_AT = 64
 class Transcript:
     """Text delivered by one chat call, across its attempts."""
 
-    __slots__ = ("_blocks", "_last_failure", "_position", "_replay", "_tail", "resume")
+    __slots__ = ("_blocks", "_folds", "_last_failure", "_position", "_replay", "_tail", "resume")
 
     def __init__(self, *, resume: bool = True) -> None:
         self.resume = resume
         self._blocks: list[str] = []
         self._tail: list[str] = []
+        self._folds = 0
         # While replaying: the text delivered before the drop, and how much of
         # it the new answer has matched so far.
         self._replay: str | None = None
@@ -52,17 +53,25 @@ class Transcript:
 
     @property
     def text(self) -> str:
-        """All text delivered so far."""
-        if self._tail or len(self._blocks) > 1:
-            self._blocks = ["".join(self._blocks + self._tail)]
-            self._tail.clear()
-        return self._blocks[0] if self._blocks else ""
+        """All text delivered so far.
+
+        Another thread may read it while the stream runs: reading changes
+        nothing, and a read that overlapped a fold of the pieces is retried
+        (``_folds`` is odd during a fold and grows by two with each).
+        """
+        while True:
+            folds = self._folds
+            text = "".join(self._blocks) + "".join(self._tail)
+            if folds == self._folds and not folds % 2:
+                return text
 
     def begin_attempt(self) -> None:
         """A new attempt's answer is about to arrive."""
         if not self.resume:
+            self._folds += 1
             self._blocks = []
             self._tail.clear()
+            self._folds += 1
             return
         text = self.text
         self._replay = text or None
@@ -82,8 +91,10 @@ class Transcript:
         if len(tail) >= _FOLD_AT:
             # Before the next network read: one compact string instead of many
             # small ones (~50 bytes each) while the stream waits.
+            self._folds += 1
             self._blocks.append("".join(tail))
             tail.clear()
+            self._folds += 1
 
     def end_attempt(self) -> None:
         """The attempt's answer ended normally."""
@@ -91,18 +102,23 @@ class Transcript:
             raise self._diverged("the re-sent request's answer ended before the text already sent")
 
     def failure(self, exc: APIError) -> APIError:
-        """Record a failed attempt; return the error to raise if no retry follows."""
+        """Record a failed attempt; return the error to raise if no retry follows.
+
+        Once text has gone out, any failure that ends the call is reported as
+        :class:`StreamInterrupted` carrying that text, with ``exc`` as its cause.
+        """
         self._last_failure = exc
         self._replay = None
-        if isinstance(exc, APIConnectionError) and not isinstance(exc, StreamInterrupted):
-            partial = self.text
-            if partial:
-                error = StreamInterrupted(
-                    f"the stream broke after {len(partial)} characters: {exc}", partial=partial
-                )
-                error.__cause__ = exc
-                return error
-        return exc
+        if isinstance(exc, StreamInterrupted):
+            return exc
+        partial = self.text
+        if not partial:
+            return exc
+        error = StreamInterrupted(
+            f"the stream broke after {len(partial)} characters: {exc}", partial=partial
+        )
+        error.__cause__ = exc
+        return error
 
     def _skip_replayed(self, pieces: list[str]) -> list[str]:
         replay = self._replay

@@ -42,6 +42,8 @@ __all__ = [
     "Request",
     "build_headers",
     "classify",
+    "is_header_text",
+    "is_header_token",
     "normalize_base_url",
     "parse_retry_after",
     "parse_token",
@@ -119,7 +121,19 @@ def parse_token(body: bytes) -> str:
     token = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(token, str) or not token.strip():
         raise ProtocolError("the token response has no non-empty string 'data' field")
+    if not is_header_token(token):
+        raise ProtocolError("the token response's 'data' cannot be sent as a header value")
     return token
+
+
+def is_header_token(value: str) -> bool:
+    """Whether ``value`` can travel as a token header: visible ASCII, no spaces."""
+    return bool(value) and all("!" <= char <= "~" for char in value)
+
+
+def is_header_text(value: str) -> bool:
+    """Whether ``value`` can travel as a header value like User-Agent: printable ASCII."""
+    return all(" " <= char <= "~" for char in value)
 
 
 @dataclass(frozen=True)
@@ -139,7 +153,14 @@ class Chat:
     def body(self) -> bytes:
         """The JSON body, built once for every attempt."""
         payload = {"conversationId": self.conversation_id, "prompt": self.prompt}
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 for it
+            raise InvalidRequestError(
+                f"the messages contain text that is not valid Unicode ({exc.reason})",
+                field="messages",
+            ) from None
 
     def request(self, token: str) -> Request:
         """The chat request, authenticated by ``token``."""

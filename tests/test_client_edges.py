@@ -1,0 +1,294 @@
+"""Edges of the clients: what used to escape, overrun or be lost at the margins.
+
+A review found each of these; every test pins the behaviour down: a closed
+client, input that cannot be sent, a response head that trickles past the
+deadline, a pool wait that eats the time budget, a token outage met by many
+callers at once, ``stream.text`` read from another thread, and an
+``AsyncClient`` used on a second event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import pickle
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import anyio
+import httpx
+import pytest
+
+from aichatonline import (
+    AiChatOnlineError,
+    APITimeoutError,
+    AsyncClient,
+    Client,
+    InvalidRequestError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+    ServiceError,
+    StreamInterrupted,
+    Timeout,
+)
+from aichatonline.testing import Fault, LocalServer
+
+NO_WAIT = RetryPolicy(max_retries=2, initial_backoff=0.0, max_backoff=0.0, jitter=0.0)
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    with LocalServer(pieces=5) as server:
+        yield server
+
+
+@pytest.fixture
+def trickling_head() -> Iterator[str]:
+    """A server that answers every request with its status line one byte at a time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" * 100:
+                if stop.wait(0.1):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    host, port = listener.getsockname()
+    yield f"http://{host}:{port}"
+    stop.set()
+    listener.close()
+
+
+# -- closed clients and input that cannot be sent -------------------------------------------
+
+
+def test_closing_a_stream_after_its_client_closed_is_quiet(server: LocalServer) -> None:
+    client = Client(server.base_url, retry_policy=NO_WAIT)
+    stream = client.stream("Hi")
+    assert next(stream)
+    client.close()
+    stream.close()  # no ValueError from the pool's bookkeeping
+
+
+@pytest.mark.anyio
+async def test_closing_an_async_stream_after_its_client_closed_is_quiet(
+    server: LocalServer, anyio_backend: str
+) -> None:
+    client = AsyncClient(server.base_url, retry_policy=NO_WAIT)
+    stream = client.stream("Hi")
+    assert await stream.__anext__()
+    await client.aclose()
+    await stream.aclose()
+
+
+def test_a_closed_client_says_so_and_sends_nothing(server: LocalServer) -> None:
+    client = Client(server.base_url, retry_policy=NO_WAIT)
+    client.complete("Hi")
+    client.close()
+    sent = len(server.requests)
+    with pytest.raises(InvalidRequestError, match="closed"):
+        client.complete("Hi")
+    assert len(server.requests) == sent
+
+
+def test_a_closed_httpx_client_of_yours_is_a_clear_error(server: LocalServer) -> None:
+    http = httpx.Client()
+    http.close()
+    with pytest.raises(InvalidRequestError, match="closed"):
+        Client(server.base_url, http_client=http).complete("Hi")
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda url: Client(url).complete("a lone surrogate \ud800"),
+        lambda url: Client(url, user_agent="Bot/é"),
+        lambda url: Client(url, user_agent="Bot\r\nX-Injected: 1"),
+        lambda url: setattr(Client(url), "token", "tök"),
+        lambda url: setattr(Client(url), "token", "a b"),
+        lambda url: AsyncClient(url, http_client=httpx.Client()),  # type: ignore[arg-type]
+        lambda url: Client(url, http_client=httpx.AsyncClient()),  # type: ignore[arg-type]
+        lambda url: Client(url, proxy="http://user:secret@proxy:notaport"),
+    ],
+    ids=[
+        "lone-surrogate",
+        "non-ascii-user-agent",
+        "header-injection-user-agent",
+        "non-ascii-token",
+        "token-with-space",
+        "sync-httpx-for-async-client",
+        "async-httpx-for-sync-client",
+        "proxy-bad-port",
+    ],
+)
+def test_input_that_cannot_be_sent_is_an_invalid_request_before_any_io(
+    server: LocalServer, bad: object
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        bad(server.base_url)  # type: ignore[operator]
+    assert "secret" not in str(info.value)
+    assert server.requests == []
+
+
+def test_a_huge_timeout_is_fine(server: LocalServer) -> None:
+    with Client(server.base_url, timeout=1e10) as client:
+        assert client.complete("Hi") == "".join(server.pieces_for("Hi"))
+
+
+# -- the deadline ---------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_deadline_holds_while_the_response_head_trickles(
+    trickling_head: str, anyio_backend: str
+) -> None:
+    # Every byte comes within the read timeout; only the whole-call bound stops it.
+    timeout = Timeout(total=1.0, connect=0.5, read=0.5, write=0.5, pool=0.5)
+    client = AsyncClient(trickling_head, timeout=timeout, retry_policy=NO_WAIT)
+    started = time.monotonic()
+    with pytest.raises(APITimeoutError):
+        await client.get_token()
+    assert time.monotonic() - started < 1.8
+    await client.aclose()
+
+
+def test_a_pool_wait_leaves_the_later_phases_less_time(server: LocalServer) -> None:
+    # One connection, held by a paced stream for ~1 s; then the token fetch
+    # stalls. The read timeout must be what is left of the 2 s, not 2 s again.
+    server.delay = 0.1
+    server.pieces = 10
+    http = httpx.Client(limits=httpx.Limits(max_connections=1))
+    holder = Client(server.base_url, http_client=http, retry_policy=NO_WAIT)
+    holder.get_token()
+    timeout = Timeout(total=2.0, connect=10, read=10, write=10, pool=10)
+    client = Client(server.base_url, http_client=http, timeout=timeout, retry_policy=NO_WAIT)
+    server.inject(Fault(endpoint="token", stall=5.0))
+    with ThreadPoolExecutor(1) as pool:
+        streaming = pool.submit(holder.complete, "hold the connection")
+        time.sleep(0.2)
+        started = time.monotonic()
+        with pytest.raises(APITimeoutError):
+            client.get_token()
+        elapsed = time.monotonic() - started
+        streaming.result()
+    http.close()
+    assert elapsed < 2.5
+
+
+# -- one token fetch, shared: its failure too -----------------------------------------------
+
+
+def test_threads_waiting_on_a_failed_token_fetch_share_its_error(server: LocalServer) -> None:
+    server.always = Fault(endpoint="token", status=503, retry_after="0.2")
+    client = Client(server.base_url, retry_policy=NO_WAIT)
+    barrier = threading.Barrier(10)
+
+    def call() -> BaseException | None:
+        barrier.wait()
+        try:
+            client.get_token()
+        except ServerError as exc:
+            return exc
+        return None
+
+    with ThreadPoolExecutor(10) as pool:
+        outcomes = list(pool.map(lambda _: call(), range(10)))
+    assert all(isinstance(outcome, ServerError) for outcome in outcomes)
+    assert len(server.token_requests) == 3  # one flight: the first try and two retries
+
+
+@pytest.mark.anyio
+async def test_tasks_waiting_on_a_failed_token_fetch_share_its_error(
+    server: LocalServer, anyio_backend: str
+) -> None:
+    server.always = Fault(endpoint="token", status=503, retry_after="0.2")
+    outcomes: list[BaseException] = []
+    async with AsyncClient(server.base_url, retry_policy=NO_WAIT) as client:
+
+        async def call() -> None:
+            try:
+                await client.get_token()
+            except ServerError as exc:
+                outcomes.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(10):
+                group.start_soon(call)
+    assert len(outcomes) == 10
+    assert len(server.token_requests) == 3
+
+
+# -- text read from another thread, and a second event loop ---------------------------------
+
+
+def test_stream_text_read_from_another_thread_loses_nothing() -> None:
+    with LocalServer(pieces=3000, piece_size=3) as server:
+        client = Client(server.base_url, retry_policy=NO_WAIT)
+        stream = client.stream("Hi")
+        seen: list[str] = []
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.is_set():
+                seen.append(stream.text)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        pieces = list(stream)
+        done.set()
+        poller.join()
+        final = "".join(pieces)
+        assert stream.text == final == "".join(server.pieces_for("Hi"))
+        assert all(final.startswith(text) for text in seen)
+        client.close()
+
+
+def test_an_async_client_works_on_a_second_event_loop(server: LocalServer) -> None:
+    client = AsyncClient(server.base_url, retry_policy=NO_WAIT)
+    expected = "".join(server.pieces_for("Hi"))
+    assert asyncio.run(client.complete("Hi")) == expected
+    assert asyncio.run(client.complete("Hi")) == expected  # not "Event loop is closed"
+    assert anyio.run(client.complete, "Hi", backend="trio") == expected
+
+
+# -- errors travel ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidRequestError("bad", index=1, field="role"),
+        APITimeoutError("slow"),
+        ServerError("down", status_code=503, body="{}"),
+        RateLimitError("slow down", status_code=429, body="", retry_after=2.5),
+        ServiceError("in-band", code=500, service_message="boom"),
+        StreamInterrupted("broke", partial="some text"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_errors_survive_pickle_and_copy(error: AiChatOnlineError) -> None:
+    # Errors cross process boundaries (multiprocessing, task queues) and get copied.
+    for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert type(clone) is type(error)
+        assert str(clone) == str(error)
+        assert clone.__dict__ == error.__dict__
