@@ -248,7 +248,11 @@ class Client(_BaseClient):
         return Stream(self._run(chat, transcript), transcript, chat.conversation_id)
 
     def complete(self, messages: Messages | str, *, conversation_id: str | None = None) -> str:
-        """The whole answer to ``messages`` as one string (a dropped stream starts over)."""
+        """The whole answer to ``messages`` as one string (a dropped stream starts over).
+
+        To continue the conversation under the same id later, pass your own
+        ``conversation_id`` (``stream()`` exposes the one it made up).
+        """
         chat = self._chat(messages, conversation_id)
         transcript = Transcript(resume=False)
         with closing(self._run(chat, transcript)) as pieces:
@@ -405,7 +409,11 @@ class AsyncClient(_BaseClient):
     async def complete(
         self, messages: Messages | str, *, conversation_id: str | None = None
     ) -> str:
-        """The whole answer to ``messages`` as one string (a dropped stream starts over)."""
+        """The whole answer to ``messages`` as one string (a dropped stream starts over).
+
+        To continue the conversation under the same id later, pass your own
+        ``conversation_id`` (``stream()`` exposes the one it made up).
+        """
         chat = self._chat(messages, conversation_id)
         transcript = Transcript(resume=False)
         async with aclosing(self._run(chat, transcript)) as pieces:
@@ -511,7 +519,8 @@ class Stream:
 
     Leaving early (``break``, an exception, ``close()``, the end of a
     ``with`` block, or garbage collection) closes the HTTP response and gives
-    the connection back to the pool. ``text`` is the text delivered so far.
+    the connection back to the pool. ``text`` is the text delivered so far;
+    another thread may read it, but only the iterating thread may ``close()``.
     """
 
     def __init__(
