@@ -143,15 +143,12 @@ class _BaseClient:
         """Validate the input (before any I/O) and fix what every attempt will send."""
         prompt = format_prompt(messages)
         if conversation_id is None:
-            chat = Chat(self.base_url, self._headers, prompt)
-        elif isinstance(conversation_id, str) and conversation_id:
-            chat = Chat(self.base_url, self._headers, prompt, conversation_id)
-        else:
+            return Chat(self.base_url, self._headers, prompt)
+        if not isinstance(conversation_id, str) or not conversation_id:
             raise InvalidRequestError(
                 "conversation_id must be a non-empty string", field="conversation_id"
             )
-        chat.body  # noqa: B018 - built now, so text that cannot be encoded fails before I/O
-        return chat
+        return Chat(self.base_url, self._headers, prompt, conversation_id)
 
     def _decoder(self, token: str) -> StreamDecoder:
         return StreamDecoder(

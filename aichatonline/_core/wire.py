@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import Enum
-from functools import cached_property
 
 from .._exceptions import (
     APIStatusError,
@@ -148,19 +147,21 @@ class Chat:
     headers: Mapping[str, str] = field(repr=False)
     prompt: str = field(repr=False)
     conversation_id: str = field(default_factory=get_random_string)
+    #: The JSON body, built once (at construction, so that text which cannot
+    #: be encoded fails before any I/O) and sent with every attempt.
+    body: bytes = field(init=False, repr=False)
 
-    @cached_property
-    def body(self) -> bytes:
-        """The JSON body, built once for every attempt."""
+    def __post_init__(self) -> None:
         payload = {"conversationId": self.conversation_id, "prompt": self.prompt}
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         try:
-            return text.encode()
+            body = text.encode()
         except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 for it
             raise InvalidRequestError(
                 f"the messages contain text that is not valid Unicode ({exc.reason})",
                 field="messages",
             ) from None
+        object.__setattr__(self, "body", body)  # frozen: set once, here
 
     def request(self, token: str) -> Request:
         """The chat request, authenticated by ``token``."""
