@@ -6,15 +6,20 @@ hide the detail under test), never through the SDK's own client code.
 
 from __future__ import annotations
 
+import argparse
+import ast
 import asyncio
+import dataclasses
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import httpx
@@ -26,8 +31,10 @@ from aichatonline.testing import (
     Fault,
     LocalServer,
     RecordedRequest,
+    ServerOptions,
     pieces_for,
     reply_for,
+    run_server,
     spawn_server,
 )
 
@@ -279,6 +286,24 @@ def test_fault_status_with_retry_after(server: LocalServer, client: httpx.Client
     assert response.content == b"<html>bad gateway</html>"
     assert "retry-after" not in response.headers
     assert chat(client, token).status_code == 200  # consumed
+
+
+@pytest.mark.parametrize("body", [b"<html>down for maintenance</html>", b""], ids=["html", "empty"])
+def test_fault_status_200_answers_exactly_the_raw_body(
+    server: LocalServer, client: httpx.Client, body: bytes
+) -> None:
+    token = get_token(client)
+    server.inject(Fault(status=200, body=body), Fault(endpoint="token", status=200, body=body))
+    for response in (chat(client, token), client.get(TOKEN_PATH, params=CANVAS)):
+        assert response.status_code == 200
+        assert response.content == body
+        assert response.headers["content-length"] == str(len(body))
+        assert "transfer-encoding" not in response.headers
+    header = Fault(status=200, body=body).to_header()
+    response = chat(client, token, headers={"X-Fault": header})
+    assert (response.status_code, response.content) == (200, body)
+    assert messages(chat(client, token).text) == pieces_for("Hi")  # consumed; connection reusable
+    assert server.open_connections == 1
 
 
 def test_fault_cloudflare_page(server: LocalServer, client: httpx.Client) -> None:
@@ -689,6 +714,166 @@ def test_1000_concurrent_connections(server: LocalServer) -> None:
     assert server.wait_for(lambda s: s.open_connections == 0, timeout=5)
 
 
+# --------------------------------------------------------------------------- options
+
+
+def test_options_as_keywords_as_an_object_or_both() -> None:
+    assert LocalServer().options == ServerOptions()
+    server = LocalServer(pieces=3, delay=0.5)
+    assert server.options == ServerOptions(pieces=3, delay=0.5)
+    assert (server.pieces, server.piece_size, server.delay) == (3, 8, 0.5)
+    base = ServerOptions(pieces=2, piece_size=4, token_ttl=60, record_requests=False)
+    server = LocalServer(options=base, piece_size=5)  # keywords override the object
+    assert server.options == dataclasses.replace(base, piece_size=5)
+    assert (server.token_ttl, server.record_requests, server.require_token) == (60, False, True)
+    with pytest.raises(TypeError):
+        LocalServer(pices=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="ServerOptions"):
+        LocalServer(options={"pieces": 3})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"pieces": -1},
+        {"piece_size": 0},
+        {"delay": -0.1},
+        {"delay": float("inf")},
+        {"token_ttl": -1.0},
+        {"token_ttl": float("nan")},
+    ],
+)
+def test_options_are_checked_when_made_and_when_set(bad: dict[str, object]) -> None:
+    ((name, value),) = bad.items()
+    with pytest.raises(ValueError, match=name):
+        ServerOptions(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=name):
+        LocalServer(**bad)  # type: ignore[arg-type]
+    server = LocalServer()
+    with pytest.raises(ValueError, match=name):
+        setattr(server, name, value)
+    assert server.options == ServerOptions()  # unchanged
+
+
+def test_setting_an_option_attribute_replaces_the_options(server: LocalServer) -> None:
+    before = server.options
+    server.pieces = 4
+    server.delay = 0
+    assert server.options == dataclasses.replace(before, pieces=4, delay=0)
+    assert before == ServerOptions()  # frozen: a new object, the old one is untouched
+    server.options = ServerOptions(piece_size=3)
+    assert server.options.pieces is None
+    assert server.piece_size == 3
+    assert server.pieces_for("Hi") == pieces_for("Hi", None, 3)
+    with pytest.raises(TypeError, match="ServerOptions"):
+        server.options = None  # type: ignore[assignment]
+
+
+def test_options_record_requests_false(client: httpx.Client, server: LocalServer) -> None:
+    server.record_requests = False
+    get_token(client)
+    assert server.requests == []
+    assert server.tokens_issued == 1
+
+
+def test_options_command_line_round_trip() -> None:
+    parser = argparse.ArgumentParser()
+    ServerOptions.add_arguments(parser)
+    assert ServerOptions.from_namespace(parser.parse_args([])) == ServerOptions()
+    options = ServerOptions(pieces=3, piece_size=4, delay=0.25, token_ttl=9.5, require_token=False)
+    argv = options.to_argv()
+    assert argv == [
+        "--pieces", "3", "--piece-size", "4", "--delay", "0.25", "--token-ttl", "9.5",
+        "--no-require-token",
+    ]  # fmt: skip
+    assert ServerOptions.from_namespace(parser.parse_args(argv)) == options
+    assert ServerOptions(record_requests=False).to_argv() == []  # not a command-line option
+    for bad in (["--pieces", "-1"], ["--piece-size", "0"], ["--delay", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+
+
+def test_option_keywords_are_the_dataclass_fields() -> None:
+    from aichatonline.testing._options import ServerOptionFields
+
+    fields = {spec.name for spec in dataclasses.fields(ServerOptions)}
+    assert set(ServerOptionFields.__annotations__) == fields
+
+
+def test_run_server_takes_options_and_never_records() -> None:
+    urls: list[str] = []
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_server,
+        kwargs={
+            "options": ServerOptions(pieces=2, record_requests=True),
+            "piece_size": 4,
+            "require_token": False,
+            "on_ready": urls.append,
+            "stop_event": stop,
+        },
+    )
+    thread.start()
+    try:
+        for _ in range(500):
+            if urls:
+                break
+            time.sleep(0.01)
+        with httpx.Client(base_url=urls[0]) as http:
+            assert messages(chat(http, None).text) == ["You ", "said"]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_module_cli_rejects_a_bad_option() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "aichatonline.testing", "--piece-size", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--piece-size" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- package layout
+
+
+def test_public_names_load_lazily_from_their_modules() -> None:
+    import aichatonline.testing as testing
+
+    assert "ServerOptions" in testing.__all__
+    assert dir(testing) == sorted(testing.__all__)
+    for name in testing.__all__:
+        assert getattr(testing, name) is not None
+    with pytest.raises(AttributeError):
+        _ = testing.nope
+
+
+def test_modules_share_only_public_names_and_never_import_the_sdk() -> None:
+    package = Path(__file__).resolve().parents[1] / "aichatonline" / "testing"
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree), f"{path.name} has no module docstring"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                internal = node.level > 0 or module.startswith("aichatonline.testing")
+                assert internal or not module.startswith("aichatonline"), (path.name, module)
+                if internal:
+                    private = [a.name for a in node.names if a.name.startswith("_")]
+                    assert not private, f"{path.name} imports {private} from {module}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    name = alias.name
+                    assert not name.startswith("aichatonline") or name.startswith(
+                        "aichatonline.testing"
+                    ), (path.name, name)
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 
@@ -760,7 +945,8 @@ def test_spawn_server_subprocess() -> None:
 
 @pytest.mark.anyio
 async def test_spawn_server_from_async_code(anyio_backend: str) -> None:
-    child = await anyio.to_thread.run_sync(lambda: spawn_server(require_token=False))
+    options = ServerOptions(require_token=False)
+    child = await anyio.to_thread.run_sync(lambda: spawn_server(options=options))
     try:
         async with httpx.AsyncClient(base_url=child.base_url) as http:
             response = await http.post(CHAT_PATH, json={"conversationId": "x", "prompt": "Hi"})

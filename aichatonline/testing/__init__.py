@@ -17,6 +17,9 @@ CLI demo and users' own test suites::
 
       curl -N -H 'UniqueId: TOKEN' -H 'X-Fault: drop_after=3; trickle' \
            -d '{"conversationId": "x", "prompt": "Hi"}' URL/aichatonline/api/chat/gpt
+- ``ServerOptions``: how the server answers (pieces, piece size, delay, token lifetime, ...),
+  taken as ``options=`` or as keyword arguments by ``LocalServer``, ``run_server`` and
+  ``spawn_server``, and as flags by ``python -m aichatonline.testing``.
 - ``Fault``: one scripted misbehaviour (status, Cloudflare page, drop, stall, malformed lines,
   in-band error, trickle, token expiry, variant answer).
 - ``reply_for`` / ``pieces_for``: the deterministic answer, to compare a client's result with.
@@ -38,19 +41,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._answers import pieces_for, reply_for
+    from ._faults import Fault
+    from ._http import RecordedRequest
+    from ._options import ServerOptions
+    from ._process import SpawnedServer, run_server, spawn_server
     from ._proxy import ForwardProxy
-    from ._server import (
-        CHAT_PATH,
-        TOKEN_PATH,
-        Fault,
-        LocalServer,
-        RecordedRequest,
-        SpawnedServer,
-        pieces_for,
-        reply_for,
-        run_server,
-        spawn_server,
-    )
+    from ._server import CHAT_PATH, TOKEN_PATH, LocalServer
 
 __all__ = [
     "CHAT_PATH",
@@ -59,6 +56,7 @@ __all__ = [
     "ForwardProxy",
     "LocalServer",
     "RecordedRequest",
+    "ServerOptions",
     "SpawnedServer",
     "pieces_for",
     "reply_for",
@@ -66,7 +64,20 @@ __all__ = [
     "spawn_server",
 ]
 
-_MODULE_OF = {name: "._server" for name in __all__} | {"ForwardProxy": "._proxy"}
+_MODULE_OF = {
+    "CHAT_PATH": "._server",
+    "TOKEN_PATH": "._server",
+    "Fault": "._faults",
+    "ForwardProxy": "._proxy",
+    "LocalServer": "._server",
+    "RecordedRequest": "._http",
+    "ServerOptions": "._options",
+    "SpawnedServer": "._process",
+    "pieces_for": "._answers",
+    "reply_for": "._answers",
+    "run_server": "._process",
+    "spawn_server": "._process",
+}
 
 
 def __getattr__(name: str) -> Any:

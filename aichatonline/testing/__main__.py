@@ -11,7 +11,8 @@ import argparse
 import logging
 import sys
 
-from aichatonline.testing._server import run_server
+from aichatonline.testing._options import ServerOptions
+from aichatonline.testing._process import run_server
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,20 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
-    parser.add_argument(
-        "--pieces", type=int, default=None, help="pieces per answer (default: the reply once)"
-    )
-    parser.add_argument("--piece-size", type=int, default=8, help="characters per piece")
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds between lines")
-    parser.add_argument(
-        "--token-ttl", type=float, default=None, help="token lifetime in seconds (default: none)"
-    )
-    parser.add_argument(
-        "--no-require-token",
-        dest="require_token",
-        action="store_false",
-        help="accept chat requests without a valid UniqueId",
-    )
+    ServerOptions.add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
     return parser
 
@@ -58,14 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run_server(
-            args.host,
-            args.port,
-            pieces=args.pieces,
-            piece_size=args.piece_size,
-            delay=args.delay,
-            token_ttl=args.token_ttl,
-            require_token=args.require_token,
-            on_ready=announce,
+            args.host, args.port, options=ServerOptions.from_namespace(args), on_ready=announce
         )
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         pass

@@ -1,7 +1,7 @@
 """A small real forward proxy on loopback (HTTP or SOCKS5), for testing ``proxy=`` support.
 
 Theory of operation: the proxy shares ``LocalServer``'s lifecycle (one asyncio loop in a daemon
-thread, see ``_server.py``) and serves every client connection with asyncio streams.
+thread, see ``_background.py``) and serves every client connection with asyncio streams.
 
 - HTTP kind: absolute-form requests (``GET http://host:port/path HTTP/1.1``) are rewritten to
   origin form and sent to the origin over a connection kept per client connection and origin;
@@ -28,7 +28,8 @@ import struct
 from typing import Literal, NoReturn
 from urllib.parse import quote, urlsplit
 
-from ._server import _BackgroundServer, _BadRequest, _Head, _header_dict, _parse_head
+from ._background import BackgroundServer
+from ._http import BadRequest, RequestHead, header_dict, parse_head
 
 __all__ = ["ForwardProxy"]
 
@@ -121,7 +122,7 @@ async def _tunnel(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class ForwardProxy(_BackgroundServer):
+class ForwardProxy(BackgroundServer):
     """A forward proxy on loopback, ``kind="http"`` (absolute-form and CONNECT) or ``"socks5"``.
 
     With ``username`` and ``password`` it requires them (``Proxy-Authorization: Basic`` for
@@ -232,7 +233,7 @@ class ForwardProxy(_BackgroundServer):
             _reset(writer)
         except (
             _ProxyDone,
-            _BadRequest,
+            BadRequest,
             asyncio.IncompleteReadError,
             asyncio.LimitOverrunError,
             ConnectionError,
@@ -294,8 +295,8 @@ class ForwardProxy(_BackgroundServer):
                     raw = await reader.readuntil(b"\r\n\r\n")
                 except asyncio.IncompleteReadError:
                     return  # the client closed between requests
-                head = _parse_head(raw)
-                headers = _header_dict(head.headers)
+                head = parse_head(raw)
+                headers = header_dict(head.headers)
                 if not self._http_authorized(headers):
                     self._record(auth_failure=True)
                     await self._answer(
@@ -334,7 +335,7 @@ class ForwardProxy(_BackgroundServer):
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        head: _Head,
+        head: RequestHead,
         headers: dict[str, str],
         origins: dict[tuple[str, int], tuple[asyncio.StreamReader, asyncio.StreamWriter]],
     ) -> bool:
@@ -371,7 +372,7 @@ class ForwardProxy(_BackgroundServer):
         await writer.drain()
         status_line = raw.split(b"\r\n", 1)[0].split(b" ")
         status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
-        response = _header_dict(_parse_response_headers(raw))
+        response = header_dict(_parse_response_headers(raw))
         if head.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             pass
         elif "chunked" in response.get("transfer-encoding", "").lower():
