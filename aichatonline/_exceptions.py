@@ -6,23 +6,26 @@ transport boundary and chained as ``__cause__``.
     AiChatOnlineError                 root of everything below
     ├── InvalidRequestError           bad input (also a ValueError), raised before any I/O
     └── APIError                      the network or the service failed us
-        ├── APIConnectionError        could not connect, or the connection broke
-        │   └── APITimeoutError       a per-operation timeout or the whole-call bound ran out
-        ├── APIStatusError            an HTTP status we cannot use; .status_code, .body (its start)
+        ├── APIConnectionError        could not connect, or the connection broke (or was closed)
+        │   └── APITimeoutError       a time limit ran out; .limit names it, .seconds its value
+        ├── APIStatusError            an HTTP status we cannot use: .status_code, .body (its start),
+        │   │                         .headers, .method, .url, .retry_after, .retryable
         │   ├── AuthenticationError   401/403 (on chat: still after one token refresh)
         │   ├── BlockedError          403 with a Cloudflare challenge page: bot protection said no
-        │   ├── RateLimitError        429/402; .retry_after (seconds, or None)
+        │   ├── RateLimitError        429/402
         │   └── ServerError           5xx
         ├── ProtocolError             the service answered in a form we cannot read
         ├── ServiceError              an in-band error line in the stream; .code, .message
         └── StreamInterrupted         the call failed after text was delivered (and could not be
                                       resumed exactly); .partial is that text, __cause__ says why
 
-Messages never contain the token or proxy credentials.
+Messages never contain the token, proxy credentials or base-URL credentials, and neither do
+the messages of the errors chained to ours as ``__cause__``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -83,20 +86,53 @@ class APIConnectionError(APIError):
 
 
 class APITimeoutError(APIConnectionError):
-    """A per-operation timeout or the whole-call bound ran out."""
+    """A time limit ran out.
+
+    ``limit`` names the :class:`~aichatonline.Timeout` field that fired: ``"connect"``,
+    ``"read"`` (the longest silence between two reads), ``"write"``, ``"pool"``,
+    ``"total"`` (the whole call) or ``"first_piece"`` (from sending the chat request to the
+    first text piece); ``seconds`` is its value. ``None`` when not known (a timeout raised by
+    your own httpx client).
+    """
+
+    def __init__(
+        self, message: str, *, limit: str | None = None, seconds: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.seconds = seconds
 
 
 class APIStatusError(APIError):
     """The service answered with an HTTP status we cannot use.
 
-    ``body`` holds the start of the response body (at most a few hundred
-    characters), enough to see what the server said.
+    ``body`` holds the start of the response body (at most a few hundred characters),
+    enough to see what the server said; ``headers`` the response headers (lower-case
+    names); ``method`` and ``url`` the request that got this answer (credentials and
+    the token left out). ``retry_after`` is the wait in seconds the server asked for
+    with ``Retry-After`` (or ``None``); ``retryable`` whether the SDK retries this status.
     """
 
-    def __init__(self, message: str, *, status_code: int, body: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body = body
+        self.headers: dict[str, str] = dict(headers or {})
+        self.method = method
+        self.url = url
+        self.retry_after = retry_after
+        self.retryable = retryable
 
 
 class AuthenticationError(APIStatusError):
@@ -110,19 +146,23 @@ class BlockedError(APIStatusError):
 class RateLimitError(APIStatusError):
     """Rate limited (429/402). ``retry_after`` is the wait the server asked for, if any."""
 
-    def __init__(
-        self, message: str, *, status_code: int, body: str = "", retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, status_code=status_code, body=body)
-        self.retry_after = retry_after
-
 
 class ServerError(APIStatusError):
     """The service failed with a 5xx status."""
 
 
 class ProtocolError(APIError):
-    """The service answered in a form we cannot read (bad token body, strict-mode stream line)."""
+    """The service answered in a form we cannot read.
+
+    A token body without a token, a stream line in strict mode, a 200 answer in which no
+    line could be read (an HTML page, an empty body, an encoding we did not ask for), or
+    an HTTP response that breaks HTTP's own rules. ``retryable`` says whether the SDK
+    tries again (it does once for an answer in which no line could be read).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ServiceError(APIError):

@@ -7,9 +7,10 @@ They keep the names of the original provider (``Messages``, ``AsyncResult``,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypedDict, Union
 
-__all__ = ["AsyncResult", "CreateResult", "Message", "Messages", "Role", "TextPart"]
+__all__ = ["AsyncResult", "Completion", "CreateResult", "Message", "Messages", "Role", "TextPart"]
 
 Role: TypeAlias = Literal["system", "user", "assistant", "developer"]
 
@@ -40,3 +41,26 @@ AsyncResult: TypeAlias = AsyncIterator[str]
 
 #: What ``create_completion`` returns: an iterator of text pieces.
 CreateResult: TypeAlias = Iterator[str]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A whole answer and how it came: what ``complete(..., full=True)`` returns.
+
+    ``str(completion)`` is the text.
+    """
+
+    text: str
+    #: The ``conversationId`` the call sent (pass it again to continue the conversation).
+    conversation_id: str
+    #: Why the answer ended: always ``"stop"`` (the service has no other end).
+    finish_reason: Literal["stop"] = "stop"
+    #: How many retries the call took.
+    retries: int = 0
+    #: Unreadable lines skipped on the way (and surrogate halves replaced).
+    anomalies: int = 0
+    #: The response headers of the last attempt (lower-case names).
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        return self.text

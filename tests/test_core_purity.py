@@ -3,11 +3,17 @@
 Checked statically with ``ast`` (importing ``aichatonline`` would pull in httpx
 through the package ``__init__``), following the core's relative imports into
 the rest of the package so that no I/O module sneaks in second-hand.
+
+tenacity is pure (the retry decisions are its strategies), so the core may use it, but
+only imported inside the functions that need it: ``import aichatonline`` does not pay
+for it, and most calls never fail.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,13 +36,15 @@ FORBIDDEN = {
     "multiprocessing",
     "concurrent",
     "subprocess",
-    "tenacity",
     "aiohttp",
     "requests",
     "urllib3",
     "urllib.request",
     "http.client",
 }
+
+#: Pure, but imported only inside functions (never when the module is imported).
+LAZY_ONLY = {"tenacity"}
 
 
 def imported_modules(path: Path) -> list[tuple[str, int]]:
@@ -65,8 +73,47 @@ def imported_modules(path: Path) -> list[tuple[str, int]]:
     return found
 
 
+def _matches(module: str, names: set[str]) -> bool:
+    return any(module == name or module.startswith(f"{name}.") for name in names)
+
+
 def is_forbidden(module: str) -> bool:
-    return any(module == bad or module.startswith(f"{bad}.") for bad in FORBIDDEN)
+    return _matches(module, FORBIDDEN)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def eager_imports(path: Path) -> list[tuple[str, int]]:
+    """Modules imported when ``path`` is imported: outside functions and ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[str, int]] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.append((node.module or "", node.lineno))
+        elif isinstance(node, ast.Call):
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name in ("__import__", "import_module") and node.args:
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    found.append((arg.value, node.lineno))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
 
 
 def module_path(module: str) -> Path | None:
@@ -84,7 +131,20 @@ def module_path(module: str) -> Path | None:
 
 def test_the_core_modules_are_all_there() -> None:
     names = {path.name for path in CORE_MODULES}
-    assert {"__init__.py", "prompt.py", "wire.py", "decoder.py", "resume.py", "policy.py"} <= names
+    assert names >= {
+        "__init__.py",
+        "prompt.py",
+        "wire.py",
+        "decoder.py",
+        "resume.py",
+        "redact.py",
+        "timeouts.py",
+        "retries.py",
+        "session.py",
+        "call.py",
+        "http11.py",
+    }
+    assert "policy.py" not in names  # replaced by timeouts.py and retries.py
 
 
 @pytest.mark.parametrize("path", CORE_MODULES, ids=lambda path: path.name)
@@ -101,6 +161,39 @@ def test_core_imports_no_io_library(path: Path) -> None:
             target = module_path(module)
             if target is not None and target != PACKAGE / "__init__.py":
                 pending.append(target)
+
+
+@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda path: path.name)
+def test_tenacity_is_imported_only_inside_functions(path: Path) -> None:
+    for module, lineno in eager_imports(path):
+        assert not _matches(module, LAZY_ONLY), (
+            f"{path.name}:{lineno} imports {module} at import time"
+        )
+
+
+def test_the_lazy_import_checker_sees_both_kinds() -> None:
+    # The check above would pass vacuously if it never saw tenacity at all.
+    retries = CORE / "retries.py"
+    everywhere = {module for module, _ in imported_modules(retries)}
+    assert "tenacity" in everywhere
+    assert "tenacity" not in {module for module, _ in eager_imports(retries)}
+    assert "aichatonline._core.timeouts" in everywhere
+
+
+def test_importing_the_package_does_not_import_tenacity() -> None:
+    code = (
+        "import sys, aichatonline, aichatonline._core;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tenacity'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("path", CORE_MODULES, ids=lambda path: path.name)
@@ -142,3 +235,4 @@ def test_the_checker_sees_imports() -> None:
     assert is_forbidden("httpx")
     assert is_forbidden("http.client")
     assert not is_forbidden("http")
+    assert not is_forbidden("tenacity")  # allowed, lazily (checked above)

@@ -566,3 +566,253 @@ def test_a_finished_decoder_stays_finished_after_a_final_line_error() -> None:
         decoder.finish()
     with pytest.raises((ProtocolError, RuntimeError)):
         decoder.feed(line("x") + b"\n")
+
+
+# -- surrogate halves split across pieces --------------------------------------------------
+
+
+def escaped(text: str) -> bytes:
+    """A stream line whose text is written with ASCII escapes (lone surrogates as ``\\udXXX``)."""
+    return json.dumps({"code": 200, "data": {"message": text}}, ensure_ascii=True).encode()
+
+
+ROCKET_HIGH, ROCKET_LOW = "\ud83d", "\ude80"
+
+
+@both_parsers
+def test_a_pair_split_across_two_pieces_is_re_paired(loads: Loads) -> None:
+    body = escaped(ROCKET_HIGH) + b"\n" + escaped(ROCKET_LOW + " launched") + b"\n"
+    assert b"\\ud83d" in body
+    decoder = StreamDecoder(json_loads=loads)
+    assert decoder.feed(body) == ["\U0001f680 launched"]
+    assert decoder.finish() == []
+    assert decoder.anomalies == 0
+
+
+@both_parsers
+def test_a_pair_split_across_feeds(loads: Loads) -> None:
+    decoder = StreamDecoder(json_loads=loads)
+    assert decoder.feed(escaped("go " + ROCKET_HIGH) + b"\n") == ["go "]  # the half waits
+    assert decoder.feed(b"\n\r\n") == []  # blank lines between do not pair or drop it
+    assert decoder.feed(escaped(ROCKET_LOW + "!") + b"\n") == ["\U0001f680!"]
+    assert decoder.finish() == []
+    assert decoder.anomalies == 0
+
+
+@both_parsers
+def test_a_pair_split_with_an_empty_message_between(loads: Loads) -> None:
+    body = escaped("a" + ROCKET_HIGH) + b"\n" + escaped("") + b"\n" + escaped(ROCKET_LOW) + b"\n"
+    assert decode([body], loads) == (["a", "\U0001f680"], None)
+
+
+@both_parsers
+def test_a_pair_split_into_the_final_line(loads: Loads) -> None:
+    body = escaped(ROCKET_HIGH) + b"\n" + escaped(ROCKET_LOW + "end")  # no final newline
+    assert decode([body], loads) == (["\U0001f680end"], None)
+
+
+@both_parsers
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        ([ROCKET_LOW + "x"], ["\ufffdx"]),
+        (["x" + ROCKET_HIGH, "y"], ["x", "\ufffdy"]),
+        (["a" + ROCKET_HIGH + "b"], ["a\ufffdb"]),
+        ([ROCKET_HIGH + ROCKET_HIGH, ROCKET_LOW], ["\ufffd\U0001f680"]),
+        (["x", ROCKET_LOW, ROCKET_HIGH], ["x", "\ufffd", "\ufffd"]),
+        (["x" + ROCKET_HIGH], ["x", "\ufffd"]),
+    ],
+)
+def test_a_half_that_is_never_paired_becomes_a_replacement(
+    loads: Loads, texts: list[str], expected: list[str]
+) -> None:
+    body = b"".join(escaped(text) + b"\n" for text in texts)
+    for chunks in ([body], fragments(body, 1), [body[:-1]]):  # also: no final newline
+        decoder = StreamDecoder(json_loads=loads)
+        pieces: list[str] = []
+        for chunk in chunks:
+            pieces += decoder.feed(chunk)
+        pieces += decoder.finish()
+        assert "".join(pieces) == "".join(expected)
+        assert decoder.anomalies == "".join(expected).count("\ufffd")
+        "".join(pieces).encode("utf-8")  # always encodable
+
+
+@both_parsers
+@pytest.mark.parametrize("terminated", [True, False], ids=["terminated", "final line"])
+@pytest.mark.parametrize(
+    "bad_text", [ROCKET_LOW + "x", "x" + ROCKET_LOW + "y"], ids=["low first", "low inside"]
+)
+def test_strict_a_lone_half_is_an_error_after_the_pieces_before_it(
+    loads: Loads, terminated: bool, bad_text: str
+) -> None:
+    body = escaped("one") + b"\n" + escaped("two") + b"\n" + escaped(bad_text)
+    if terminated:
+        body += b"\n"
+    decoder = StreamDecoder(json_loads=loads, strict=True)
+    assert decoder.feed(body) == ["one", "two"]
+    with pytest.raises(ProtocolError, match="surrogate"):
+        decoder.finish()
+
+
+@both_parsers
+@pytest.mark.parametrize("terminated", [True, False], ids=["terminated", "final line"])
+def test_strict_a_high_half_at_the_end(loads: Loads, terminated: bool) -> None:
+    body = escaped("one") + b"\n" + escaped("two" + ROCKET_HIGH)
+    if terminated:
+        body += b"\n"
+    decoder = StreamDecoder(json_loads=loads, strict=True)
+    pieces = decoder.feed(body)
+    # The text before the half is delivered either way, then the error: at once when the
+    # last call has no pieces to give, else kept in .error and raised by finish() again.
+    if terminated:  # no pieces left to give with it: raised at once
+        with pytest.raises(ProtocolError, match="surrogate"):
+            decoder.finish()
+    else:  # "two" first, the error kept for the next call
+        pieces += decoder.finish()
+        assert isinstance(decoder.error, ProtocolError)
+        with pytest.raises(ProtocolError, match="surrogate"):
+            decoder.finish()
+    assert pieces == ["one", "two"]
+
+
+@both_parsers
+def test_strict_a_lone_half_in_a_later_feed(loads: Loads) -> None:
+    decoder = StreamDecoder(json_loads=loads, strict=True)
+    assert decoder.feed(escaped("a" + ROCKET_HIGH) + b"\n") == ["a"]
+    assert decoder.feed(escaped("b") + b"\n") == []
+    with pytest.raises(ProtocolError, match="surrogate"):
+        decoder.feed(escaped("c") + b"\n")
+
+
+def test_both_parsers_give_identical_text_for_split_pairs() -> None:
+    texts = ["Hi " + ROCKET_HIGH, ROCKET_LOW + " and \U0001f600", ROCKET_HIGH, ROCKET_LOW, "."]
+    body = b"".join(escaped(text) + b"\n" for text in texts)
+    results = [decode([body], loads) for loads in LOADERS]
+    assert results[0] == results[1]
+    assert "".join(results[0][0]) == "Hi \U0001f680 and \U0001f600\U0001f680."
+
+
+def utf16_units(text: str) -> list[str]:
+    """``text`` as UTF-16 code units (astral characters as two surrogate halves)."""
+    units: list[str] = []
+    for char in text:
+        code = ord(char)
+        if code > 0xFFFF:
+            code -= 0x10000
+            units += [chr(0xD800 + (code >> 10)), chr(0xDC00 + (code & 0x3FF))]
+        else:
+            units.append(char)
+    return units
+
+
+@st.composite
+def streams_cut_by_utf16_units(draw: st.DrawFn) -> tuple[bytes, str]:
+    """An answer with astral characters, cut into pieces at any UTF-16 unit, as a body."""
+    alphabet = st.sampled_from(["a", "é", " ", "中", "\U0001f680", "\U0001f600", "\U00010348"])
+    text = "".join(draw(st.lists(alphabet, max_size=20)))
+    units = utf16_units(text)
+    cuts = sorted(draw(st.sets(st.integers(0, len(units)), max_size=8)))
+    pieces = ["".join(units[a:b]) for a, b in zip([0, *cuts], [*cuts, len(units)], strict=True)]
+    lines = []
+    for piece in pieces:
+        try:
+            piece.encode()
+            ascii_only = draw(st.booleans())
+        except UnicodeEncodeError:
+            ascii_only = True  # a lone half can only travel as an escape
+        raw = json.dumps({"data": {"message": piece}}, ensure_ascii=ascii_only).encode()
+        lines.append(raw + draw(st.sampled_from([b"\n", b"\r\n", b"\n\n"])))
+    body = b"".join(lines)
+    if body and draw(st.booleans()):
+        body = body.rstrip(b"\r\n")
+    return body, text
+
+
+@both_parsers
+@settings(max_examples=150, deadline=None)
+@given(streams_cut_by_utf16_units(), split_points)
+def test_any_split_of_a_stream_with_split_pairs_gives_the_same_text(
+    loads: Loads, stream: tuple[bytes, str], points: list[int]
+) -> None:
+    body, text = stream
+    for chunks in ([body], split_at(body, points)):
+        decoder = StreamDecoder(json_loads=loads, strict=True)
+        pieces: list[str] = []
+        for chunk in chunks:
+            pieces += decoder.feed(chunk)
+        pieces += decoder.finish()
+        assert "".join(pieces) == text
+        assert all(pieces)  # no empty piece handed out
+        assert decoder.anomalies == 0
+
+
+# -- readable lines ------------------------------------------------------------------------
+
+
+@both_parsers
+@pytest.mark.parametrize(
+    ("body", "readable", "anomalies"),
+    [
+        (b"", 0, 0),
+        (b"\n\r\n\n", 0, 0),
+        (b"<!DOCTYPE html>\n<html><body>Maintenance</body></html>\n", 0, 2),
+        (b"not json", 0, 1),
+        (b'{"data": {"message": "a"}}\n{"data": {"message": "b"}}', 2, 0),
+        (b'{"data": {"message": ""}}\n', 1, 0),
+        (b'{"data": {"content": ""}}\njunk\n', 1, 1),
+        (b'data: {"data": {"message": "sse"}}\n', 1, 0),
+        (b'{"data": {"message": "x"}}\n{}\n[1]\n{"data": {"message": "y"}}\n', 2, 2),
+    ],
+)
+def test_readable_counts_the_lines_read_as_messages(
+    loads: Loads, body: bytes, readable: int, anomalies: int
+) -> None:
+    for chunks in ([body], fragments(body, 1)):
+        decoder = StreamDecoder(json_loads=loads)
+        assert decoder.readable == 0
+        for chunk in chunks:
+            decoder.feed(chunk)
+        decoder.finish()
+        assert decoder.readable == readable
+        assert decoder.anomalies == anomalies
+
+
+@both_parsers
+def test_an_in_band_error_is_a_readable_line(loads: Loads) -> None:
+    decoder = StreamDecoder(json_loads=loads)
+    assert decoder.feed(b'{"code": 500, "message": "boom"}\n') == []
+    assert decoder.readable == 1
+    with pytest.raises(ServiceError):
+        decoder.finish()
+
+
+@both_parsers
+def test_readable_counts_a_piece_held_for_its_pair(loads: Loads) -> None:
+    decoder = StreamDecoder(json_loads=loads)
+    assert decoder.feed(escaped(ROCKET_HIGH) + b"\n") == []
+    assert decoder.readable == 1
+
+
+# UTF-8-encoded surrogates (as CESU-8 writes them) are invalid UTF-8; json.loads(bytes)
+# decodes them with "surrogatepass", so they must not slip past the pairing either.
+ENCODED_HALVES = b'{"data": {"message": "a\xed\xa0\xbd"}}\n{"data": {"message": "\xed\xba\x80b"}}\n'
+
+
+@both_parsers
+def test_utf8_encoded_surrogates_never_reach_the_caller_as_lone_halves(loads: Loads) -> None:
+    for chunks in ([ENCODED_HALVES], fragments(ENCODED_HALVES, 1)):
+        pieces, error = decode(chunks, loads)
+        assert error is None
+        text = "".join(pieces)
+        text.encode("utf-8")  # no lone surrogate: always encodable
+        assert text.startswith("a")
+        assert text.endswith("b")
+
+
+@both_parsers
+def test_utf8_encoded_surrogates_in_strict_mode(loads: Loads) -> None:
+    pieces, error = decode([b'{"data": {"message": "x\xed\xa0\xbdy"}}\n'], loads, strict=True)
+    assert error is not None
+    assert error[0] is ProtocolError
+    assert pieces == []

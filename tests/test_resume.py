@@ -55,17 +55,20 @@ def test_records_the_delivered_text() -> None:
     assert transcript.text == "Hello, world"
 
 
-def test_records_each_piece_as_it_goes_out() -> None:
+def test_deliver_returns_a_list_recorded_as_delivered() -> None:
     transcript = Transcript()
     transcript.begin_attempt()
     pieces = transcript.deliver(["a", "b", "c"])
-    assert next(pieces) == "a"
-    assert transcript.text == "a"  # b and c have not reached the caller
-    assert next(pieces) == "b"
-    assert transcript.text == "ab"
+    assert type(pieces) is list
+    assert pieces == ["a", "b", "c"]
+    # Recorded before the caller sees any of them: the caller must hand out every one.
+    assert transcript.text == "abc"
+    assert transcript.length == 3
+    assert transcript.deliver([]) == []
+    assert transcript.length == 3
 
 
-def test_reading_text_while_iterating_loses_nothing() -> None:
+def test_reading_text_while_handing_out_pieces_loses_nothing() -> None:
     # ``stream.text`` read between two pieces of one network chunk (a bug once:
     # the pieces after the read were not recorded, and the resume went wrong).
     transcript = Transcript()
@@ -73,13 +76,61 @@ def test_reading_text_while_iterating_loses_nothing() -> None:
     seen = []
     for piece in transcript.deliver(["a", "b", "c"]):
         seen.append(transcript.text)
-        assert transcript.text.endswith(piece)
-    assert seen == ["a", "ab", "abc"]
-    assert transcript.text == "abc"
+        assert piece in transcript.text
+    assert seen == ["abc", "abc", "abc"]
     transcript.failure(APIConnectionError("reset"))
     transcript.begin_attempt()
     assert deliver(transcript, ["ab", "cd"]) == ["d"]
     assert transcript.text == "abcd"
+
+
+def test_length_counts_characters_not_bytes_or_pieces() -> None:
+    transcript = Transcript()
+    transcript.begin_attempt()
+    transcript.deliver(["é", "😀", "", "ab"])
+    assert transcript.length == 4 == len(transcript.text)
+
+
+def test_length_counts_only_new_text_on_a_resumed_attempt() -> None:
+    transcript, _ = dropped(["Hel", "lo"])
+    assert transcript.length == 5
+    assert transcript.replaying
+    assert deliver(transcript, ["He"]) == []
+    assert transcript.length == 5
+    assert deliver(transcript, ["llo wor", "ld"]) == [" wor", "ld"]
+    assert not transcript.replaying
+    assert transcript.length == len("Hello world") == len(transcript.text)
+
+
+def test_without_resume_a_new_attempt_resets_the_length() -> None:
+    transcript = Transcript(resume=False)
+    transcript.begin_attempt()
+    deliver(transcript, ["first try"])
+    assert transcript.length == 9
+    transcript.begin_attempt()
+    assert transcript.length == 0
+    assert not transcript.replaying
+    deliver(transcript, ["ok"])
+    assert transcript.length == 2
+
+
+def test_replaying_is_false_with_nothing_to_replay() -> None:
+    transcript = Transcript()
+    assert not transcript.replaying
+    transcript.begin_attempt()
+    assert not transcript.replaying
+    transcript.failure(APIConnectionError("refused"))
+    transcript.begin_attempt()
+    assert not transcript.replaying
+
+
+def test_a_replay_that_matches_exactly_returns_an_empty_list() -> None:
+    transcript, _ = dropped(["Hel", "lo"])
+    out = transcript.deliver(["Hello"])
+    assert out == []
+    assert type(out) is list
+    assert not transcript.replaying  # caught up exactly: what follows is new
+    assert transcript.deliver(["!"]) == ["!"]
 
 
 # -- resuming -------------------------------------------------------------------------------
@@ -365,6 +416,7 @@ def test_text_is_right_across_folding() -> None:
         expected += pieces
         if call % 3 == 0:
             assert transcript.text == "".join(expected)
+            assert transcript.length == len(transcript.text)
     assert n > 10_000
     assert transcript.text == "".join(expected)
 

@@ -16,15 +16,24 @@ from aichatonline._core import (
     BROWSER_USER_AGENT,
     CHAT_PATH,
     DEFAULT_BASE_URL,
+    DEFAULT_MODEL,
+    MODEL_ALIASES,
+    MODELS,
+    RETRYABLE,
     TOKEN_PATH,
     Chat,
+    Origin,
     Outcome,
     Request,
     build_headers,
+    check_headers,
     classify,
+    content_decoder,
     normalize_base_url,
     parse_retry_after,
     parse_token,
+    resolve_model,
+    split_url,
     status_error,
     token_request,
 )
@@ -270,7 +279,15 @@ def test_classify_success(status: int) -> None:
         (503, {"cf_mitigated": "challenge"}, b"", Outcome.BLOCKED, BlockedError),
         (503, {}, CHALLENGE, Outcome.BLOCKED, BlockedError),
         (429, {}, b"slow down", Outcome.RATE_LIMITED, RateLimitError),
-        (402, {}, b"", Outcome.RATE_LIMITED, RateLimitError),
+        (402, {}, b"", Outcome.FATAL, RateLimitError),
+        (402, {"retry_after": "5"}, b"", Outcome.RATE_LIMITED, RateLimitError),
+        (429, {"retry_after": "5"}, b"", Outcome.RATE_LIMITED, RateLimitError),
+        (300, {}, b"", Outcome.REDIRECTED, APIStatusError),
+        (301, {"location": "https://elsewhere.example/"}, b"", Outcome.REDIRECTED, APIStatusError),
+        (302, {}, b"", Outcome.REDIRECTED, APIStatusError),
+        (304, {}, b"", Outcome.REDIRECTED, APIStatusError),
+        (307, {}, b"", Outcome.REDIRECTED, APIStatusError),
+        (308, {}, b"", Outcome.REDIRECTED, APIStatusError),
         (500, {}, b"", Outcome.TRANSIENT, ServerError),
         (502, {}, b"bad gateway", Outcome.TRANSIENT, ServerError),
         (503, {}, b"", Outcome.TRANSIENT, ServerError),
@@ -299,6 +316,7 @@ def test_status_table(
     assert type(error) is error_type
     assert error.status_code == status
     assert str(status) in str(error)
+    assert error.retryable is (outcome in RETRYABLE)
 
 
 def test_blocked_error_says_so() -> None:
@@ -435,3 +453,387 @@ def test_parse_retry_after_http_date_defaults_to_the_clock() -> None:
 def test_parse_retry_after_never_raises(value: str) -> None:
     result = parse_retry_after(value, now=0.0)
     assert result is None or (isinstance(result, float) and 0.0 <= result < float("inf"))
+
+
+# -- base URL: strict ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://[::1]x",
+        "http://[not-ipv6]:80",
+        "http://host:99999",
+        "http://[::1]:99999",
+        "http://host:65536",
+        "http://host:0",
+        "http://host:-1",
+        "http://host:port",
+        "http://ho st",
+        "http://host/a b",
+        "http://host\r\nX-Injected: 1",
+        "http://host/\r\npath",
+        "http://host/\tx",
+        "http://host\x00",
+        "http://host/\x7f",
+        "http://:8080",
+        "http://user:pass@host",
+        "http://user@host",
+        "http://:pass@host",
+        "http://@host",
+    ],
+    ids=repr,
+)
+def test_normalize_base_url_is_strict(url: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        normalize_base_url(url)
+    assert info.value.field == "base_url"
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://[::1]:8080", "http://[::1]:8080"),
+        ("http://[::1]/", "http://[::1]"),
+        ("https://host:65535/p", "https://host:65535/p"),
+        ("http://host:1", "http://host:1"),
+        ("http://host/a%20b", "http://host/a%20b"),
+        ("https://example.com\r\n", "https://example.com"),  # surrounding whitespace only
+    ],
+)
+def test_normalize_base_url_still_accepts(url: str, expected: str) -> None:
+    assert normalize_base_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("https://user:hunter2@example.com", "hunter2"),
+        ("https://user:hunter2@example.com:99999", "hunter2"),
+        ("https://user:hunter2@[::1", "hunter2"),
+        ("https://user:hunter2@ex ample.com", "hunter2"),
+        ("https://user:p@ss@example.com", "p@ss"),
+        ("https://user:hunter2?x@example.com", "hunter2"),
+        ("https://user:hun/ter2@example.com", "hun/ter2"),
+    ],
+)
+def test_normalize_base_url_never_shows_a_password(url: str, secret: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        normalize_base_url(url)
+    for text in (str(info.value), repr(info.value)):
+        assert secret not in text
+
+
+# -- Origin and split_url ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "target"),
+    [
+        ("http://127.0.0.1:8123/a/b", Origin("http", "127.0.0.1", 8123), "/a/b"),
+        ("https://example.com", Origin("https", "example.com", 443), "/"),
+        ("http://example.com", Origin("http", "example.com", 80), "/"),
+        ("HTTPS://Example.COM/Path?q=1&r=2", Origin("https", "example.com", 443), "/Path?q=1&r=2"),
+        ("http://[::1]:8080/x?y", Origin("http", "::1", 8080), "/x?y"),
+        ("http://host/p#frag", Origin("http", "host", 80), "/p"),
+    ],
+)
+def test_split_url(url: str, origin: Origin, target: str) -> None:
+    assert split_url(url) == (origin, target)
+
+
+@pytest.mark.parametrize(
+    ("origin", "authority", "host_port", "text"),
+    [
+        (
+            Origin("https", "example.com", 443),
+            "example.com",
+            "example.com:443",
+            "https://example.com",
+        ),
+        (Origin("http", "example.com", 80), "example.com", "example.com:80", "http://example.com"),
+        (Origin("http", "example.com", 443), "example.com:443", "example.com:443", None),
+        (Origin("https", "h", 8443), "h:8443", "h:8443", "https://h:8443"),
+        (Origin("http", "::1", 8080), "[::1]:8080", "[::1]:8080", "http://[::1]:8080"),
+        (Origin("https", "::1", 443), "[::1]", "[::1]:443", "https://[::1]"),
+    ],
+)
+def test_origin(origin: Origin, authority: str, host_port: str, text: str | None) -> None:
+    assert origin.authority == authority
+    assert origin.host_port == host_port
+    assert str(origin) == (text or f"{origin.scheme}://{authority}")
+
+
+def test_origins_are_values() -> None:
+    assert Origin("http", "h", 80) == Origin("http", "h", 80)
+    assert len({Origin("http", "h", 80), Origin("http", "h", 80), Origin("http", "h", 81)}) == 2
+
+
+def test_request_knows_its_origin_target_and_shown_url() -> None:
+    request = token_request("http://[::1]:8123/prefix", {})
+    assert request.origin == Origin("http", "::1", 8123)
+    assert request.target.startswith("/prefix/api/v1/user/getUniqueId?canvas=-")
+    assert request.shown_url == "http://[::1]:8123/prefix/api/v1/user/getUniqueId"
+    chat = Chat(BASE, {}, "p").request("t")
+    assert chat.target == CHAT_PATH
+    assert chat.shown_url == chat.url
+
+
+# -- check_headers -------------------------------------------------------------------------
+
+
+def test_check_headers_accepts_and_copies() -> None:
+    given_headers = {"X-Trace": "abc 123", "Accept-Language": "de", "X-Empty": ""}
+    checked = check_headers(given_headers)
+    assert checked == given_headers
+    assert checked is not given_headers
+    assert type(checked) is dict
+    assert check_headers(None) == {}
+    assert check_headers(httpx.Headers({"X-A": "1"})) == {"x-a": "1"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"": "v"},
+        {"X A": "v"},
+        {"X:A": "v"},
+        {"X\r\nA": "v"},
+        {"Xé": "v"},
+        {5: "v"},
+        {"X-A": "a\r\nX-Injected: 1"},
+        {"X-A": "a\nb"},
+        {"X-A": "\x00"},
+        {"X-A": "caf\u00e9"},
+        {"X-A": 5},
+        {"X-A": None},
+        {"X-A": b"v"},
+    ],
+    ids=repr,
+)
+def test_check_headers_refuses_what_cannot_be_sent(headers: dict[object, object]) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        check_headers(headers)  # type: ignore[arg-type]
+    assert info.value.field == "extra_headers"
+
+
+@pytest.mark.parametrize(
+    "name", ["UniqueId", "uniqueid", "UNIQUEID", "Host", "content-length", "Transfer-Encoding"]
+)
+def test_check_headers_refuses_the_sdk_s_own(name: str) -> None:
+    with pytest.raises(InvalidRequestError, match="SDK sets"):
+        check_headers({name: "x"})
+
+
+@pytest.mark.parametrize("value", [[("X-A", "1")], "X-A: 1", 5])
+def test_check_headers_wants_a_mapping(value: object) -> None:
+    with pytest.raises(InvalidRequestError, match="mapping") as info:
+        check_headers(value, "default_headers")  # type: ignore[arg-type]
+    assert info.value.field == "default_headers"
+
+
+# -- status_error: what an error keeps -----------------------------------------------------
+
+
+def test_status_error_keeps_headers_lower_case() -> None:
+    error = status_error(500, {"X-Request-Id": "r-1", "Content-Type": "text/plain"}, b"boom")
+    assert error.headers == {"x-request-id": "r-1", "content-type": "text/plain"}
+
+
+def test_status_error_keeps_the_request_without_its_query() -> None:
+    request = token_request(BASE, {})
+    error = status_error(404, {}, b"", request=request)
+    assert error.method == "GET"
+    assert error.url == f"{BASE}{TOKEN_PATH}"
+    assert "canvas" not in error.url
+
+
+def test_status_error_without_a_request() -> None:
+    error = status_error(404, {}, b"")
+    assert error.method is None
+    assert error.url is None
+    assert error.headers == {}
+
+
+def test_status_error_masks_the_request_s_token_everywhere() -> None:
+    request = Chat(BASE, {}, "p").request("tok-SECRET-77")
+    error = status_error(
+        401,
+        {"X-Echo": "got tok-SECRET-77", "Location": "http://x/?t=tok-SECRET-77"},
+        b"bad token tok-SECRET-77",
+        request=request,
+    )
+    assert error.method == "POST"
+    for text in (str(error), error.body, *error.headers.values(), error.url or ""):
+        assert "tok-SECRET-77" not in text
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(429, RateLimitError), (503, ServerError), (500, ServerError), (402, RateLimitError)],
+)
+def test_retry_after_is_kept_on_every_status(status: int, error_type: type) -> None:
+    error = status_error(status, {"retry-after": "7"}, b"")
+    assert type(error) is error_type
+    assert error.retry_after == 7.0
+    assert error.retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (400, False),
+        (401, False),
+        (402, False),
+        (404, False),
+        (408, True),
+        (409, True),
+        (429, True),
+        (500, True),
+        (501, True),
+        (503, True),
+        (599, True),
+        (302, False),
+    ],
+)
+def test_status_error_says_whether_it_is_retried(status: int, retryable: bool) -> None:
+    assert status_error(status, {}, b"").retryable is retryable
+
+
+def test_a_blocked_503_is_not_retryable() -> None:
+    error = status_error(503, {"cf-mitigated": "challenge", "retry-after": "5"}, b"")
+    assert type(error) is BlockedError
+    assert not error.retryable
+    assert error.retry_after == 5.0
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_an_error_naming_it(status: int) -> None:
+    error = status_error(status, {"Location": "https://elsewhere.example/x"}, b"<html>moved</html>")
+    assert type(error) is APIStatusError
+    assert classify(status, {"location": "x"}, b"") is Outcome.REDIRECTED
+    text = str(error)
+    assert "redirect" in text
+    assert "https://elsewhere.example/x" in text
+    assert "not followed" in text
+    assert not error.retryable
+    assert error.headers["location"] == "https://elsewhere.example/x"
+
+
+def test_a_redirect_without_a_location() -> None:
+    error = status_error(302, {}, b"")
+    assert "redirect" in str(error)
+
+
+def test_a_redirect_to_a_url_with_credentials_is_masked() -> None:
+    error = status_error(302, {"location": "https://user:hunter2@elsewhere.example/"}, b"")
+    assert "hunter2" not in str(error)
+
+
+# -- content_decoder -----------------------------------------------------------------------
+
+PLAIN = b"".join(
+    json.dumps({"data": {"message": f"piece {i} \u00e9\U0001f600"}}).encode() + b"\n"
+    for i in range(50)
+)
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+def _zlib(data: bytes) -> bytes:
+    import zlib
+
+    return zlib.compress(data)
+
+
+def _raw(data: bytes) -> bytes:
+    import zlib
+
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize("encoding", [None, "identity", "", " ", "Identity", "identity, identity"])
+def test_no_decoder_for_no_encoding(encoding: str | None) -> None:
+    assert content_decoder(encoding) is None
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", _gzip),
+        ("x-gzip", _gzip),
+        (" GZip ", _gzip),
+        ("identity, gzip", _gzip),
+        ("deflate", _zlib),
+        ("deflate", _raw),
+    ],
+    ids=["gzip", "x-gzip", "GZip", "identity, gzip", "deflate", "raw deflate"],
+)
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 100_000])
+def test_content_decoder_decodes_any_split(encoding: str, encode: object, size: int) -> None:
+    encoded = encode(PLAIN)  # type: ignore[operator]
+    decoder = content_decoder(encoding)
+    assert decoder is not None
+    out = b"".join(decoder.decompress(encoded[i : i + size]) for i in range(0, len(encoded), size))
+    assert out + decoder.flush() == PLAIN
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br", "gzip, gzip", "x"])
+def test_an_encoding_not_asked_for(encoding: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        content_decoder(encoding)
+    assert repr(encoding) in str(info.value)
+    assert not info.value.retryable
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_corrupt_body(encoding: str) -> None:
+    decoder = content_decoder(encoding)
+    assert decoder is not None
+    with pytest.raises(ProtocolError, match="decompress"):
+        decoder.decompress(b"\x00\xffthis is not compressed at all" * 4)
+
+
+# -- resolve_model -------------------------------------------------------------------------
+
+
+def test_models() -> None:
+    assert DEFAULT_MODEL == "gpt-4o-mini"
+    assert MODELS == ("gpt-4o-mini",)
+    assert all(target in MODELS for target in MODEL_ALIASES.values())
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (None, "gpt-4o-mini"),
+        ("", "gpt-4o-mini"),
+        ("gpt-4o-mini", "gpt-4o-mini"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+    ],
+)
+def test_resolve_model(model: str | None, expected: str) -> None:
+    assert resolve_model(model) == expected
+
+
+@pytest.mark.parametrize("model", ["gpt-4", "GPT-4O-MINI", " gpt-4o-mini", "x"])
+def test_resolve_model_refuses_unknown_models(model: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        resolve_model(model)
+    assert info.value.field == "model"
+    assert "gpt-4o-mini" in str(info.value)
+    assert repr(model) in str(info.value)
+
+
+@pytest.mark.parametrize("model", [5, b"gpt-4o-mini", ["gpt-4o-mini"]], ids=repr)
+def test_resolve_model_wants_a_string(model: object) -> None:
+    with pytest.raises(InvalidRequestError, match="string") as info:
+        resolve_model(model)  # type: ignore[arg-type]
+    assert info.value.field == "model"

@@ -1,40 +1,75 @@
 """The sans-IO protocol core: all that the SDK knows about AiChatOnline, and no I/O.
 
-Nothing in this package imports httpx, anyio, sockets or threads. The
-transports move bytes; everything they need to decide comes from here:
+Nothing in this package imports httpx, anyio, sockets or threads (a test checks). The I/O
+layer moves bytes and sleeps; everything it needs to decide comes from here:
 
-- ``prompt``  validating messages and formatting the prompt string
-- ``wire``    URLs, headers and bodies of the two requests; token parsing;
-              classifying a status into a typed error
-- ``decoder`` the incremental NDJSON stream decoder
-- ``resume``  the text of a call, and resuming a dropped stream exactly
-- ``policy``  timeouts, the whole-call deadline, and retry decisions
-- ``redact``  keeping the token and proxy credentials out of messages
+- ``prompt``   validating messages and formatting the prompt string
+- ``wire``     URLs, headers and bodies of the two requests; token parsing; the one status
+               table (``classify``) and the typed error for a status; content decoding
+- ``decoder``  the incremental NDJSON stream decoder
+- ``resume``   the text of a call, and resuming a dropped stream exactly
+- ``timeouts`` ``Timeout`` (httpx's per-operation limits, plus ``total`` and
+               ``first_piece``) and ``Limits``, one call's view of them
+- ``retries``  ``RetryPolicy``: retry decisions made by tenacity's strategies
+- ``session``  what a client keeps between calls: the token cache, the cookies
+- ``call``     one chat call and one token fetch as state machines: events in, actions out
+- ``redact``   keeping the token and credentials out of messages
 """
 
+from .call import (
+    DONE,
+    FETCH_TOKEN,
+    READ_BODY,
+    READ_ERROR,
+    Action,
+    Call,
+    Done,
+    Raise,
+    Send,
+    Sleep,
+    TokenFetch,
+)
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
-from .policy import Deadline, RetryPolicy, Timeout, TimeoutTypes
 from .prompt import format_prompt, get_random_string, normalize_messages
 from .redact import redact
 from .resume import Transcript
+from .retries import Attempts, RetryPolicy, is_testing, set_testing
+from .session import CookieJar, TokenCache
+from .timeouts import (
+    DEFAULT_TIMEOUT,
+    OPERATIONS,
+    HttpxLikeTimeout,
+    Limits,
+    Timeout,
+    TimeoutTypes,
+)
 from .wire import (
     BROWSER_USER_AGENT,
     CHAT_PATH,
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     ERROR_BODY_LIMIT,
+    MODEL_ALIASES,
+    MODELS,
+    RETRYABLE,
     SITE_URL,
     TOKEN_PATH,
     Chat,
+    ContentDecoder,
+    Origin,
     Outcome,
     Request,
     build_headers,
+    check_headers,
     classify,
+    content_decoder,
     is_header_text,
     is_header_token,
     normalize_base_url,
     parse_retry_after,
     parse_token,
+    resolve_model,
+    split_url,
     status_error,
     token_request,
 )
@@ -45,29 +80,57 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_LINE_BYTES",
     "DEFAULT_MODEL",
+    "DEFAULT_TIMEOUT",
+    "DONE",
     "ERROR_BODY_LIMIT",
+    "FETCH_TOKEN",
+    "MODELS",
+    "MODEL_ALIASES",
+    "OPERATIONS",
+    "READ_BODY",
+    "READ_ERROR",
+    "RETRYABLE",
     "SITE_URL",
     "TOKEN_PATH",
+    "Action",
+    "Attempts",
+    "Call",
     "Chat",
-    "Deadline",
+    "ContentDecoder",
+    "CookieJar",
+    "Done",
+    "HttpxLikeTimeout",
+    "Limits",
+    "Origin",
     "Outcome",
+    "Raise",
     "Request",
     "RetryPolicy",
+    "Send",
+    "Sleep",
     "StreamDecoder",
     "Timeout",
     "TimeoutTypes",
+    "TokenCache",
+    "TokenFetch",
     "Transcript",
     "build_headers",
+    "check_headers",
     "classify",
+    "content_decoder",
     "format_prompt",
     "get_random_string",
     "is_header_text",
     "is_header_token",
+    "is_testing",
     "normalize_base_url",
     "normalize_messages",
     "parse_retry_after",
     "parse_token",
     "redact",
+    "resolve_model",
+    "set_testing",
+    "split_url",
     "status_error",
     "token_request",
 ]

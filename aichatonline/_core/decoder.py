@@ -25,8 +25,18 @@ Errors keep the order of the stream. When a line is an in-band error
 (``code`` present and not 200), or a malformed line in strict mode, the pieces
 decoded before it in the same ``feed`` are returned first, and the error is
 raised by the next ``feed`` or ``finish`` call. Nothing after the error is
-decoded. The state is all in this one object: the fragments, the anomaly
-count, and the pending error.
+decoded. The state is all in this one object: the fragments, the counts of
+readable and unreadable lines, a held-back surrogate, and the pending error.
+
+Surrogates. A service that cuts its text by UTF-16 units can split an astral
+character (an emoji) into two pieces, each a valid JSON string holding one
+half of a surrogate pair as a ``\\uXXXX`` escape. The stdlib parser yields the
+lone halves; orjson refuses such a line (a retry with the stdlib parser reads
+it). Either way the halves are paired again here: a piece ending in a high
+surrogate is held back until the next piece, and a half that can never be
+paired becomes U+FFFD (a :class:`ProtocolError` in strict mode), so the text
+is the same with either parser and always encodes as UTF-8. Only a block
+whose bytes contain such an escape (one C-level search) pays for the check.
 """
 
 from __future__ import annotations
@@ -34,11 +44,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import reprlib
 from collections.abc import Callable
 from typing import Any
 
-from .._exceptions import AiChatOnlineError, ProtocolError, ServiceError
+from .._exceptions import APIError, ProtocolError, ServiceError
 from .redact import redact
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "StreamDecoder", "default_json_loads"]
@@ -70,23 +81,38 @@ _BLANK = b" \t\r"
 _SSE_PREFIX = b"data:"
 # json raises RecursionError (not ValueError) for deeply nested input.
 _PARSE_ERRORS = (ValueError, RecursionError)
+# A JSON escape of a UTF-16 surrogate half, the only way one can reach a piece.
+# (or, through json's surrogatepass decoding of bytes, the UTF-8 bytes of a surrogate).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+# A surrogate pair, or a lone half.
+_SURROGATES = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+_REPLACEMENT = "\ufffd"
+
+
+def _may_hold_surrogates(block: bytes) -> bool:
+    # Two substring searches cost a seventh of the pattern's: most blocks hold neither.
+    return b"\\u" in block or b"\xed" in block
 
 
 class StreamDecoder:
     """Decodes the NDJSON chat stream incrementally.
 
-    ``strict``: a line that is not JSON or carries no text raises
-    :class:`ProtocolError` instead of being counted in ``anomalies`` and
-    skipped. ``max_line_bytes`` bounds one line. ``json_loads`` replaces the
-    JSON parser (it takes ``bytes``). ``secrets`` (the token sent) are masked
-    wherever a line is quoted in an error or a log.
+    ``strict``: a line that is not JSON or carries no text (or a surrogate
+    half that cannot be paired) raises :class:`ProtocolError` instead of being
+    counted in ``anomalies`` and skipped (or replaced by U+FFFD). ``readable``
+    counts the lines read as messages. ``max_line_bytes`` bounds one line.
+    ``json_loads`` replaces the JSON parser (it takes ``bytes``). ``secrets``
+    (the token sent) are masked wherever a line is quoted in an error or a log.
     """
 
     __slots__ = (
+        "_empty",
         "_error",
         "_finished",
         "_fragments",
+        "_high",
         "_loads",
+        "_pieces_read",
         "_raw_decode",
         "_size",
         "anomalies",
@@ -108,16 +134,25 @@ class StreamDecoder:
         self.strict = strict
         self.max_line_bytes = max_line_bytes
         self.secrets = secrets
-        #: Lines skipped because they were not JSON or carried no text.
+        #: Lines skipped because they were not JSON or carried no text, and surrogate
+        #: halves that could not be paired (each replaced by U+FFFD).
         self.anomalies = 0
+        self._pieces_read = 0  # lines read as a piece of text, or an in-band error
+        self._empty = 0  # lines with an empty text: readable, but no piece
+        self._high = ""  # a high surrogate held back from the end of the last piece
         self._loads: JSONLoads = json_loads or default_json_loads()
         # The stdlib parses str lines with raw_decode three times faster than
         # loads(bytes) (no encoding detection, no whitespace regexes).
         self._raw_decode = _STDLIB.raw_decode if self._loads is json.loads else None
         self._fragments: list[bytes] = []
         self._size = 0
-        self._error: AiChatOnlineError | None = None
+        self._error: APIError | None = None
         self._finished = False
+
+    @property
+    def readable(self) -> int:
+        """Lines read as messages: text (empty or not) or an in-band error."""
+        return self._pieces_read + self._empty
 
     def feed(self, data: bytes) -> list[str]:
         """Take the next bytes of the body; return the pieces of the lines they complete."""
@@ -138,21 +173,44 @@ class StreamDecoder:
         pieces = self._decode_block(block)
         if end + 1 < len(data) and self._error is None:
             self._keep(data[end + 1 :])
+        if self._high or (_may_hold_surrogates(block) and _SURROGATE_ESCAPE.search(block)):
+            return self._pair_surrogates(pieces)
         return pieces
 
     def finish(self) -> list[str]:
-        """End of the body: decode a last line that had no ``\\n`` and close the decoder."""
+        """End of the body: decode a last line that had no ``\\n`` and close the decoder.
+
+        An error that comes after the last pieces (an in-band error line, or in strict mode
+        an unreadable one) is raised at once when there are no pieces to give; otherwise
+        the pieces are returned and the error waits in :attr:`error` (a further call to
+        ``finish()`` raises it), so that text and error keep the order of the stream.
+        """
         self._check_open()
         self._finished = True
-        if not self._fragments:
-            return []
-        line = b"".join(self._fragments)
-        self._fragments = []
-        self._size = 0
-        pieces = self._decode_block(line)
-        if self._error is not None:
+        pieces: list[str] = []
+        if self._fragments:
+            line = b"".join(self._fragments)
+            self._fragments = []
+            self._size = 0
+            pieces = self._decode_block(line)
+            if self._error is None and (
+                self._high or (_may_hold_surrogates(line) and _SURROGATE_ESCAPE.search(line))
+            ):
+                pieces = self._pair_surrogates(pieces)
+        if self._high and self._error is None:  # the stream ended inside a surrogate pair
+            self._high = ""
+            try:
+                pieces.append(self._lone_surrogate())
+            except ProtocolError as exc:
+                self._error = exc
+        if self._error is not None and not pieces:
             raise self._error
         return pieces
+
+    @property
+    def error(self) -> APIError | None:
+        """An error the stream held after the pieces already returned, if any."""
+        return self._error
 
     # -- internals ---------------------------------------------------------
 
@@ -218,9 +276,12 @@ class StreamDecoder:
                     if type(text) is str:
                         if text:
                             append(text)
+                        else:
+                            self._empty += 1
                         continue
             if not self._slow_path(line, pieces):
-                return pieces
+                break
+        self._pieces_read += len(pieces)
         return pieces
 
     def _decode_text_lines(self, lines: list[str]) -> list[str]:
@@ -240,20 +301,29 @@ class StreamDecoder:
                     if type(text) is str:
                         if text:
                             append(text)
+                        else:
+                            self._empty += 1
                         continue
             if not self._slow_path(line.encode(), pieces):
-                return pieces
+                break
+        self._pieces_read += len(pieces)
         return pieces
 
     def _slow_path(self, line: bytes, pieces: list[str]) -> bool:
         """Decode an unusual line into ``pieces``; False (error pending) to stop."""
         try:
             text = self._decode_unusual(line)
-        except (ProtocolError, ServiceError) as exc:
+        except ServiceError as exc:
+            self._pieces_read += 1  # a message, if not a welcome one
+            self._error = exc
+            return False
+        except ProtocolError as exc:
             self._error = exc
             return False
         if text:
-            pieces.append(text)
+            pieces.append(text)  # counted with the block's pieces
+        elif text is not None:
+            self._empty += 1
         return True
 
     def _decode_unusual(self, line: bytes) -> str | None:
@@ -266,8 +336,13 @@ class StreamDecoder:
         try:
             obj = self._loads(payload)
         except _PARSE_ERRORS:
-            self._anomaly(line, "not JSON")
-            return None
+            try:  # orjson refuses a lone surrogate escape, which the stdlib reads
+                obj = json.loads(payload) if self._loads is not json.loads else None
+            except _PARSE_ERRORS:
+                obj = None
+            if obj is None:
+                self._anomaly(line, "not JSON")
+                return None
         if not isinstance(obj, dict):
             self._anomaly(line, "not a JSON object")
             return None
@@ -283,6 +358,36 @@ class StreamDecoder:
                 return text
         self._anomaly(line, "no data.message text")
         return None
+
+    def _pair_surrogates(self, pieces: list[str]) -> list[str]:
+        """Re-pair surrogate halves within and across pieces; hold a trailing high half."""
+        paired: list[str] = []
+        try:
+            for piece in pieces:
+                if self._high:
+                    piece = self._high + piece
+                    self._high = ""
+                if _SURROGATES.search(piece) is not None:
+                    if "\ud800" <= piece[-1] <= "\udbff":  # its pair may start the next piece
+                        piece, self._high = piece[:-1], piece[-1]
+                    piece = _SURROGATES.sub(self._surrogate_match, piece)
+                if piece:
+                    paired.append(piece)
+        except ProtocolError as exc:  # strict: raised by the next call, after these pieces
+            self._error = exc
+        return paired
+
+    def _surrogate_match(self, match: re.Match[str]) -> str:
+        pair = match.group()
+        if len(pair) == 2:
+            return pair.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        return self._lone_surrogate()
+
+    def _lone_surrogate(self) -> str:
+        if self.strict:
+            raise ProtocolError("the stream holds half of a UTF-16 surrogate pair, never paired")
+        self.anomalies += 1
+        return _REPLACEMENT
 
     def _anomaly(self, line: bytes, why: str) -> None:
         if self.strict:

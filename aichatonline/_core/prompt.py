@@ -7,7 +7,7 @@ field), ``format_prompt`` exactly as PROTOCOL.md section 3 gives it, and
 
 from __future__ import annotations
 
-import secrets
+import random
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,20 +19,20 @@ __all__ = ["ROLES", "format_prompt", "get_random_string", "normalize_messages"]
 
 ROLES = frozenset({"system", "user", "assistant", "developer"})
 _ALPHABET = string.ascii_lowercase + string.digits
+_choices = random.choices
 
 
 def get_random_string(length: int = 10) -> str:
-    """Return ``length`` random characters from ``a-z0-9`` (from :mod:`secrets`)."""
+    """Return ``length`` random characters from ``a-z0-9``.
+
+    As the original did, from :mod:`random`: conversation ids and the token request's
+    ``canvas`` only need to differ, not to be unguessable (the token is the service's).
+    ``random`` is seeded from the OS at start-up and costs a microsecond, where
+    :mod:`secrets` cost several on every chat.
+    """
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise InvalidRequestError(f"length must be a non-negative int, not {length!r}")
-    # One draw for the whole string, written in base 36: every string equally
-    # likely, and one call to the OS's random source instead of one per character.
-    number = secrets.randbelow(36**length)
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, 36)
-        chars.append(_ALPHABET[digit])
-    return "".join(chars)
+    return "".join(_choices(_ALPHABET, k=length))
 
 
 def _content_text(content: object, index: int) -> str:

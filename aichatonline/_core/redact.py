@@ -1,23 +1,78 @@
-"""Keeping secrets out of text: the token and proxy credentials. No I/O.
+"""Keeping secrets out of text: the token, proxy credentials, URL credentials. No I/O.
 
-Every message the SDK builds from something a server or a library said
-passes through :func:`redact` with the secrets of the moment, so an echoed
-token or a URL with credentials never reaches an error message or a log line.
+Every message the SDK builds from something a server or a library said passes through
+:func:`redact` with the secrets of the moment, so an echoed token or a URL with
+credentials never reaches an error message or a log line. A secret is masked in every
+form a message may show it in: as it is, percent-encoded (as in a URL), and escaped as
+Python's ``repr`` of the text or of its bytes would escape it (as in httpcore's logs).
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from urllib.parse import quote
 
-__all__ = ["redact"]
+__all__ = ["redact", "sanitized", "secret_forms"]
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]*)@")
+MASK = "***"
+
+
+@functools.lru_cache(maxsize=256)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """The ways ``secret`` can appear in text, longest first."""
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "surrogateescape"))[2:-1],
+    }
+    return tuple(sorted((form for form in forms if form), key=len, reverse=True))
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """``text`` with URL credentials and each of ``secrets`` replaced by ``***``."""
-    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    """``text`` with URL credentials and each of ``secrets`` (in any form) replaced by ``***``."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
-    return text
+            for form in secret_forms(secret):
+                if form in text:
+                    text = text.replace(form, MASK)
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def sanitized(exc: BaseException, *secrets: str | None) -> BaseException:
+    """``exc``, or a copy whose message (and whose causes' messages) hide ``secrets``.
+
+    Errors from libraries are chained to ours as ``__cause__``; a traceback prints their
+    messages too, and some repeat what the server sent (httpx: ``illegal chunk header:
+    bytearray(b'...')``). The copy keeps the type and the traceback.
+    """
+    secrets_given = tuple(s for s in secrets if s)
+    return _sanitized(exc, secrets_given, 0)
+
+
+def _sanitized(exc: BaseException, secrets: tuple[str, ...], depth: int) -> BaseException:
+    cause = exc.__cause__ if exc.__cause__ is not None else exc.__context__
+    clean_cause = _sanitized(cause, secrets, depth + 1) if cause is not None and depth < 8 else None
+    text = str(exc)
+    leaks = redact(text, *secrets) != text or any(
+        isinstance(arg, str) and redact(arg, *secrets) != arg for arg in exc.args
+    )
+    if not leaks and clean_cause is cause:
+        return exc
+    if leaks:
+        try:
+            copy = type(exc).__new__(type(exc))
+            copy.__dict__.update(getattr(exc, "__dict__", {}))
+            copy.args = (redact(text, *secrets),)
+        except (TypeError, AttributeError):
+            copy = RuntimeError(f"{type(exc).__name__}: {redact(text, *secrets)}")
+        copy.__traceback__ = exc.__traceback__
+    else:
+        copy = exc
+    if clean_cause is not cause:
+        copy.__cause__ = clean_cause
+        copy.__suppress_context__ = True
+    return copy

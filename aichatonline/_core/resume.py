@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 A :class:`Transcript` sees every piece on its way to the caller and keeps the
 text delivered so far. When a stream drops, the client re-sends the same
-request (same ``conversationId`` and prompt) and feeds the new answer through
-:meth:`Transcript.deliver` again:
+request (same ``conversationId`` and prompt) and passes the new answer through
+:meth:`Transcript.deliver` again, which returns what the caller should get:
 
 * ``resume=True`` (``stream()``): the new answer must start with the text
   already delivered. That prefix is skipped, piece by piece (a piece may end
@@ -26,8 +26,6 @@ gathered, so it costs about its own size in memory and ``text`` stays linear.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from .._exceptions import APIError, StreamInterrupted
 
 __all__ = ["Transcript"]
@@ -38,7 +36,16 @@ _FOLD_AT = 64
 class Transcript:
     """Text delivered by one chat call, across its attempts."""
 
-    __slots__ = ("_blocks", "_folds", "_last_failure", "_position", "_replay", "_tail", "resume")
+    __slots__ = (
+        "_blocks",
+        "_folds",
+        "_last_failure",
+        "_position",
+        "_replay",
+        "_tail",
+        "length",
+        "resume",
+    )
 
     def __init__(self, *, resume: bool = True) -> None:
         self.resume = resume
@@ -50,6 +57,13 @@ class Transcript:
         self._replay: str | None = None
         self._position = 0
         self._last_failure: APIError | None = None
+        #: How many characters were delivered (cheaper than ``len(text)``).
+        self.length = 0
+
+    @property
+    def replaying(self) -> bool:
+        """Whether a resumed attempt is still re-reading text the caller already has."""
+        return self._replay is not None
 
     @property
     def text(self) -> str:
@@ -71,23 +85,26 @@ class Transcript:
             self._folds += 1
             self._blocks = []
             self._tail.clear()
+            self.length = 0
             self._folds += 1
             return
         text = self.text
         self._replay = text or None
         self._position = 0
 
-    def deliver(self, pieces: list[str]) -> Iterator[str]:
-        """Yield the pieces the caller should get, recording each as it goes out.
+    def deliver(self, pieces: list[str]) -> list[str]:
+        """The pieces the caller should get, recorded as delivered.
 
-        On a resumed attempt the text the caller already has is cut away.
+        On a resumed attempt the text the caller already has is cut away. The caller
+        must hand out every piece returned: they count as delivered from here on.
         """
         if self._replay is not None:
             pieces = self._skip_replayed(pieces)
+            if not pieces:
+                return pieces
         tail = self._tail  # only ever cleared in place, never replaced
-        for piece in pieces:
-            tail.append(piece)
-            yield piece
+        tail.extend(pieces)
+        self.length += sum(map(len, pieces))
         if len(tail) >= _FOLD_AT:
             # Before the next network read: one compact string instead of many
             # small ones (~50 bytes each) while the stream waits.
@@ -95,6 +112,7 @@ class Transcript:
             self._blocks.append("".join(tail))
             tail.clear()
             self._folds += 1
+        return pieces
 
     def end_attempt(self) -> None:
         """The attempt's answer ended normally."""

@@ -8,13 +8,16 @@ Every URL, header, body shape and status rule of PROTOCOL.md lives in this file.
 
 from __future__ import annotations
 
+import functools
 import http
 import json
+import re
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from enum import Enum
+from urllib.parse import urlsplit
 
 from .._exceptions import (
     APIStatusError,
@@ -34,18 +37,27 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "ERROR_BODY_LIMIT",
+    "MODELS",
+    "MODEL_ALIASES",
+    "RETRYABLE",
     "SITE_URL",
     "TOKEN_PATH",
     "Chat",
+    "ContentDecoder",
+    "Origin",
     "Outcome",
     "Request",
     "build_headers",
+    "check_headers",
     "classify",
+    "content_decoder",
     "is_header_text",
     "is_header_token",
     "normalize_base_url",
     "parse_retry_after",
     "parse_token",
+    "resolve_model",
+    "split_url",
     "status_error",
     "token_request",
 ]
@@ -55,13 +67,20 @@ DEFAULT_BASE_URL = "https://aichatonlineorg.erweima.ai"
 CHAT_PATH = "/aichatonline/api/chat/gpt"
 TOKEN_PATH = "/api/v1/user/getUniqueId"
 DEFAULT_MODEL = "gpt-4o-mini"
+#: The models the service answers as (it has one; the request carries no model field).
+MODELS: tuple[str, ...] = (DEFAULT_MODEL,)
+#: Other names accepted for them.
+MODEL_ALIASES: Mapping[str, str] = {"gpt-4o-mini-2024-07-18": DEFAULT_MODEL}
 
 BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 #: How much of an error response body is read: enough to classify it and quote its start.
 ERROR_BODY_LIMIT = 64 * 1024
 _PREVIEW_CHARS = 300
+# A str as a JSON string literal, non-ASCII kept (json's own C encoder).
+_json_string = json.encoder.encode_basestring
 _CHALLENGE_MARKER = b"<title>just a moment...</title>"
+_BRACKETED_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[0-9]*)?")
 
 
 @dataclass(frozen=True)
@@ -74,20 +93,130 @@ class Request:
     body: bytes | None = field(default=None, repr=False)
     #: Values the request carries that no error message may repeat (the token).
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: Where it goes, and the request target (path and query), from ``url``.
+    origin: Origin = field(init=False, repr=False)
+    target: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        origin, target = split_url(self.url)
+        object.__setattr__(self, "origin", origin)  # frozen: set once, here
+        object.__setattr__(self, "target", target)
+
+    @property
+    def shown_url(self) -> str:
+        """The URL for messages: the query left out (it holds nothing the reader needs)."""
+        return self.url.partition("?")[0]
+
+
+def resolve_model(model: str | None) -> str:
+    """The service's name for ``model``: empty or ``None`` means the default; aliases resolve.
+
+    An unknown model is an :class:`InvalidRequestError` naming the models there are.
+    """
+    if model is None or model == "":
+        return DEFAULT_MODEL
+    if not isinstance(model, str):
+        raise InvalidRequestError(
+            f"model must be a string, not {type(model).__name__}", field="model"
+        )
+    if model in MODELS:
+        return model
+    alias = MODEL_ALIASES.get(model)
+    if alias is not None:
+        return alias
+    raise InvalidRequestError(
+        f"model {model!r} is not supported; choose one of {', '.join(MODELS)}", field="model"
+    )
 
 
 def normalize_base_url(url: str) -> str:
-    """Check that ``url`` is an ``http(s)://host[:port][/prefix]`` URL; drop a trailing slash."""
+    """Check that ``url`` is an ``http(s)://host[:port][/prefix]`` URL; drop a trailing slash.
+
+    Everything a request would trip over later is refused now, as an
+    :class:`InvalidRequestError`: control characters or spaces, a malformed IPv6 host, a
+    port out of range, a query or fragment, and credentials (``user:pass@``: the service
+    has no such authentication, and they would show wherever the URL is shown; the message
+    never repeats them).
+    """
     if not isinstance(url, str):
-        raise InvalidRequestError(f"base_url must be a string, not {type(url).__name__}")
-    scheme, sep, rest = url.strip().partition("://")
+        raise InvalidRequestError(
+            f"base_url must be a string, not {type(url).__name__}", field="base_url"
+        )
+    url = url.strip()
+    shown = redact(url)
+    if any(char <= " " or char == "\x7f" for char in url):
+        raise InvalidRequestError(
+            f"base_url must not contain spaces or control characters, got {shown!r}",
+            field="base_url",
+        )
+    if "@" in url:
+        # Credentials (user:password@), or something that reads like them: refused, and
+        # the URL is not repeated (a password may hold any character, "/" included).
+        raise InvalidRequestError(
+            "base_url must not contain credentials (user:password@) or an '@'",
+            field="base_url",
+        )
+    scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
         raise InvalidRequestError(
-            f"base_url must look like 'https://host[:port]', got {url!r}", field="base_url"
+            f"base_url must look like 'https://host[:port]', got {shown!r}", field="base_url"
         )
-    if "?" in rest or "#" in rest:
+    netloc = rest.split("/", 1)[0]
+    if netloc.startswith("[") and _BRACKETED_HOST.fullmatch(netloc) is None:
+        raise InvalidRequestError(
+            f"base_url has a malformed IPv6 host: {shown!r}", field="base_url"
+        )
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+        raise InvalidRequestError(
+            f"base_url is not a valid URL ({exc}): {shown!r}", field="base_url"
+        ) from None
+    if not parts.hostname:
+        raise InvalidRequestError(f"base_url has no host: {shown!r}", field="base_url")
+    if port == 0:
+        raise InvalidRequestError(f"base_url has port 0: {shown!r}", field="base_url")
+    if parts.query or parts.fragment or "?" in rest or "#" in rest:
         raise InvalidRequestError("base_url must not contain a query or fragment", field="base_url")
     return f"{scheme.lower()}://{rest.rstrip('/')}"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where requests go: scheme, host (IPv6 without brackets) and port."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def authority(self) -> str:
+        """``host[:port]`` as a ``Host`` header says it (the port only when not the default)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def host_port(self) -> str:
+        """``host:port`` with the port always (the target of a ``CONNECT``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.authority}"
+
+
+@functools.lru_cache(maxsize=64)
+def split_url(url: str) -> tuple[Origin, str]:
+    """The origin of an absolute ``http(s)`` URL and its request target (path and query)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target = f"{target}?{parts.query}"
+    return Origin(scheme, parts.hostname or "", port), target
 
 
 def build_headers(base_url: str, user_agent: str | None = None) -> dict[str, str]:
@@ -116,12 +245,18 @@ def parse_token(body: bytes) -> str:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"the token response is not JSON: {_preview(body)}") from exc
+        raise ProtocolError(
+            f"the token response is not JSON: {_preview(body)}", retryable=True
+        ) from exc
     token = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(token, str) or not token.strip():
-        raise ProtocolError("the token response has no non-empty string 'data' field")
+        raise ProtocolError(
+            "the token response has no non-empty string 'data' field", retryable=True
+        )
     if not is_header_token(token):
-        raise ProtocolError("the token response's 'data' cannot be sent as a header value")
+        raise ProtocolError(
+            "the token response's 'data' cannot be sent as a header value", retryable=True
+        )
     return token
 
 
@@ -152,8 +287,11 @@ class Chat:
     body: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        payload = {"conversationId": self.conversation_id, "prompt": self.prompt}
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        # json.dumps of the two-key object, spelled out: the same bytes, a third the time.
+        text = (
+            f'{{"conversationId":{_json_string(self.conversation_id)},'
+            f'"prompt":{_json_string(self.prompt)}}}'
+        )
         try:
             body = text.encode()
         except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 for it
@@ -169,30 +307,81 @@ class Chat:
         return Request("POST", f"{self.base_url}{CHAT_PATH}", headers, self.body, (token,))
 
 
+_RESERVED_HEADERS = frozenset(
+    {"uniqueid", "host", "content-length", "content-type", "transfer-encoding"}
+)
+
+
+def check_headers(headers: Mapping[str, str] | None, what: str = "extra_headers") -> dict[str, str]:
+    """Validate headers the caller adds to a request (before any I/O); return them as a dict.
+
+    Names must be HTTP tokens and values printable ASCII. The token header and the ones
+    that frame the request (``Host``, ``Content-Type``, ``Content-Length``,
+    ``Transfer-Encoding``) are the SDK's to set.
+    """
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise InvalidRequestError(
+            f"{what} must be a mapping of names to values, not {type(headers).__name__}",
+            field=what,
+        )
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not all(c in _TOKEN_CHARS for c in name):
+            raise InvalidRequestError(f"{what}: {name!r} is not a header name", field=what)
+        if name.lower() in _RESERVED_HEADERS:
+            raise InvalidRequestError(
+                f"{what}: the SDK sets {name!r} itself; it cannot be given", field=what
+            )
+        if not isinstance(value, str) or not is_header_text(value):
+            raise InvalidRequestError(
+                f"{what}: the value of {name!r} must be a string of printable ASCII",
+                field=what,
+            )
+        checked[name] = value
+    return checked
+
+
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
 class Outcome(Enum):
-    """What a response status means for the caller."""
+    """What a response status means for the call: the one status table of PROTOCOL.md."""
 
     OK = "ok"
     TOKEN_REJECTED = "token rejected"
     BLOCKED = "blocked by a Cloudflare challenge"
     RATE_LIMITED = "rate limited"
     TRANSIENT = "transient"
+    REDIRECTED = "redirected"
     FATAL = "fatal"
 
 
 def classify(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
-    """Classify a response by status, headers and the start of its body (PROTOCOL.md)."""
+    """Classify a response by status, headers and the start of its body (PROTOCOL.md).
+
+    ``headers`` must be case-insensitive or use lower-case names.
+    """
     if 200 <= status < 300:
         return Outcome.OK
     if status in (403, 503) and _is_challenge(headers, body):
         return Outcome.BLOCKED
     if status in (401, 403):
         return Outcome.TOKEN_REJECTED
-    if status in (402, 429):
+    if status == 429 or (status == 402 and "retry-after" in headers):
         return Outcome.RATE_LIMITED
     if status in (408, 409) or status >= 500:
         return Outcome.TRANSIENT
+    if 300 <= status < 400:
+        return Outcome.REDIRECTED
     return Outcome.FATAL
+
+
+#: The outcomes worth another attempt (the retry policy still weighs ``Retry-After``).
+RETRYABLE = frozenset({Outcome.RATE_LIMITED, Outcome.TRANSIENT})
 
 
 def status_error(
@@ -202,35 +391,111 @@ def status_error(
     *,
     now: float | None = None,
     secrets: tuple[str, ...] = (),
+    request: Request | None = None,
 ) -> APIStatusError:
     """The typed error for a response that is not a success.
 
-    ``headers`` must be case-insensitive (httpx's are) or use lower-case names.
-    ``secrets`` (the token sent) are masked if the body echoes them.
+    ``headers`` must be case-insensitive or use lower-case names. ``secrets`` (the token
+    sent) are masked if the body echoes them; ``request`` is the request that got this
+    answer (its method and URL go into the error, the query left out).
     """
-    outcome = classify(status, headers, body)
+    secrets = (*secrets, *(request.secrets if request is not None else ()))
+    lowered = {name.lower(): redact(value, *secrets) for name, value in headers.items()}
+    outcome = classify(status, lowered, body)
     preview = redact(_preview(body), *secrets)
     try:
         phrase = http.HTTPStatus(status).phrase
     except ValueError:
         phrase = "Unknown Status"
     message = f"HTTP {status} {phrase}"
+    details = {
+        "status_code": status,
+        "body": preview,
+        "headers": lowered,
+        "method": request.method if request is not None else None,
+        "url": redact(request.shown_url, *secrets) if request is not None else None,
+        "retry_after": parse_retry_after(lowered.get("retry-after"), now=now),
+        "retryable": outcome in RETRYABLE,
+    }
     if outcome is Outcome.BLOCKED:
         return BlockedError(
             f"{message}: blocked by the site's Cloudflare bot protection (a challenge page)",
-            status_code=status,
-            body=preview,
+            **details,  # type: ignore[arg-type]
+        )
+    if outcome is Outcome.REDIRECTED:
+        where = redact(lowered.get("location", "?"), *secrets)
+        return APIStatusError(
+            f"{message}: the service redirected to {where!r}; redirects are not followed "
+            "(the token and the prompt go to the configured base URL only)",
+            **details,  # type: ignore[arg-type]
         )
     if preview:
         message = f"{message}: {preview}"
     if outcome is Outcome.TOKEN_REJECTED:
-        return AuthenticationError(message, status_code=status, body=preview)
-    if outcome is Outcome.RATE_LIMITED:
-        retry_after = parse_retry_after(headers.get("retry-after"), now=now)
-        return RateLimitError(message, status_code=status, body=preview, retry_after=retry_after)
+        return AuthenticationError(message, **details)  # type: ignore[arg-type]
+    if status in (402, 429):
+        return RateLimitError(message, **details)  # type: ignore[arg-type]
     if status >= 500:
-        return ServerError(message, status_code=status, body=preview)
-    return APIStatusError(message, status_code=status, body=preview)
+        return ServerError(message, **details)  # type: ignore[arg-type]
+    return APIStatusError(message, **details)  # type: ignore[arg-type]
+
+
+class ContentDecoder:
+    """Undoes a ``Content-Encoding`` we asked for: gzip, or deflate (zlib-wrapped or raw)."""
+
+    __slots__ = ("_fed", "_raw_possible", "_zlib")
+
+    def __init__(self, coding: str) -> None:
+        # Some servers send raw deflate, against RFC 9110: tried once, if the start fails.
+        self._raw_possible = coding == "deflate"
+        wbits = zlib.MAX_WBITS if coding == "deflate" else zlib.MAX_WBITS | 16
+        self._zlib = zlib.decompressobj(wbits)
+        self._fed = b""  # the first bytes, while the zlib header may still be refused
+
+    def decompress(self, data: bytes) -> bytes:
+        """The decoded bytes of the next part of the body."""
+        if self._raw_possible:
+            self._fed += data
+        try:
+            decoded = self._zlib.decompress(data)
+        except zlib.error as exc:
+            if self._raw_possible:
+                self._raw_possible = False
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                fed, self._fed = self._fed, b""
+                return self.decompress(fed)
+            raise ProtocolError(f"the body could not be decompressed: {exc}") from None
+        if len(self._fed) >= 2:  # zlib has seen (and taken) the header: no going back
+            self._raw_possible = False
+            self._fed = b""
+        return decoded
+
+    def flush(self) -> bytes:
+        """What is left at the end of the body; an error if the compressed data was cut."""
+        rest = self._zlib.flush()
+        if not self._zlib.eof:
+            raise ProtocolError("the compressed body ended before its end", retryable=True)
+        return rest
+
+
+def content_decoder(encoding: str | None) -> ContentDecoder | None:
+    """The decoder for a ``Content-Encoding`` we asked for (gzip, deflate), or ``None``.
+
+    Any other encoding is a :class:`ProtocolError`: the body could not be read.
+    """
+    if encoding is None:
+        return None
+    codings = [part.strip().lower() for part in encoding.split(",") if part.strip()]
+    codings = [coding for coding in codings if coding != "identity"]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise ProtocolError(
+            f"the body is encoded as {encoding!r}, which was not asked for (only gzip and "
+            "deflate are)",
+            retryable=False,
+        )
+    return ContentDecoder(codings[0])
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -241,6 +506,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     try:
         seconds = float(value)
     except ValueError:
+        from email.utils import parsedate_to_datetime  # rare: imported when first needed
+
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):

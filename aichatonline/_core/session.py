@@ -1,0 +1,118 @@
+"""What a client keeps between calls: its unique id (token) and the service's cookies. No I/O.
+
+:class:`TokenCache` holds the token every call of a client (and of the clients made from it
+with ``with_options``) shares, and the bookkeeping of fetching it in a single flight: the
+I/O layer takes a lock, and the first caller fetches while the others wait; whoever waited
+for a fetch that failed gets that same failure instead of starting a fetch of its own
+(``shared_failure``). A rejected token is dropped only if it is still the current one, as a
+concurrent call may have replaced it already.
+
+:class:`CookieJar` keeps the cookies the service sets, as the original's browser-like
+session did, and sends them back. The client talks to one origin only, so there is no
+domain or path matching to do; a cookie set with ``Max-Age=0`` or ``Max-Age`` below zero is
+removed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+from .._exceptions import APIError, InvalidRequestError
+from .wire import is_header_token
+
+__all__ = ["CookieJar", "TokenCache"]
+
+
+class TokenCache:
+    """The unique id a client's calls share, and the single-flight bookkeeping of its fetch."""
+
+    __slots__ = ("_error", "_token", "fetches")
+
+    def __init__(self) -> None:
+        self._token: str | None = None
+        #: How many fetches finished (a waiter compares it with what it saw before waiting).
+        self.fetches = 0
+        self._error: APIError | None = None
+
+    @property
+    def token(self) -> str | None:
+        """The current token, or ``None``."""
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        if value is not None and not (isinstance(value, str) and is_header_token(value)):
+            raise InvalidRequestError(
+                "token must be None or a non-empty string of visible ASCII characters",
+                field="token",
+            )
+        self._token = value
+
+    def forget(self, token: str) -> None:
+        """The service rejected ``token``: drop it, unless another call replaced it already."""
+        if self._token == token:
+            self._token = None
+
+    def fetched(self, token: str) -> None:
+        """A fetch succeeded."""
+        self.fetches += 1
+        self._token, self._error = token, None
+
+    def failed(self, error: APIError) -> None:
+        """A fetch failed: whoever was waiting for it gets ``error`` too."""
+        self.fetches += 1
+        self._error = error
+
+    def shared_failure(self, fetches_seen: int) -> APIError | None:
+        """The failure of a fetch that finished while the caller waited, as its own copy."""
+        failed = self._error
+        if self.fetches == fetches_seen or failed is None:
+            return None
+        error = copy.copy(failed)  # each caller raises its own object, cause kept
+        error.__cause__ = failed.__cause__
+        return error
+
+
+class CookieJar:
+    """The cookies the service set, sent back with every request to it."""
+
+    __slots__ = ("_cookies",)
+
+    def __init__(self) -> None:
+        self._cookies: dict[str, str] = {}
+
+    def update(self, set_cookie_values: Iterable[str]) -> None:
+        """Take the ``Set-Cookie`` header values of a response."""
+        for value in set_cookie_values:
+            pair, _, attributes = value.partition(";")
+            name, sep, cookie = pair.partition("=")
+            name = name.strip()
+            if not sep or not name or not is_header_token(name):
+                continue
+            cookie = cookie.strip()
+            if _expires_now(attributes):
+                self._cookies.pop(name, None)
+            elif all(" " < c <= "~" and c != ";" for c in cookie):
+                self._cookies[name] = cookie
+            # else: a value that cannot be sent back as it came is ignored
+
+    def header(self) -> str | None:
+        """The ``Cookie`` header value to send, or ``None`` with no cookies."""
+        if not self._cookies:
+            return None
+        return "; ".join(f"{name}={value}" for name, value in self._cookies.items())
+
+    def __len__(self) -> int:
+        return len(self._cookies)
+
+
+def _expires_now(attributes: str) -> bool:
+    for attribute in attributes.split(";"):
+        key, _, value = attribute.partition("=")
+        if key.strip().lower() == "max-age":
+            try:
+                return int(value.strip()) <= 0
+            except ValueError:
+                return False
+    return False

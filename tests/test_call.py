@@ -1,0 +1,887 @@
+"""``Call`` and ``TokenFetch``: the rules of one chat call and one token fetch, driven by events.
+
+No sockets and no sleeping: each test plays the I/O layer by hand (send, head, body bytes,
+failures) and checks the action the machine answers with. Retries wait zero seconds
+(``RetryPolicy`` with no back-off) unless a test is about the wait.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import zlib
+from collections.abc import Mapping
+
+import pytest
+
+from aichatonline._core import (
+    CHAT_PATH,
+    DONE,
+    FETCH_TOKEN,
+    READ_BODY,
+    READ_ERROR,
+    TOKEN_PATH,
+    Call,
+    Chat,
+    Done,
+    Raise,
+    RetryPolicy,
+    Send,
+    Sleep,
+    Timeout,
+    TokenCache,
+    TokenFetch,
+    build_headers,
+)
+from aichatonline._core.timeouts import Limits
+from aichatonline._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BlockedError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    ServiceError,
+    StreamInterrupted,
+)
+
+BASE = "http://127.0.0.1:8123"
+HEADERS = build_headers(BASE)
+NO_WAIT = RetryPolicy(max_retries=2, initial_backoff=0, max_backoff=0, jitter=0)
+
+
+def line(text: str) -> bytes:
+    return json.dumps({"code": 200, "data": {"message": text}}).encode() + b"\n"
+
+
+def answer(*texts: str) -> bytes:
+    return b"".join(line(text) for text in texts)
+
+
+def make_call(
+    *,
+    token: str | None = "tok-1",
+    cache: TokenCache | None = None,
+    policy: RetryPolicy = NO_WAIT,
+    timeout: Timeout | None = None,
+    resume: bool = True,
+    **options: object,
+) -> Call:
+    if cache is None:
+        cache = TokenCache()
+        if token is not None:
+            cache.fetched(token)
+    chat = Chat(BASE, HEADERS, "User: hi\nAssistant:")
+    return Call(
+        chat,
+        tokens=cache,
+        policy=policy,
+        timeout=timeout or Timeout(),
+        resume=resume,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def send(call: Call) -> Send:
+    action = call.next_action()
+    assert type(action) is Send, action
+    call.sent()
+    return action
+
+
+def begin(call: Call, status: int = 200, headers: Mapping[str, str] | None = None) -> Send:
+    """Send the request and get the response head."""
+    action = send(call)
+    call.response_head(status, dict(headers or {}))
+    return action
+
+
+def stream(call: Call, *chunks: bytes, end: bool = True) -> list[str]:
+    """Feed a 200 body's chunks (the head already in); return every piece handed out."""
+    assert call.next_action() is READ_BODY
+    pieces: list[str] = []
+    for chunk in chunks:
+        pieces += call.receive(chunk)
+    if end:
+        pieces += call.end_of_body()
+    return pieces
+
+
+def refused(
+    call: Call, status: int, headers: Mapping[str, str] | None = None, body: bytes = b""
+) -> None:
+    begin(call, status, headers)
+    assert call.next_action() is READ_ERROR
+    call.error_body(body)
+
+
+def raised(call: Call) -> APIError:
+    action = call.next_action()
+    assert type(action) is Raise, action
+    return action.error
+
+
+def slept(call: Call) -> float:
+    action = call.next_action()
+    assert type(action) is Sleep, action
+    call.slept()
+    return action.seconds
+
+
+# -- the first action ---------------------------------------------------------------------------
+
+
+def test_without_a_token_the_call_fetches_one_first() -> None:
+    call = make_call(token=None)
+    assert call.next_action() is FETCH_TOKEN
+    assert call.next_action() is FETCH_TOKEN  # asking again changes nothing
+    call.token_ready("fresh")
+    action = call.next_action()
+    assert type(action) is Send
+    assert action.request.headers["UniqueId"] == "fresh"
+
+
+def test_with_a_cached_token_the_call_sends_at_once() -> None:
+    call = make_call(token="cached")
+    action = call.next_action()
+    assert type(action) is Send
+    request = action.request
+    assert request.method == "POST"
+    assert request.url == f"{BASE}{CHAT_PATH}"
+    assert request.headers["UniqueId"] == "cached"
+    assert request.body == call.chat.body
+    assert request.secrets == ("cached",)
+    assert call.secrets == ("cached",)
+
+
+# -- a call that goes well ----------------------------------------------------------------------
+
+
+def test_a_whole_answer() -> None:
+    call = make_call()
+    begin(call, 200, {"content-type": "application/x-ndjson"})
+    assert call.headers == {"content-type": "application/x-ndjson"}
+    assert call.next_action() is READ_BODY
+    assert call.receive(answer("Hel", "lo")) == ["Hel", "lo"]
+    assert call.next_action() is READ_BODY
+    assert call.receive(line(", world")[:-1]) == []  # a line without its end yet
+    assert call.end_of_body() == [", world"]
+    assert call.next_action() is DONE
+    assert call.transcript.text == "Hello, world"
+    assert call.retries == 0
+    assert call.anomalies == 0
+
+
+@pytest.mark.parametrize("size", [1, 7, 97, 100_000])
+def test_any_chunking_gives_the_same_pieces(size: int) -> None:
+    body = answer("a", "bc", "dé😀", "f")
+    call = make_call()
+    begin(call)
+    chunks = [body[i : i + size] for i in range(0, len(body), size)]
+    assert stream(call, *chunks) == ["a", "bc", "dé😀", "f"]
+    assert call.next_action() is DONE
+
+
+def test_receive_returns_the_pieces_of_every_line_completed() -> None:
+    call = make_call()
+    begin(call)
+    body = answer("one", "two", "three")
+    assert call.receive(body[:5]) == []
+    assert call.receive(body[5:-3]) == ["one", "two"]
+    assert call.receive(body[-3:]) == ["three"]
+    assert call.end_of_body() == []
+
+
+# -- a failure mid-stream: resume -----------------------------------------------------------------
+
+
+def test_a_drop_mid_stream_is_resumed_where_the_caller_is() -> None:
+    call = make_call()
+    first = begin(call)
+    assert stream(call, answer("Hel", "lo"), end=False) == ["Hel", "lo"]
+    cause = APIConnectionError("connection reset")
+    call.failed(cause)
+    assert slept(call) == 0.0
+    second = begin(call)
+    assert second.request.body == first.request.body  # the same conversation and prompt
+    assert second.request.headers["UniqueId"] == "tok-1"
+    assert stream(call, answer("Hel", "lo", " world")) == [" world"]
+    assert call.next_action() is DONE
+    assert call.transcript.text == "Hello world"
+    assert call.retries == 1
+
+
+def test_a_resumed_answer_cut_differently_is_still_resumed() -> None:
+    call = make_call()
+    begin(call)
+    stream(call, answer("Hel", "lo wo"), end=False)
+    call.failed(APIConnectionError("reset"))
+    slept(call)
+    begin(call)
+    assert stream(call, answer("H", "ello", " w", "orld")) == ["rld"]
+    assert call.transcript.text == "Hello world"
+
+
+def test_a_divergent_resumed_answer_raises_stream_interrupted() -> None:
+    call = make_call()
+    begin(call)
+    stream(call, answer("Hel", "lo"), end=False)
+    drop = APIConnectionError("reset")
+    call.failed(drop)
+    slept(call)
+    begin(call)
+    with pytest.raises(StreamInterrupted) as info:
+        call.receive(answer("Help", " me"))
+    error = info.value
+    assert error.partial == "Hello"
+    assert error.__cause__ is drop
+    call.failed(error)  # the I/O layer reports what receive() raised
+    assert raised(call) is error
+    assert call.transcript.text == "Hello"
+
+
+def test_a_resumed_answer_that_ends_early_raises_stream_interrupted() -> None:
+    call = make_call()
+    begin(call)
+    stream(call, answer("Hel", "lo"), end=False)
+    call.failed(APIConnectionError("reset"))
+    slept(call)
+    begin(call)
+    assert call.receive(answer("Hel")) == []
+    with pytest.raises(StreamInterrupted) as info:
+        call.end_of_body()
+    assert info.value.partial == "Hello"
+    call.failed(info.value)
+    assert raised(call) is info.value
+
+
+def test_without_resume_the_next_attempt_starts_over() -> None:
+    call = make_call(resume=False)
+    begin(call)
+    stream(call, answer("first", " try"), end=False)
+    call.failed(APIConnectionError("reset"))
+    slept(call)
+    begin(call)
+    assert stream(call, answer("second", " answer")) == ["second", " answer"]
+    assert call.transcript.text == "second answer"
+
+
+def test_retries_used_up_after_text_raise_stream_interrupted() -> None:
+    call = make_call(policy=RetryPolicy(max_retries=0))
+    begin(call)
+    stream(call, answer("partial"), end=False)
+    drop = APITimeoutError("read timeout", limit="read", seconds=5)
+    call.failed(drop)
+    error = raised(call)
+    assert isinstance(error, StreamInterrupted)
+    assert error.partial == "partial"
+    assert error.__cause__ is drop
+
+
+# -- the token ----------------------------------------------------------------------------------
+
+
+def test_a_rejected_token_is_refreshed_once() -> None:
+    cache = TokenCache()
+    cache.fetched("old")
+    call = make_call(cache=cache)
+    refused(call, 401, body=b'{"msg": "bad token"}')
+    assert call.next_action() is FETCH_TOKEN
+    assert cache.token is None  # dropped: it was still the current one
+    call.token_ready("new")
+    action = begin(call)
+    assert action.request.headers["UniqueId"] == "new"
+    assert stream(call, answer("ok")) == ["ok"]
+    assert call.next_action() is DONE
+
+
+def test_a_rejected_token_another_call_replaced_stays_replaced() -> None:
+    cache = TokenCache()
+    cache.fetched("old")
+    call = make_call(cache=cache)
+    send(call)
+    cache.fetched("newer")  # another call refreshed the token meanwhile
+    call.response_head(403, {})
+    call.error_body(b"")
+    assert call.next_action() is FETCH_TOKEN
+    assert cache.token == "newer"
+
+
+@pytest.mark.parametrize("statuses", [(401, 401), (401, 403), (403, 401)])
+def test_a_second_rejection_is_final(statuses: tuple[int, int]) -> None:
+    call = make_call()
+    refused(call, statuses[0])
+    call.token_ready("new")
+    refused(call, statuses[1], body=b"still no")
+    error = raised(call)
+    assert type(error) is AuthenticationError
+    assert error.status_code == statuses[1]
+    assert error.method == "POST"
+    assert error.url == f"{BASE}{CHAT_PATH}"
+
+
+def test_a_rejection_after_a_retry_is_still_refreshed_once_per_call() -> None:
+    call = make_call()
+    refused(call, 503)
+    slept(call)
+    refused(call, 401)
+    assert call.next_action() is FETCH_TOKEN
+    call.token_ready("new")
+    refused(call, 401)
+    assert isinstance(raised(call), AuthenticationError)
+
+
+def test_a_cloudflare_block_is_not_a_token_to_refresh() -> None:
+    call = make_call()
+    refused(call, 403, {"cf-mitigated": "challenge"})
+    assert isinstance(raised(call), BlockedError)
+
+
+def test_a_failed_token_fetch_ends_the_call() -> None:
+    call = make_call(token=None)
+    assert call.next_action() is FETCH_TOKEN
+    failure = ServerError("HTTP 503", status_code=503, retryable=True)
+    call.token_failed(failure)
+    assert raised(call) is failure  # it was retried on its own: no retry here
+
+
+def test_a_token_echoed_in_an_error_body_is_masked() -> None:
+    call = make_call(token="tok-SECRET-42")
+    refused(call, 400, body=b'{"error": "invalid UniqueId tok-SECRET-42"}')
+    error = raised(call)
+    assert "tok-SECRET-42" not in str(error)
+    assert "tok-SECRET-42" not in error.body  # type: ignore[attr-defined]
+
+
+# -- statuses -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(400, APIStatusError), (404, APIStatusError), (422, APIStatusError), (402, RateLimitError)],
+)
+def test_a_status_not_worth_retrying_raises_its_typed_error(
+    status: int, error_type: type[APIStatusError]
+) -> None:
+    call = make_call()
+    refused(call, status, {"x-request-id": "r1"}, b"nope")
+    error = raised(call)
+    assert type(error) is error_type
+    assert error.status_code == status
+    assert error.headers == {"x-request-id": "r1"}
+    assert error.method == "POST"
+    assert call.retries == 0
+
+
+def test_a_redirect_is_not_followed() -> None:
+    call = make_call()
+    refused(call, 307, {"location": "https://elsewhere.example/steal"})
+    error = raised(call)
+    assert type(error) is APIStatusError
+    assert error.status_code == 307
+    assert "elsewhere.example" in str(error)
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503])
+def test_a_transient_status_is_retried(status: int) -> None:
+    call = make_call()
+    refused(call, status)
+    assert slept(call) == 0.0
+    begin(call)
+    assert stream(call, answer("fine")) == ["fine"]
+    assert call.retries == 1
+
+
+def test_retry_after_sets_the_wait() -> None:
+    call = make_call(policy=RetryPolicy(initial_backoff=0.1, max_backoff=0.1, jitter=0))
+    refused(call, 429, {"retry-after": "3"})
+    assert slept(call) == 3.0
+    refused(call, 503, {"retry-after": "2"})
+    assert slept(call) == 2.0
+
+
+def test_transient_statuses_until_the_budget_is_used_up() -> None:
+    call = make_call()
+    for _ in range(2):
+        refused(call, 502)
+        slept(call)
+    refused(call, 502, body=b"bad gateway")
+    error = raised(call)
+    assert type(error) is ServerError
+    assert call.retries == 2
+
+
+def test_a_non_retryable_status_after_text_is_wrapped() -> None:
+    call = make_call()
+    begin(call)
+    stream(call, answer("some text"), end=False)
+    call.failed(APIConnectionError("reset"))
+    slept(call)
+    refused(call, 400, body=b"bad request")
+    error = raised(call)
+    assert isinstance(error, StreamInterrupted)
+    assert error.partial == "some text"
+    assert isinstance(error.__cause__, APIStatusError)
+    assert error.__cause__.status_code == 400
+
+
+def test_an_in_band_error_after_text_is_wrapped() -> None:
+    call = make_call()
+    begin(call)
+    body = answer("Hel", "lo") + b'{"code": 500, "message": "model overloaded"}\n' + answer("x")
+    assert call.receive(body) == ["Hel", "lo"]  # the pieces before the error first
+    with pytest.raises(ServiceError) as info:
+        call.end_of_body()
+    call.failed(info.value)
+    error = raised(call)
+    assert isinstance(error, StreamInterrupted)
+    assert error.partial == "Hello"
+    assert error.__cause__ is info.value
+
+
+def test_an_in_band_error_before_text_is_raised_as_it_is() -> None:
+    call = make_call()
+    begin(call)
+    assert call.receive(b'{"code": 429, "msg": "slow down"}\n') == []
+    with pytest.raises(ServiceError) as info:
+        call.end_of_body()  # an in-band error is a readable line: not "unreadable"
+    call.failed(info.value)
+    assert raised(call) is info.value
+
+
+def test_stop_ends_the_call_without_a_retry() -> None:
+    call = make_call()
+    begin(call)
+    stream(call, answer("so far"), end=False)
+    closed = APIConnectionError("the client was closed")
+    call.stop(closed)
+    error = raised(call)
+    assert isinstance(error, StreamInterrupted)
+    assert error.partial == "so far"
+    assert error.__cause__ is closed
+
+
+# -- answers in which nothing can be read -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<!DOCTYPE html><html><body>Maintenance</body></html>\n", b"\n\n", b"not json"],
+    ids=["empty", "html", "blank lines", "garbage"],
+)
+def test_an_unreadable_answer_is_retried_once(body: bytes) -> None:
+    call = make_call(policy=RetryPolicy(max_retries=5, initial_backoff=0, jitter=0))
+    for attempt in (1, 2):
+        begin(call)
+        if body:
+            assert call.receive(body) == []
+        with pytest.raises(ProtocolError) as info:
+            call.end_of_body()
+        assert "200" in str(info.value)
+        assert info.value.retryable is (attempt == 1)
+        call.failed(info.value)
+        if attempt == 1:
+            assert slept(call) == 0.0
+    assert raised(call) is info.value
+    assert call.retries == 1
+
+
+def test_an_answer_of_empty_messages_is_readable() -> None:
+    call = make_call()
+    begin(call)
+    assert stream(call, answer("", "")) == []
+    assert call.next_action() is DONE
+    assert call.transcript.text == ""
+
+
+def test_anomalies_are_counted_over_every_attempt() -> None:
+    call = make_call()
+    begin(call)
+    assert stream(call, b"junk\n" + answer("Hel") + b"[1]\n", end=False) == ["Hel"]
+    assert call.anomalies == 2
+    call.failed(APIConnectionError("reset"))
+    assert call.anomalies == 2
+    slept(call)
+    begin(call)
+    assert stream(call, answer("Hel") + b"more junk\n" + answer("lo")) == ["lo"]
+    assert call.anomalies == 3
+    assert call.next_action() is DONE
+
+
+# -- the retry budget ---------------------------------------------------------------------------
+
+
+def test_progress_earns_a_fresh_budget() -> None:
+    call = make_call(policy=RetryPolicy(max_retries=1, initial_backoff=0, jitter=0))
+    begin(call)
+    stream(call, answer("a"), end=False)
+    call.failed(APIConnectionError("reset 1"))
+    slept(call)
+    begin(call)
+    assert stream(call, answer("a", "b"), end=False) == ["b"]  # new text: progress
+    call.failed(APIConnectionError("reset 2"))
+    slept(call)  # granted although max_retries=1 was used once already
+    begin(call)
+    assert stream(call, answer("a", "b"), end=False) == []  # nothing new
+    call.failed(APIConnectionError("reset 3"))
+    error = raised(call)
+    assert isinstance(error, StreamInterrupted)
+    assert error.partial == "ab"
+    assert call.retries == 2
+
+
+def test_without_progress_the_budget_runs_out() -> None:
+    call = make_call(policy=RetryPolicy(max_retries=1, initial_backoff=0, jitter=0))
+    call.failed(APIConnectionError("refused"))
+    slept(call)
+    last = APIConnectionError("refused again")
+    call.failed(last)
+    assert raised(call) is last
+    assert call.retries == 1
+
+
+def test_without_resume_the_same_text_again_is_not_progress() -> None:
+    # complete() starts every attempt over: an attempt that only gets as far as the last
+    # one did has made no progress, or a server that always drops after its first line
+    # would be retried for ever (there is no whole-call bound by default).
+    call = make_call(resume=False, policy=RetryPolicy(max_retries=2, initial_backoff=0, jitter=0))
+    actions = []
+    for _ in range(3):
+        begin(call)
+        stream(call, answer("the same start"), end=False)
+        call.failed(APIConnectionError("reset"))
+        action = call.next_action()
+        actions.append(type(action).__name__)
+        if type(action) is Sleep:
+            call.slept()
+    assert actions == ["Sleep", "Sleep", "Raise"]
+    error = raised(call)
+    assert isinstance(error, StreamInterrupted)
+    assert error.partial == "the same start"
+    assert call.retries == 2
+
+
+def test_without_resume_getting_further_is_progress() -> None:
+    call = make_call(resume=False, policy=RetryPolicy(max_retries=1, initial_backoff=0, jitter=0))
+    texts = ["a"]
+    for _ in range(4):
+        begin(call)
+        stream(call, answer(*texts), end=False)
+        call.failed(APIConnectionError("reset"))
+        slept(call)  # each attempt got further than any before: a fresh budget
+        texts.append("b")
+    begin(call)
+    assert "".join(stream(call, answer(*texts, "end"))) == "abbbbend"
+    assert call.next_action() is DONE
+
+
+def test_a_failure_before_any_head_is_retried_with_the_same_request() -> None:
+    call = make_call()
+    first = send(call)
+    call.failed(APITimeoutError("connect timeout", limit="connect", seconds=10))
+    slept(call)
+    second = send(call)
+    assert second.request.body == first.request.body
+    assert second.request.headers == first.request.headers
+
+
+def test_no_back_off_into_the_total() -> None:
+    call = make_call(policy=RetryPolicy(initial_backoff=5, jitter=0), timeout=Timeout(total=1))
+    drop = APIConnectionError("reset")
+    call.failed(drop)
+    assert raised(call) is drop
+
+
+# -- content encodings --------------------------------------------------------------------------
+
+BODY = answer("Hel", "lo, ", "wörld 😀")
+
+
+def _deflate(data: bytes) -> bytes:
+    return zlib.compress(data)
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("GZIP", gzip.compress),
+        ("deflate", _deflate),
+        ("deflate", _raw_deflate),
+        ("identity", lambda data: data),
+    ],
+    ids=["gzip", "x-gzip", "GZIP", "deflate", "raw deflate", "identity"],
+)
+@pytest.mark.parametrize("size", [3, 100_000])
+def test_encoded_bodies_are_decoded(encoding: str, encode: object, size: int) -> None:
+    encoded = encode(BODY)  # type: ignore[operator]
+    call = make_call()
+    begin(call, 200, {"content-encoding": encoding})
+    chunks = [encoded[i : i + size] for i in range(0, len(encoded), size)]
+    assert "".join(stream(call, *chunks)) == "Hello, wörld 😀"
+    assert call.next_action() is DONE
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br"])
+def test_an_encoding_not_asked_for_is_unreadable_retried_once(encoding: str) -> None:
+    call = make_call(policy=RetryPolicy(max_retries=5, initial_backoff=0, jitter=0))
+    for attempt in (1, 2):
+        send(call)
+        with pytest.raises(ProtocolError) as info:
+            call.response_head(200, {"content-encoding": encoding})
+        assert repr(encoding) in str(info.value)
+        assert info.value.retryable is (attempt == 1)
+        call.failed(info.value)
+        if attempt == 1:
+            assert slept(call) == 0.0
+    assert raised(call) is info.value
+    assert call.retries == 1
+
+
+def test_unreadable_answers_of_any_kind_share_the_one_retry() -> None:
+    call = make_call(policy=RetryPolicy(max_retries=5, initial_backoff=0, jitter=0))
+    begin(call)
+    with pytest.raises(ProtocolError) as empty:
+        call.end_of_body()
+    call.failed(empty.value)
+    slept(call)
+    send(call)
+    with pytest.raises(ProtocolError) as encoded:
+        call.response_head(200, {"content-encoding": "br"})
+    assert not encoded.value.retryable
+    call.failed(encoded.value)
+    assert raised(call) is encoded.value
+
+
+def test_a_corrupt_gzip_body_is_a_protocol_error() -> None:
+    call = make_call()
+    begin(call, 200, {"content-encoding": "gzip"})
+    with pytest.raises(ProtocolError):
+        call.receive(b"\x1f\x8b\x08\x00garbage-garbage-garbage")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_body_cut_before_its_end_is_not_a_whole_answer(encoding: str) -> None:
+    # The body framing ended, but the compressed stream did not: the answer was cut.
+    wbits = zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS
+    compressor = zlib.compressobj(wbits=wbits)
+    cut = compressor.compress(answer("Hello", " world")) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    call = make_call()
+    begin(call, 200, {"content-encoding": encoding})
+    assert call.receive(cut) == ["Hello", " world"]
+    with pytest.raises(APIError):
+        call.end_of_body()
+
+
+def test_each_attempt_decodes_afresh() -> None:
+    call = make_call()
+    compressor = zlib.compressobj(wbits=zlib.MAX_WBITS | 16)
+    first_line = compressor.compress(line("Hel")) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    begin(call, 200, {"content-encoding": "gzip"})
+    assert call.receive(first_line) == ["Hel"]  # then the connection drops mid-gzip
+    call.failed(APIConnectionError("reset"))
+    slept(call)
+    begin(call, 200, {})  # the second answer is not encoded
+    assert stream(call, answer("Hel", "lo", "!")) == ["lo", "!"]
+    assert call.transcript.text == "Hello!"
+
+
+# -- time -------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_first_piece_window_opens_at_sent_and_closes_at_the_first_piece() -> None:
+    clock = Clock()
+    call = make_call(timeout=Timeout(60, first_piece=5), clock=clock)
+    assert call.limits.cap("read") == 60.0
+    send(call)
+    clock.now = 2.0
+    assert call.limits.cap("read") == 3.0
+    call.response_head(200, {})
+    assert call.receive(b'{"data": {"mess') == []
+    assert call.limits.cap("read") == 3.0  # bytes, but no piece yet
+    assert call.receive(b'age": "hi"}}\n') == ["hi"]
+    assert call.limits.cap("read") == 60.0
+
+
+def test_each_attempt_has_its_own_first_piece_window() -> None:
+    clock = Clock()
+    call = make_call(timeout=Timeout(60, first_piece=5), clock=clock)
+    send(call)
+    clock.now = 5.0
+    error = call.limits.timeout_error()  # the I/O layer's wait ran out
+    assert error.limit == "first_piece"
+    call.failed(error)
+    slept(call)
+    clock.now = 7.0
+    send(call)
+    assert call.limits.cap("read") == 5.0
+
+
+def test_the_headers_are_the_last_attempt_s() -> None:
+    call = make_call()
+    assert call.headers is None
+    refused(call, 503, {"x-attempt": "1"})
+    assert call.headers == {"x-attempt": "1"}
+    slept(call)
+    begin(call, 200, {"x-attempt": "2"})
+    assert call.headers == {"x-attempt": "2"}
+
+
+def test_json_loads_is_used() -> None:
+    seen: list[bytes] = []
+
+    def loads(data: bytes) -> object:
+        seen.append(bytes(data))
+        return json.loads(data)
+
+    call = make_call(json_loads=loads)
+    begin(call)
+    assert stream(call, answer("x")) == ["x"]
+    assert seen
+
+
+def test_strict_makes_a_bad_line_an_error() -> None:
+    call = make_call(strict=True)
+    begin(call)
+    assert call.receive(answer("ok") + b"junk\n") == ["ok"]
+    with pytest.raises(ProtocolError):
+        call.end_of_body()
+
+
+def test_max_line_bytes_bounds_a_line() -> None:
+    call = make_call(max_line_bytes=64)
+    begin(call)
+    with pytest.raises(ProtocolError, match="64"):
+        call.receive(b"x" * 100)  # refused before the line ends
+
+
+# -- TokenFetch ---------------------------------------------------------------------------------
+
+
+def make_fetch(policy: RetryPolicy = NO_WAIT, timeout: Timeout | None = None) -> TokenFetch:
+    return TokenFetch(BASE, HEADERS, policy=policy, limits=Limits(timeout or Timeout()))
+
+
+def fetch_send(fetch: TokenFetch) -> Send:
+    action = fetch.next_action()
+    assert type(action) is Send, action
+    return action
+
+
+def test_token_fetch_success() -> None:
+    fetch = make_fetch()
+    request = fetch_send(fetch).request
+    assert request.method == "GET"
+    assert request.url.startswith(f"{BASE}{TOKEN_PATH}?canvas=-")
+    assert dict(request.headers) == HEADERS
+    fetch.response(200, {}, b'{"code": 200, "data": "tok-xyz"}')
+    done = fetch.next_action()
+    assert type(done) is Done
+    assert done.token == "tok-xyz"
+    assert "tok-xyz" not in repr(done)
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>", b'{"data": ""}', b'{"data": "a b"}'])
+def test_token_fetch_bad_body(body: bytes) -> None:
+    # A 200 that is not a token (a maintenance page, say) is tried again, like an
+    # unreadable chat answer, until the retries run out.
+    fetch = make_fetch()
+    sleeps = 0
+    while True:
+        fetch_send(fetch)
+        fetch.response(200, {}, body)
+        action = fetch.next_action()
+        if type(action) is not Sleep:
+            break
+        sleeps += 1
+        fetch.slept()
+    assert sleeps >= 1
+    assert type(action) is Raise
+    assert isinstance(action.error, ProtocolError)
+    assert "token response" in str(action.error)
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"), [(404, APIStatusError), (401, AuthenticationError)]
+)
+def test_token_fetch_refused(status: int, error_type: type[APIStatusError]) -> None:
+    fetch = make_fetch()
+    request = fetch_send(fetch).request
+    fetch.response(status, {"x-id": "1"}, b"no")
+    action = fetch.next_action()
+    assert type(action) is Raise
+    assert type(action.error) is error_type
+    assert action.error.method == "GET"
+    assert action.error.url == request.url.partition("?")[0]  # the canvas left out
+
+
+def test_token_fetch_retries_with_a_new_canvas() -> None:
+    fetch = make_fetch()
+    first = fetch_send(fetch).request
+    fetch.response(503, {}, b"")
+    action = fetch.next_action()
+    assert type(action) is Sleep
+    assert action.seconds == 0.0
+    fetch.slept()
+    second = fetch_send(fetch).request
+    assert second.url != first.url
+    fetch.failed(APIConnectionError("reset"))
+    assert type(fetch.next_action()) is Sleep
+    fetch.slept()
+    fetch_send(fetch)
+    fetch.response(200, {}, b'{"data": "tok"}')
+    done = fetch.next_action()
+    assert type(done) is Done
+    assert done.token == "tok"
+
+
+def test_token_fetch_honours_retry_after() -> None:
+    fetch = make_fetch(RetryPolicy(initial_backoff=0.1, jitter=0))
+    fetch_send(fetch)
+    fetch.response(429, {"retry-after": "4"}, b"")
+    action = fetch.next_action()
+    assert type(action) is Sleep
+    assert action.seconds == 4.0
+
+
+def test_token_fetch_gives_up_after_its_retries() -> None:
+    fetch = make_fetch(RetryPolicy(max_retries=2, initial_backoff=0, jitter=0))
+    for _ in range(2):
+        fetch_send(fetch)
+        fetch.response(500, {}, b"")
+        assert type(fetch.next_action()) is Sleep
+        fetch.slept()
+    fetch_send(fetch)
+    fetch.response(502, {}, b"last")
+    action = fetch.next_action()
+    assert type(action) is Raise
+    assert type(action.error) is ServerError
+    assert action.error.status_code == 502
+
+
+def test_token_fetch_never_waits_into_the_total() -> None:
+    started = time.monotonic()
+    fetch = make_fetch(RetryPolicy(initial_backoff=10, jitter=0), Timeout(total=2))
+    fetch_send(fetch)
+    fetch.failed(APIConnectionError("refused"))
+    action = fetch.next_action()
+    assert type(action) is Raise
+    assert time.monotonic() - started < 1.0

@@ -1,0 +1,244 @@
+"""What a client keeps between calls: ``TokenCache`` and ``CookieJar``."""
+
+from __future__ import annotations
+
+import pytest
+
+from aichatonline._core import CookieJar, TokenCache, status_error
+from aichatonline._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    InvalidRequestError,
+    ProtocolError,
+    ServerError,
+)
+
+# -- TokenCache -------------------------------------------------------------------------------
+
+
+def test_a_new_cache_is_empty() -> None:
+    cache = TokenCache()
+    assert cache.token is None
+    assert cache.fetches == 0
+    assert cache.shared_failure(0) is None
+
+
+def test_fetched() -> None:
+    cache = TokenCache()
+    cache.fetched("tok-1")
+    assert cache.token == "tok-1"
+    assert cache.fetches == 1
+    cache.fetched("tok-2")
+    assert cache.token == "tok-2"
+    assert cache.fetches == 2
+
+
+def test_setting_the_token_checks_it() -> None:
+    cache = TokenCache()
+    cache.token = "abc-123"
+    assert cache.token == "abc-123"
+    cache.token = None
+    assert cache.token is None
+    assert cache.fetches == 0  # setting is not fetching
+
+
+@pytest.mark.parametrize("value", ["", "a b", "tok\r\nX-Injected: 1", "tök", "\t", 5, b"tok"])
+def test_setting_a_bad_token_is_refused(value: object) -> None:
+    cache = TokenCache()
+    cache.token = "good"
+    with pytest.raises(InvalidRequestError) as info:
+        cache.token = value  # type: ignore[assignment]
+    assert info.value.field == "token"
+    assert cache.token == "good"  # unchanged
+
+
+def test_forget_drops_the_current_token() -> None:
+    cache = TokenCache()
+    cache.fetched("tok-1")
+    cache.forget("tok-1")
+    assert cache.token is None
+
+
+def test_forget_keeps_a_token_another_call_put_in_its_place() -> None:
+    cache = TokenCache()
+    cache.fetched("old")
+    cache.fetched("new")  # another call refreshed it already
+    cache.forget("old")
+    assert cache.token == "new"
+    cache.forget("new")
+    assert cache.token is None
+    cache.forget("new")  # nothing left: harmless
+    assert cache.token is None
+
+
+def test_a_failure_is_shared_with_whoever_waited_for_that_fetch() -> None:
+    cache = TokenCache()
+    seen = cache.fetches  # a waiter notes the count, then waits for the lock
+    cause = ConnectionResetError("reset by peer")
+    error = APIConnectionError("could not fetch the token")
+    error.__cause__ = cause
+    cache.failed(error)
+    assert cache.fetches == seen + 1
+    assert cache.token is None
+    shared = cache.shared_failure(seen)
+    assert shared is not None
+    assert shared is not error  # each waiter raises its own object
+    assert type(shared) is APIConnectionError
+    assert str(shared) == str(error)
+    assert shared.__cause__ is cause  # the cause is kept
+    other = cache.shared_failure(seen)
+    assert other is not None
+    assert other is not shared
+
+
+def test_a_shared_copy_keeps_every_attribute() -> None:
+    cache = TokenCache()
+    error = status_error(503, {"retry-after": "3", "x-id": "7"}, b"down")
+    assert isinstance(error, ServerError)
+    cache.failed(error)
+    shared = cache.shared_failure(0)
+    assert isinstance(shared, ServerError)
+    assert shared.status_code == 503
+    assert shared.retry_after == 3.0
+    assert shared.headers == {"retry-after": "3", "x-id": "7"}
+    assert shared.body == "down"
+
+
+def test_a_timeout_copy_keeps_its_limit() -> None:
+    cache = TokenCache()
+    cache.failed(APITimeoutError("total timeout", limit="total", seconds=5.0))
+    shared = cache.shared_failure(0)
+    assert isinstance(shared, APITimeoutError)
+    assert (shared.limit, shared.seconds) == ("total", 5.0)
+
+
+def test_raising_a_copy_leaves_the_original_untouched() -> None:
+    cache = TokenCache()
+    error = ProtocolError("the token response is not JSON")
+    cache.failed(error)
+    shared = cache.shared_failure(0)
+    assert shared is not None
+    with pytest.raises(ProtocolError):
+        raise shared
+    assert error.__traceback__ is None
+
+
+def test_no_shared_failure_for_a_fetch_the_waiter_did_not_wait_for() -> None:
+    cache = TokenCache()
+    cache.failed(APIConnectionError("old failure"))
+    assert cache.shared_failure(cache.fetches) is None  # nothing finished while it waited
+
+
+def test_a_success_after_a_failure_clears_it() -> None:
+    cache = TokenCache()
+    cache.failed(APIConnectionError("failed"))
+    cache.fetched("tok")
+    assert cache.fetches == 2
+    assert cache.shared_failure(0) is None
+    assert cache.token == "tok"
+
+
+def test_the_latest_failure_is_the_one_shared() -> None:
+    cache = TokenCache()
+    cache.failed(APIConnectionError("first"))
+    cache.failed(APIConnectionError("second"))
+    shared = cache.shared_failure(0)
+    assert shared is not None
+    assert str(shared) == "second"
+    assert cache.fetches == 2
+
+
+# -- CookieJar --------------------------------------------------------------------------------
+
+
+def test_an_empty_jar() -> None:
+    jar = CookieJar()
+    assert jar.header() is None
+    assert len(jar) == 0
+    jar.update([])
+    assert jar.header() is None
+
+
+def test_set_and_send_back() -> None:
+    jar = CookieJar()
+    jar.update(["a=1; Path=/; HttpOnly", "b=two; Secure; SameSite=Lax"])
+    assert jar.header() == "a=1; b=two"
+    assert len(jar) == 2
+
+
+def test_a_cookie_set_again_is_replaced_in_place() -> None:
+    jar = CookieJar()
+    jar.update(["a=1", "b=2"])
+    jar.update(["a=3"])
+    assert jar.header() == "a=3; b=2"
+    assert len(jar) == 2
+
+
+def test_names_are_case_sensitive() -> None:
+    jar = CookieJar()
+    jar.update(["sid=1", "SID=2"])
+    assert jar.header() == "sid=1; SID=2"
+
+
+@pytest.mark.parametrize(
+    "attributes", ["Max-Age=0", "max-age=0", "MAX-AGE = 0", "Max-Age=-1", "Path=/; Max-Age=0"]
+)
+def test_max_age_zero_or_below_removes(attributes: str) -> None:
+    jar = CookieJar()
+    jar.update(["a=1", "b=2"])
+    jar.update([f"a=gone; {attributes}"])
+    assert jar.header() == "b=2"
+    assert len(jar) == 1
+
+
+def test_max_age_zero_for_an_unknown_cookie_sets_nothing() -> None:
+    jar = CookieJar()
+    jar.update(["a=1; Max-Age=0"])
+    assert jar.header() is None
+
+
+@pytest.mark.parametrize("attributes", ["Max-Age=60", "Max-Age=soon", "Max-Age="])
+def test_a_positive_or_unreadable_max_age_keeps_the_cookie(attributes: str) -> None:
+    jar = CookieJar()
+    jar.update([f"a=1; {attributes}"])
+    assert jar.header() == "a=1"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["no-equals-sign", "=value", " =value", "a b=1", "a\tb=1", "a;b=1", "ä=1", "a\x00=1", ""],
+    ids=repr,
+)
+def test_bad_names_are_ignored(value: str) -> None:
+    jar = CookieJar()
+    jar.update(["keep=1"])
+    jar.update([value])
+    assert jar.header() == "keep=1"
+
+
+def test_whitespace_around_name_and_value_is_dropped() -> None:
+    jar = CookieJar()
+    jar.update(["  a =  1  ; Path=/"])
+    assert jar.header() == "a=1"
+
+
+def test_an_empty_value_is_a_cookie() -> None:
+    jar = CookieJar()
+    jar.update(["a="])
+    assert jar.header() == "a="
+    assert len(jar) == 1
+
+
+def test_a_value_that_could_not_be_sent_back_is_not_kept() -> None:
+    jar = CookieJar()
+    jar.update(["a=x\r\nInjected: 1", "b=caf\u00e9"])
+    header = jar.header()
+    assert header is None or ("\r" not in header and "\n" not in header and "é" not in header)
+
+
+def test_the_header_value_is_sendable() -> None:
+    jar = CookieJar()
+    jar.update(["a=1", 'b="quoted"', "c=x%20y"])
+    header = jar.header()
+    assert header == 'a=1; b="quoted"; c=x%20y'
+    assert all(" " <= char <= "~" for char in header)
