@@ -1,0 +1,43 @@
+"""``aichatonline.gateway``: an OpenAI-compatible HTTP gateway to AiChatOnline, through the SDK.
+
+Every OpenAI client and tool (openai-python, LangChain's ``ChatOpenAI``, LlamaIndex, editors'
+assistants, curl) can talk to the service through it: ``GET /v1/models``, ``GET
+/v1/models/{id}``, ``POST /v1/chat/completions`` (streamed and not), ``GET /health``. It
+needs the ``gateway`` extra (Starlette and uvicorn)::
+
+    pip install "aichatonline[gateway]"
+    aichatonline gateway --local                    # try it on the bundled server
+    uvicorn --factory aichatonline.gateway:create_app --workers 4
+
+The package is split by concern: ``_app`` (``create_app``: routes, API key, CORS,
+lifespan), ``_chat`` (the chat endpoint), ``_sse`` (events and the bounded pipe),
+``_errors`` (OpenAI error objects and statuses), ``_settings``, ``_run`` (uvicorn, workers)
+and ``_cli`` (the ``aichatonline gateway`` command). Importing this package imports neither
+Starlette nor uvicorn; ``create_app`` does, on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._app import create_app
+    from ._settings import GatewaySettings
+
+__all__ = ["GatewaySettings", "create_app"]
+
+_MODULE_OF = {"create_app": "._app", "GatewaySettings": "._settings"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

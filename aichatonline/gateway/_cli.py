@@ -1,0 +1,209 @@
+"""``aichatonline gateway``: serve the OpenAI-compatible gateway from the command line.
+
+:func:`add_parser` registers the subcommand on the main parser (``aichatonline._cli``);
+:func:`run` is its command. Neither imports Starlette or uvicorn until the command runs, so
+``aichatonline chat`` does not pay for them, and without the ``gateway`` extra the command
+says in one line what to install (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import os
+import sys
+from typing import Any
+
+from .._config import BASE_URL_ENV, PROXY_ENV
+from ._settings import API_KEY_ENV, DEFAULT_MAX_CONCURRENCY
+
+__all__ = ["EXTRA_HINT", "add_parser", "announce_line", "run"]
+
+DEFAULT_PORT = 8000
+EXTRA_HINT = 'aichatonline: the gateway needs its extra: pip install "aichatonline[gateway]"'
+#: Seconds between the pieces of the bundled server's answers with --local (as ``chat``).
+LOCAL_DELAY = 0.02
+
+_EPILOG = f"""\
+environment:
+  {API_KEY_ENV}  the API key clients must send (better than --api-key,
+                                which other users of this machine can see in ps)
+  {BASE_URL_ENV}         the service's base URL
+  {PROXY_ENV}            a proxy for the service
+
+Clients use it as they use OpenAI's API:
+  export OPENAI_BASE_URL=http://127.0.0.1:{DEFAULT_PORT}/v1 OPENAI_API_KEY=KEY
+  curl -N $OPENAI_BASE_URL/chat/completions -H "Authorization: Bearer $OPENAI_API_KEY" \\
+       -H "Content-Type: application/json" \\
+       -d '{{"model": "gpt-4o-mini", "stream": true, "messages": [{{"role": "user", \\
+            "content": "Hello"}}]}}'
+
+It listens on 127.0.0.1 unless told otherwise, and refuses another interface without an
+API key (--no-auth to allow it anyway). Each worker process has its own SDK client and
+stores nothing between requests: add workers, processes or machines behind a load balancer.
+"""
+
+
+def _number(kind: type, low: float, what: str, high: float = float("inf")) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not low <= value < high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``gateway`` on the main parser's subparsers."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "gateway",
+        help="serve an OpenAI-compatible API (/v1/chat/completions) backed by the service",
+        description="Serve OpenAI's /v1/models and /v1/chat/completions (streamed and not)\n"
+        "through the SDK, for any OpenAI client or tool. Needs the gateway extra:\n"
+        '  pip install "aichatonline[gateway]"\n'
+        "When ready it prints one line to stderr: "
+        "aichatonline gateway: serving on http://HOST:PORT/v1",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    listen = parser.add_argument_group("listening")
+    listen.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    listen.add_argument(
+        "--port",
+        type=_number(int, 0, "a port number (0-65535)", 65536),
+        default=DEFAULT_PORT,
+        help="port to listen on (%(default)s; 0 picks a free one)",
+    )
+    listen.add_argument(
+        "--workers",
+        type=_number(int, 1, "a positive integer"),
+        default=1,
+        metavar="N",
+        help="worker processes, each with its own SDK client (%(default)s)",
+    )
+    listen.add_argument(
+        "--max-concurrency",
+        type=_number(int, 1, "a positive integer"),
+        default=DEFAULT_MAX_CONCURRENCY,
+        metavar="N",
+        help="chat requests at once per worker; past it, 429 (%(default)s)",
+    )
+    guard = parser.add_argument_group("access")
+    guard.add_argument(
+        "--api-key", metavar="KEY", help=f"the key clients must send (default: ${API_KEY_ENV})"
+    )
+    guard.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="allow listening on a non-loopback address without an API key",
+    )
+    guard.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser requests from ORIGIN (repeatable; default: no CORS at all)",
+    )
+    upstream = parser.add_argument_group("the service")
+    choice = upstream.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--base-url", metavar="URL", help=f"the service's base URL (default: ${BASE_URL_ENV})"
+    )
+    choice.add_argument(
+        "--local",
+        action="store_true",
+        help="start the bundled local server in this process and serve from it (offline)",
+    )
+    upstream.add_argument("--proxy", metavar="URL", help=f"proxy URL (default: ${PROXY_ENV})")
+    upstream.add_argument(
+        "--timeout",
+        type=_number(float, 1e-9, "a positive number"),
+        metavar="SECONDS",
+        help="the SDK client's timeout, as its timeout= argument",
+    )
+    upstream.add_argument(
+        "--max-retries",
+        type=_number(int, 0, "an integer >= 0"),
+        metavar="N",
+        help="the SDK client's retries after a failed attempt (default: 2)",
+    )
+    from .._cli._parser import add_common  # -v / --debug after the subcommand, as on the others
+
+    add_common(parser, on_subcommand=True)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def announce_line(host: str, port: int) -> str:
+    """The line printed to stderr once the gateway listens."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"aichatonline gateway: serving on http://{shown}:{port}/v1"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``gateway`` command: 0 after a clean stop, 1 if it could not start, 2 on bad use."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print(EXTRA_HINT, file=sys.stderr, flush=True)
+        return 2
+    from ._run import serve
+    from ._settings import GatewaySettings
+
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    if api_key is None and not args.no_auth and not _is_loopback(args.host):
+        print(
+            f"aichatonline: refusing to serve on {args.host} without an API key: anyone who "
+            f"reaches it could use it. Set {API_KEY_ENV} (or --api-key), or pass --no-auth.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
+    verbose, debug = getattr(args, "verbose", 0), getattr(args, "debug", False)
+    log_level = "debug" if debug or verbose > 1 else "info" if verbose else "warning"
+
+    def on_ready(host: str, port: int) -> None:
+        print(announce_line(host, port), file=sys.stderr, flush=True)
+
+    with contextlib.ExitStack() as stack:
+        base_url = args.base_url
+        if args.local:
+            from ..testing import LocalServer
+
+            server = LocalServer(port=0, delay=LOCAL_DELAY, record_requests=False)
+            base_url = stack.enter_context(server).base_url
+        settings = GatewaySettings(  # bad values: InvalidRequestError, reported by main (exit 2)
+            api_key=api_key,
+            base_url=base_url,
+            proxy=None if args.local else args.proxy,
+            timeout=args.timeout,
+            max_retries=args.max_retries,
+            max_concurrency=args.max_concurrency,
+            cors_origins=tuple(args.cors_origin),
+            trust_env=not args.local,
+        )
+        started = serve(
+            settings,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=log_level,
+            access_log=bool(verbose or debug),
+            on_ready=on_ready,
+        )
+    return 0 if started else 1

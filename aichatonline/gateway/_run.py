@@ -1,0 +1,94 @@
+"""Running the gateway on uvicorn: one worker in this process, or N worker processes.
+
+One worker: the app is made here and served by a ``uvicorn.Server`` whose startup, once its
+socket listens, calls ``on_ready(host, port)``. N workers: the socket is bound and listening
+here (so ``--port 0`` is known, and connections queue until a worker takes them), the
+settings go to the workers in the environment (``GatewaySettings.to_env``; the API key in
+its own variable), and uvicorn's process supervisor runs ``app_from_env`` in each worker.
+Each worker has its own SDK client; nothing is shared between them, so more processes or
+more machines behind a load balancer serve more clients.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from ._app import create_app
+from ._settings import API_KEY_ENV, SETTINGS_ENV, GatewaySettings
+
+__all__ = ["serve"]
+
+OnReady = Callable[[str, int], None]
+#: Seconds open streams get to finish when the gateway is asked to stop.
+GRACEFUL_SECONDS = 10
+_BACKLOG = 4096
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that says when it listens (and on which port, for ``--port 0``)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: OnReady | None) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_ready is not None:
+            port = self.servers[0].sockets[0].getsockname()[1]
+            self._on_ready(self.config.host, port)
+
+
+def serve(
+    settings: GatewaySettings,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_level: str = "warning",
+    access_log: bool = False,
+    on_ready: OnReady | None = None,
+) -> bool:
+    """Serve until SIGINT/SIGTERM; False if the server could not start (already reported)."""
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": access_log,
+        "backlog": _BACKLOG,
+        "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+        "lifespan": "on",
+    }
+    if workers == 1:
+        server = _Server(uvicorn.Config(create_app(settings=settings), **options), on_ready)
+        try:
+            server.run()
+        except SystemExit:  # uvicorn's exit on a startup failure (it logged why)
+            return False
+        return server.started
+    create_app(settings=settings)  # bad settings fail here, before any worker starts
+    os.environ[SETTINGS_ENV] = settings.to_env()
+    if settings.api_key is not None:
+        os.environ[API_KEY_ENV] = settings.api_key
+    config = uvicorn.Config(
+        "aichatonline.gateway._app:app_from_env", factory=True, workers=workers, **options
+    )
+    try:
+        sock = config.bind_socket()
+    except SystemExit:
+        return False
+    sock.listen(_BACKLOG)  # connections wait in the backlog until a worker accepts them
+    if on_ready is not None:
+        on_ready(host, sock.getsockname()[1])
+    supervisor: Any = Multiprocess  # its signature changed over uvicorn's versions
+    if "target" in inspect.signature(supervisor).parameters:
+        supervisor(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+    else:
+        supervisor(config, sockets=[sock]).run()
+    return True
