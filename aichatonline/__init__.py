@@ -1,14 +1,15 @@
 """aichatonline: a small, exact Python SDK for the AiChatOnline chat service.
 
-A blocking :class:`Client` for scripts and an :class:`AsyncClient` for asyncio
-and trio stream an answer piece by piece, over one sans-IO protocol core and
-one transport on httpx, with retries (tenacity) that never lose or repeat
-text. :class:`AiChatOnline` is the original provider class, kept working.
-``aichatonline.testing`` is a local AiChatOnline server for tests.
+A blocking :class:`Client` for scripts and an :class:`AsyncClient` for asyncio and trio
+stream an answer piece by piece, over one sans-IO protocol core (``_core``) and one I/O
+layer written once (``_async``, with its blocking twin generated), with retries
+(tenacity) that never lose or repeat text. :class:`AiChatOnline` is the original g4f
+provider class, kept working. ``aichatonline.testing`` is a local AiChatOnline server.
 
-The names below are loaded on first use (PEP 562): the package's pytest
-plugin imports ``aichatonline`` in every test run of every project that has
-it installed, and that should not cost the import of httpx.
+The names below are loaded on first use (PEP 562): the package's pytest plugin imports
+``aichatonline`` in every test run of every project that has it installed, and that
+should not cost the import of the clients. ``_EXPORTS`` says where each name lives;
+``__all__`` and the ``TYPE_CHECKING`` imports list the same names (a test checks).
 """
 
 from __future__ import annotations
@@ -19,16 +20,31 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient, AsyncStream, Client, Stream
+    from ._async.client import AsyncClient
+    from ._async.resources import (
+        AsyncChat,
+        AsyncChatCompletionStream,
+        AsyncCompletions,
+        AsyncConversation,
+        AsyncConversationStream,
+    )
+    from ._async.stream import AsyncStream
+    from ._base_client import NOT_GIVEN, NotGiven
     from ._core import (
         BROWSER_USER_AGENT,
         DEFAULT_BASE_URL,
         DEFAULT_MODEL,
+        DEFAULT_TIMEOUT,
+        MODELS,
+        HttpxLikeTimeout,
         RetryPolicy,
         StreamDecoder,
         Timeout,
+        TimeoutTypes,
         format_prompt,
         get_random_string,
+        is_testing,
+        set_testing,
     )
     from ._exceptions import (
         AiChatOnlineError,
@@ -46,29 +62,54 @@ if TYPE_CHECKING:
         StreamInterrupted,
     )
     from ._provider import AiChatOnline, AsyncGeneratorProvider, ProviderModelMixin
-    from ._types import AsyncResult, CreateResult, Message, Messages, TextPart
+    from ._sync.client import Client
+    from ._sync.resources import (
+        Chat,
+        ChatCompletionStream,
+        Completions,
+        Conversation,
+        ConversationStream,
+    )
+    from ._sync.stream import Stream
+    from ._types import AsyncResult, Completion, CreateResult, Message, Messages, TextPart
 
 __all__ = [
     "BROWSER_USER_AGENT",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
+    "DEFAULT_TIMEOUT",
+    "MODELS",
+    "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",
     "AiChatOnline",
     "AiChatOnlineError",
+    "AsyncChat",
+    "AsyncChatCompletionStream",
     "AsyncClient",
+    "AsyncCompletions",
+    "AsyncConversation",
+    "AsyncConversationStream",
     "AsyncGeneratorProvider",
     "AsyncResult",
     "AsyncStream",
     "AuthenticationError",
     "BlockedError",
+    "Chat",
+    "ChatCompletionStream",
     "Client",
+    "Completion",
+    "Completions",
+    "Conversation",
+    "ConversationStream",
     "CreateResult",
+    "HttpxLikeTimeout",
     "InvalidRequestError",
     "Message",
     "Messages",
+    "NotGiven",
     "ProtocolError",
     "ProviderModelMixin",
     "RateLimitError",
@@ -80,46 +121,69 @@ __all__ = [
     "StreamInterrupted",
     "TextPart",
     "Timeout",
+    "TimeoutTypes",
     "__version__",
     "format_prompt",
     "get_random_string",
+    "is_testing",
+    "set_testing",
 ]
 
-_MODULE_OF = {
-    "AsyncClient": "._client",
-    "AsyncStream": "._client",
-    "Client": "._client",
-    "Stream": "._client",
-    "BROWSER_USER_AGENT": "._core",
-    "DEFAULT_BASE_URL": "._core",
-    "DEFAULT_MODEL": "._core",
-    "RetryPolicy": "._core",
-    "StreamDecoder": "._core",
-    "Timeout": "._core",
-    "format_prompt": "._core",
-    "get_random_string": "._core",
-    "AiChatOnlineError": "._exceptions",
-    "APIConnectionError": "._exceptions",
-    "APIError": "._exceptions",
-    "APIStatusError": "._exceptions",
-    "APITimeoutError": "._exceptions",
-    "AuthenticationError": "._exceptions",
-    "BlockedError": "._exceptions",
-    "InvalidRequestError": "._exceptions",
-    "ProtocolError": "._exceptions",
-    "RateLimitError": "._exceptions",
-    "ServerError": "._exceptions",
-    "ServiceError": "._exceptions",
-    "StreamInterrupted": "._exceptions",
-    "AiChatOnline": "._provider",
-    "AsyncGeneratorProvider": "._provider",
-    "ProviderModelMixin": "._provider",
-    "AsyncResult": "._types",
-    "CreateResult": "._types",
-    "Message": "._types",
-    "Messages": "._types",
-    "TextPart": "._types",
+_EXPORTS = {
+    "._async.client": ["AsyncClient"],
+    "._async.resources": [
+        "AsyncChat",
+        "AsyncChatCompletionStream",
+        "AsyncCompletions",
+        "AsyncConversation",
+        "AsyncConversationStream",
+    ],
+    "._async.stream": ["AsyncStream"],
+    "._base_client": ["NOT_GIVEN", "NotGiven"],
+    "._core": [
+        "BROWSER_USER_AGENT",
+        "DEFAULT_BASE_URL",
+        "DEFAULT_MODEL",
+        "DEFAULT_TIMEOUT",
+        "MODELS",
+        "HttpxLikeTimeout",
+        "RetryPolicy",
+        "StreamDecoder",
+        "Timeout",
+        "TimeoutTypes",
+        "format_prompt",
+        "get_random_string",
+        "is_testing",
+        "set_testing",
+    ],
+    "._exceptions": [
+        "AiChatOnlineError",
+        "APIConnectionError",
+        "APIError",
+        "APIStatusError",
+        "APITimeoutError",
+        "AuthenticationError",
+        "BlockedError",
+        "InvalidRequestError",
+        "ProtocolError",
+        "RateLimitError",
+        "ServerError",
+        "ServiceError",
+        "StreamInterrupted",
+    ],
+    "._provider": ["AiChatOnline", "AsyncGeneratorProvider", "ProviderModelMixin"],
+    "._sync.client": ["Client"],
+    "._sync.resources": [
+        "Chat",
+        "ChatCompletionStream",
+        "Completions",
+        "Conversation",
+        "ConversationStream",
+    ],
+    "._sync.stream": ["Stream"],
+    "._types": ["AsyncResult", "Completion", "CreateResult", "Message", "Messages", "TextPart"],
 }
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,30 +1,60 @@
-"""Where settings come from when the caller does not give them, and how secrets are hidden.
+"""Where settings come from when the caller does not give them, and how proxies are read.
 
-``base_url``: the argument, then ``AICHATONLINE_BASE_URL``, then the real
-service. ``proxy``: the argument, then ``AICHATONLINE_PROXY``, then the
-standard ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus ``NO_PROXY``) for
-the base URL, read by the standard library's ``urllib.request.getproxies``
-(which on macOS and Windows also sees the system's proxy settings).
-:func:`redact` keeps tokens and proxy credentials out of every log line,
-repr and error message.
+``base_url``: the argument, then ``AICHATONLINE_BASE_URL``, then the real service.
+``proxy``: the argument, then ``AICHATONLINE_PROXY``, then the standard
+``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus ``NO_PROXY``) for the base URL, read by
+the standard library's ``urllib.request.getproxies`` (which on macOS and Windows also sees
+the system's proxy settings).
+
+A proxy URL becomes a :class:`ProxyURL`: its parts, its credentials percent-decoded, and a
+``shown`` form with the credentials replaced by ``***`` whatever characters they hold (the
+URL is taken apart, not searched with a pattern), for reprs, logs and errors.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import urllib.request
-
-import httpx
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from ._core import DEFAULT_BASE_URL, normalize_base_url, redact
 from ._exceptions import InvalidRequestError
 
-__all__ = ["BASE_URL_ENV", "PROXY_ENV", "redact", "resolve_base_url", "resolve_proxy"]
+__all__ = ["BASE_URL_ENV", "PROXY_ENV", "ProxyURL", "redact", "resolve_base_url", "resolve_proxy"]
 
 BASE_URL_ENV = "AICHATONLINE_BASE_URL"
 PROXY_ENV = "AICHATONLINE_PROXY"
 _PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+_DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
+
+
+@dataclass(frozen=True)
+class ProxyURL:
+    """A proxy: scheme (http, https, socks5), host, port, and optional credentials."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    #: The URL as given (credentials and all): never shown.
+    url: str = field(default="", repr=False, compare=False)
+
+    @property
+    def shown(self) -> str:
+        """The URL with its credentials masked, for messages."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        userinfo = "***@" if self.username is not None or self.password is not None else ""
+        return f"{self.scheme}://{userinfo}{host}:{self.port}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials, to mask wherever a message might repeat them."""
+        return tuple(part for part in (self.password, self.username) if part)
+
+    def __repr__(self) -> str:
+        return f"ProxyURL({self.shown!r})"
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -34,47 +64,87 @@ def resolve_base_url(base_url: str | None) -> str:
     return normalize_base_url(base_url)
 
 
-def resolve_proxy(proxy: str | None, base_url: str | None = None) -> str | None:
-    """The proxy URL to use for ``base_url``, if any (validated).
+def resolve_proxy(
+    proxy: str | None, base_url: str | None = None, *, trust_env: bool = True
+) -> ProxyURL | None:
+    """The proxy to use for ``base_url``, if any (validated).
 
-    The argument, then ``AICHATONLINE_PROXY``, then (for ``base_url``) the
-    standard variables: ``HTTPS_PROXY``/``HTTP_PROXY``, ``ALL_PROXY``, and
-    ``NO_PROXY`` to bypass.
+    The argument, then (unless ``trust_env`` is false) ``AICHATONLINE_PROXY``, then (for
+    ``base_url``) the standard variables: ``HTTPS_PROXY``/``HTTP_PROXY``, ``ALL_PROXY``,
+    and ``NO_PROXY`` to bypass.
     """
+    if proxy is None and not trust_env:
+        return None
     if proxy is None:
         proxy = os.environ.get(PROXY_ENV) or None
     if proxy is None and base_url is not None:
         proxy = _environment_proxy(base_url)
     if proxy is None:
         return None
+    return parse_proxy(proxy)
+
+
+def parse_proxy(proxy: object) -> ProxyURL:
+    """Take a proxy URL apart; an :class:`InvalidRequestError` that never repeats it if bad."""
     if not isinstance(proxy, str):
         raise InvalidRequestError(
             f"proxy must be a URL string, not {type(proxy).__name__}", field="proxy"
         )
-    scheme, sep, rest = proxy.partition("://")
-    if not sep or scheme.lower() not in _PROXY_SCHEMES or not rest.strip("/"):
+    scheme, sep, rest = proxy.strip().partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _PROXY_SCHEMES or not rest.strip("/"):
         raise InvalidRequestError(
-            f"proxy must be an http://, https:// or socks5:// URL, got {redact(proxy)!r}",
+            "proxy must be an http://, https:// or socks5:// URL "
+            f"(got {redact(_without_credentials(proxy))!r})",
             field="proxy",
         )
+    netloc = rest.split("/", 1)[0]
+    userinfo, at, hostport = netloc.rpartition("@")
+    shown = f"{scheme}://{'***@' if at else ''}{hostport}"
+    if any(char <= " " or char == "\x7f" for char in hostport):
+        raise InvalidRequestError(f"proxy is not a valid URL: {shown!r}", field="proxy")
     try:
-        httpx.URL(proxy)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        # Not chained: httpx's message would repeat the URL, credentials and all.
-        raise InvalidRequestError(
-            f"proxy is not a valid URL: {redact(proxy)!r}", field="proxy"
-        ) from None
-    if scheme.lower().startswith("socks") and importlib.util.find_spec("socksio") is None:
+        parts = urlsplit(f"{scheme}://{hostport}")
+        port = parts.port
+    except ValueError:
+        raise InvalidRequestError(f"proxy is not a valid URL: {shown!r}", field="proxy") from None
+    if not parts.hostname:
+        raise InvalidRequestError(f"proxy has no host: {shown!r}", field="proxy")
+    username = password = None
+    if at:
+        name, colon, secret = userinfo.partition(":")
+        username = unquote(name)
+        password = unquote(secret) if colon else None
+    if scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
         # Said now, not as an ImportError from deep inside the first request.
         raise InvalidRequestError(
             'a socks5:// proxy needs the socks extra: pip install "aichatonline[socks]"',
             field="proxy",
         )
-    return proxy
+    return ProxyURL(
+        scheme=scheme,
+        host=parts.hostname,
+        port=port or _DEFAULT_PORTS[scheme],
+        username=username,
+        password=password,
+        url=proxy,
+    )
+
+
+def _without_credentials(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***" if "@" in url else url
+    netloc, slash, path = rest.partition("/")
+    _, at, hostport = netloc.rpartition("@")
+    return f"{scheme}://{'***@' if at else ''}{hostport}{slash}{path}"
 
 
 def _environment_proxy(base_url: str) -> str | None:
-    # The SDK talks to one origin only, so the proxy can be chosen once for it.
+    # The SDK talks to one origin only, so the proxy can be chosen once for it. Imported
+    # here: urllib.request pulls in http.client and email, a third of httpx's import time.
+    import urllib.request
+
     scheme, _, rest = base_url.partition("://")
     host = rest.split("/", 1)[0]
     proxies = urllib.request.getproxies()

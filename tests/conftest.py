@@ -1,15 +1,61 @@
-"""Shared fixtures: the async backends every async test runs on.
+"""Fixtures shared by the test files: one definition each.
 
-The local AiChatOnline server fixtures (``aichatonline_server`` and friends)
-come from the package's own pytest plugin, ``aichatonline.testing.pytest_plugin``.
+- ``anyio_backend``: every ``@pytest.mark.anyio`` test runs on asyncio and on trio.
+- ``no_backoff``: retry back-off off, with the SDK's documented switch for test suites.
+- ``isolated``: no proxy or base-URL variable from the machine reaches a test's clients
+  (a module asks for it with ``pytestmark = pytest.mark.usefixtures("isolated")``).
+- ``server``: a fresh local AiChatOnline server for the test (the package's own
+  ``aichatonline_server`` fixture, from ``aichatonline.testing.pytest_plugin``).
+- ``shared_server``: one local server for a whole module (for files whose tests only read
+  answers, or reset it themselves: a subprocess per test is slow enough already).
+- ``paced``: the test's server, slowed down so that a client can leave mid-stream.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+import aichatonline
+from aichatonline.testing import LocalServer
+from tests.helpers import clear_routing_env
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run each ``@pytest.mark.anyio`` test on asyncio and on trio."""
     return str(request.param)
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    """Retry back-off waits turned off for the test, with the SDK's switch for test suites."""
+    with aichatonline.set_testing(True):
+        yield
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the environment's proxies and base URL away from the test's clients."""
+    clear_routing_env(monkeypatch)
+
+
+@pytest.fixture
+def server(aichatonline_server: LocalServer) -> LocalServer:
+    """A local AiChatOnline server, started for this test and stopped after it."""
+    return aichatonline_server
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[LocalServer]:
+    """One local AiChatOnline server for every test of a module."""
+    with LocalServer() as running:
+        yield running
+
+
+@pytest.fixture
+def paced(server: LocalServer) -> LocalServer:
+    """The test's server, with answers that take about two seconds (40 pieces, 50 ms apart)."""
+    server.pieces, server.delay = 40, 0.05
+    return server

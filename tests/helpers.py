@@ -1,22 +1,24 @@
-"""Shared pieces of the client test matrix: the fault cases and the checks on their outcome.
+"""Shared pieces of the client tests: the fault cases, the checks on their outcome, and the
+small drivers every client test file uses.
 
 One table (``STREAM_CASES``) scripts every server misbehaviour the clients must survive or
 report; ``test_client_sync``, ``test_client_async`` and ``test_provider`` run it against the
 blocking client, the async client (asyncio and trio) and the provider class, and
 ``verify`` checks each outcome the same way: the exact text or the exact error, the exact
 number of requests the server saw, and no secret in the error.
+
+Fixtures live in ``conftest.py``; this module holds plain functions and data.
 """
 
 from __future__ import annotations
 
-import functools
 import socket
-import ssl
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
-import httpx._transports.default as httpx_default_transport
 import pytest
 
 from aichatonline import (
@@ -34,9 +36,11 @@ from aichatonline import (
     StreamInterrupted,
     Timeout,
 )
-from aichatonline.testing import Fault, LocalServer
+from aichatonline.testing import CHAT_PATH, TOKEN_PATH, Fault, LocalServer, reply_for
 
 PROMPT = "Tell me about the weather"
+#: The local server's answer to ``PROMPT``.
+REPLY = reply_for(PROMPT)
 
 #: Environment variables that route traffic through a proxy or to another server.
 ROUTING_ENV = (
@@ -56,6 +60,8 @@ ROUTING_ENV = (
 SAFE_TIMEOUT = Timeout(total=20.0, read=10.0)
 #: Short reads, for the stall cases: a stall of ``STALL`` seconds is a read timeout.
 SHORT_READ = Timeout(total=20.0, read=0.2)
+#: A short first-piece bound (and a read limit the stalls never reach).
+SHORT_FIRST_PIECE = Timeout(total=20.0, read=10.0, first_piece=0.3)
 STALL = 2.0
 #: The whole-call bound of the time-bound tests (their server stalls for longer).
 TOTAL = 0.6
@@ -76,44 +82,12 @@ def clear_routing_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-_SHARED_TLS: list[ssl.SSLContext] = []
-
-
 def isolate(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Prepare a test: no routing variables, and httpx's default TLS context built only once.
+    """Keep the environment's proxies and base URL away from the test's clients.
 
-    Every client in these tests speaks plain HTTP on loopback, but httpx loads the CA bundle
-    for each client it makes (tens of milliseconds); the matrix makes hundreds of clients.
-    Sharing one default context (an ``ssl.SSLContext`` is safe to share) keeps the suite fast
-    without changing anything the tests observe.
+    (The ``isolated`` fixture of ``conftest.py`` does this for a whole module.)
     """
     clear_routing_env(monkeypatch)
-    original = getattr(httpx, "create_ssl_context", None)
-    if original is None:  # another httpx version: just pay the cost
-        return
-
-    def create_ssl_context(
-        verify: object = True, cert: object = None, trust_env: bool = True
-    ) -> ssl.SSLContext:
-        if verify is True and cert is None:
-            if not _SHARED_TLS:
-                _SHARED_TLS.append(original(verify=True, cert=None, trust_env=trust_env))
-            return _SHARED_TLS[0]
-        return original(verify=verify, cert=cert, trust_env=trust_env)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
-    if hasattr(httpx_default_transport, "create_ssl_context"):
-        monkeypatch.setattr(httpx_default_transport, "create_ssl_context", create_ssl_context)
-
-
-def no_provider_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Turn the provider's retry back-off off (it takes no ``retry_policy`` argument)."""
-    import aichatonline._client
-    import aichatonline._provider
-
-    no_wait = functools.partial(RetryPolicy, initial_backoff=0.0, max_backoff=0.0, jitter=0.0)
-    monkeypatch.setattr(aichatonline._client, "RetryPolicy", no_wait)
-    monkeypatch.setattr(aichatonline._provider, "RetryPolicy", no_wait)
 
 
 def assert_ours(exc: BaseException | None) -> None:
@@ -156,31 +130,156 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _http_transport(client: object) -> object:
-    return client._transport.http._transport  # type: ignore[attr-defined]
-
-
-def _pools(client: object) -> list[object]:
-    """The httpcore pools under the SDK-owned httpx client (one, or one per shard)."""
-    transport = _http_transport(client)
-    shards = getattr(transport, "_shards", None)
-    if shards is not None:  # the SDK's sharded transport: small httpx pools
-        return [shard.transport._pool for shard in shards._shards]
-    return [transport._pool]  # type: ignore[attr-defined]
-
-
 def pool_active_requests(client: object) -> int:
-    """Responses the SDK-owned httpx client handed out and has not seen closed."""
-    transport = _http_transport(client)
-    active = getattr(transport, "active", None)
-    if isinstance(active, int):
-        return active + sum(len(pool._requests) for pool in _pools(client))  # type: ignore[attr-defined]
-    return sum(len(pool._requests) for pool in _pools(client))  # type: ignore[attr-defined]
+    """Connections the client's pool handed out and has not seen released or discarded.
+
+    The SDK's own pool, read through its public counter (no httpx or httpcore internals).
+    Where the server can say the same (``open_connections``, ``disconnects``), tests ask it.
+    """
+    return int(client._transport.pool.active)  # type: ignore[attr-defined]
 
 
-def pool_connections(client: object) -> list[object]:
-    """The connections in the SDK-owned httpx pools."""
-    return [conn for pool in _pools(client) for conn in pool.connections]  # type: ignore[attr-defined]
+# --------------------------------------------------------------------------- drivers
+
+
+def run_stream(
+    client: Any, prompt: str = PROMPT, **options: Any
+) -> tuple[list[str], Any, Exception | None]:
+    """Iterate a ``Client`` stream to its end; return the pieces, the stream and the error."""
+    pieces: list[str] = []
+    stream = client.stream(prompt, **options)
+    try:
+        with stream:
+            for piece in stream:
+                pieces.append(piece)
+    except Exception as exc:  # noqa: BLE001 - any error, to check that it is one of ours
+        return pieces, stream, exc
+    return pieces, stream, None
+
+
+async def arun_stream(
+    client: Any, prompt: str = PROMPT, **options: Any
+) -> tuple[list[str], Any, Exception | None]:
+    """Iterate an ``AsyncClient`` stream to its end; return the pieces, the stream, the error."""
+    pieces: list[str] = []
+    stream = client.stream(prompt, **options)
+    try:
+        async with stream:
+            async for piece in stream:
+                pieces.append(piece)
+    except Exception as exc:  # noqa: BLE001 - any error, to check that it is one of ours
+        return pieces, stream, exc
+    return pieces, stream, None
+
+
+def elapsed_error(call: Callable[[], object], *, total: float) -> tuple[BaseException, float]:
+    """Run ``call``, which must fail with one of our errors within ``total`` + ``MARGIN``."""
+    start = time.monotonic()
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - any error, to check that it is one of ours
+        elapsed = time.monotonic() - start
+        assert_ours(exc)
+        assert elapsed <= total + MARGIN, f"ran {elapsed:.2f}s past a {total}s bound"
+        return exc, elapsed
+    raise AssertionError("the call did not fail")
+
+
+async def aelapsed_error(
+    call: Callable[[], Awaitable[object]], *, total: float
+) -> tuple[BaseException, float]:
+    """``elapsed_error`` for a coroutine function."""
+    start = time.monotonic()
+    try:
+        await call()
+    except Exception as exc:  # noqa: BLE001 - any error, to check that it is one of ours
+        elapsed = time.monotonic() - start
+        assert_ours(exc)
+        assert elapsed <= total + MARGIN, f"ran {elapsed:.2f}s past a {total}s bound"
+        return exc, elapsed
+    raise AssertionError("the call did not fail")
+
+
+def timeout_of(exc: BaseException) -> APITimeoutError | None:
+    """The ``APITimeoutError`` that ended a call (itself, or a ``StreamInterrupted``'s cause)."""
+    if isinstance(exc, APITimeoutError):
+        return exc
+    if isinstance(exc, StreamInterrupted) and isinstance(exc.__cause__, APITimeoutError):
+        return exc.__cause__
+    return None
+
+
+def assert_timed_out(exc: BaseException, limit: str, seconds: float | None = None) -> None:
+    """``exc`` is the timeout of ``limit`` (as the contract words it), never a "peer closed"."""
+    timeout = timeout_of(exc)
+    assert timeout is not None, f"expected a {limit} timeout, got {exc!r}"
+    assert timeout.limit == limit, f"expected the {limit} limit, got {timeout!r}"
+    assert f"Timeout.{limit}=" in str(timeout), str(timeout)
+    if seconds is not None:
+        assert timeout.seconds == seconds
+        assert f"Timeout.{limit}={seconds:g}" in str(timeout), str(timeout)
+    assert "peer closed" not in str(exc)
+
+
+async def await_server(
+    server: LocalServer, predicate: Callable[[LocalServer], bool], timeout: float = 5.0
+) -> bool:
+    """``server.wait_for`` without blocking the event loop (asyncio or trio)."""
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(server.wait_for, predicate, timeout)
+
+
+def recording_hooks(seen: list[str]) -> dict[str, list[Callable[..., Any]]]:
+    """httpx ``event_hooks`` that note each request a caller's own sync httpx client sends."""
+
+    def request(request: httpx.Request) -> None:
+        seen.append(f"{request.method} {request.url.path}")
+
+    return {"request": [request]}
+
+
+def arecording_hooks(seen: list[str]) -> dict[str, list[Callable[..., Any]]]:
+    """``recording_hooks`` for an ``httpx.AsyncClient``."""
+
+    async def request(request: httpx.Request) -> None:
+        seen.append(f"{request.method} {request.url.path}")
+
+    return {"request": [request]}
+
+
+# --------------------------------------------------------------------------- bad input
+
+BAD_MESSAGES = [
+    pytest.param([], id="empty-list"),
+    pytest.param([{"role": "user"}], id="no-content"),
+    pytest.param([{"role": "robot", "content": "x"}], id="bad-role"),
+    pytest.param([{"role": "user", "content": 5}], id="content-int"),
+    pytest.param([{"role": "user", "content": None}], id="content-none"),
+    pytest.param([{"role": "user", "content": [{"type": "image_url"}]}], id="image-part"),
+    pytest.param(["hello"], id="message-not-a-mapping"),
+    pytest.param({"role": "user", "content": "x"}, id="a-mapping-not-a-list"),
+    pytest.param(None, id="none"),
+    pytest.param(b"bytes", id="bytes"),
+]
+
+BAD_OPTIONS = [
+    pytest.param({"base_url": "ftp://example.com"}, id="base-url-scheme"),
+    pytest.param({"base_url": "not a url"}, id="base-url-garbage"),
+    pytest.param({"base_url": "http://host/?q=1"}, id="base-url-query"),
+    pytest.param({"proxy": "ftp://127.0.0.1:21"}, id="proxy-scheme"),
+    pytest.param({"proxy": "gopher://127.0.0.1:70"}, id="proxy-gopher"),
+    pytest.param({"proxy": "127.0.0.1:8080"}, id="proxy-no-scheme"),
+    pytest.param({"timeout": -1}, id="timeout-negative"),
+    pytest.param({"timeout": 0}, id="timeout-zero"),
+    pytest.param({"timeout": "10"}, id="timeout-string"),
+    pytest.param({"timeout": float("inf")}, id="timeout-inf"),
+    pytest.param({"max_retries": -1}, id="max-retries-negative"),
+    pytest.param({"max_retries": 1.5}, id="max-retries-float"),
+    pytest.param({"retry_policy": "x"}, id="retry-policy-string"),
+    pytest.param({"max_retries": 3, "retry_policy": RetryPolicy()}, id="max-retries-and-policy"),
+    pytest.param({"strict": "yes"}, id="strict-string"),
+]
 
 
 # --------------------------------------------------------------------------- the fault table
@@ -218,7 +317,7 @@ class Case:
 
 
 def _status(
-    code: int, body: str | None = None, *, exact: bool = False
+    code: int, body: str | None = None, *, exact: bool = False, endpoint: str = "chat"
 ) -> Callable[[BaseException], None]:
     def check(exc: BaseException) -> None:
         assert isinstance(exc, APIStatusError)
@@ -229,6 +328,14 @@ def _status(
         if body is not None:
             assert exc.body.startswith(body)
             assert body in str(exc)
+        # The error keeps the response headers and the (redacted) request.
+        assert exc.headers, "the response headers are kept"
+        assert all(name == name.lower() for name in exc.headers)
+        method, path = ("POST", CHAT_PATH) if endpoint == "chat" else ("GET", TOKEN_PATH)
+        assert exc.method == method
+        assert exc.url is not None
+        assert exc.url.startswith("http://127.0.0.1:")
+        assert path in exc.url
 
     return check
 
@@ -270,8 +377,27 @@ def _interrupted_by_service(code: int, message: str) -> Callable[[BaseException]
 
 def _connection_cause(exc: BaseException) -> None:
     assert isinstance(exc, APIConnectionError)
-    # The httpx failure is chained, not raised.
-    assert isinstance(exc.__cause__, (httpx.HTTPError, OSError)), repr(exc.__cause__)
+    # The socket's failure is chained, not raised (the SDK's own connections: an OSError).
+    assert isinstance(exc.__cause__, OSError), repr(exc.__cause__)
+
+
+def _timeout(limit: str, seconds: float) -> Callable[[BaseException], None]:
+    def check(exc: BaseException) -> None:
+        assert_timed_out(exc, limit, seconds)
+
+    return check
+
+
+def _protocol(exc: BaseException) -> None:
+    assert isinstance(exc, ProtocolError)
+    assert "no line of the body could be read" in str(exc)
+
+
+#: A maintenance page, answered with 200 (a captive portal does the same).
+MAINTENANCE_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Down for maintenance</title></head>"
+    b"<body><p>We will be back soon.</p></body></html>"
+)
 
 
 def _token_fault(**options: object) -> Fault:
@@ -287,6 +413,8 @@ STREAM_CASES: list[Case] = [
     Case("429-retry-after-0", (Fault(status=429, retry_after="0"),), chat_requests=2),
     Case("429-no-retry-after", (Fault(status=429),), chat_requests=2),
     Case("402-retry-after-0", (Fault(status=402, retry_after="0"),), chat_requests=2),
+    # A 503 with Retry-After is honoured as a 429's is.
+    Case("503-retry-after-0", (Fault(status=503, retry_after="0"),), chat_requests=2),
     # -- retries used up
     Case(
         "500-exhausted",
@@ -323,6 +451,12 @@ STREAM_CASES: list[Case] = [
         error=RateLimitError,
         check=_rate_limited(3600.0),
     ),
+    Case(
+        "503-retry-after-too-long",
+        (Fault(status=503, retry_after="3600"),),
+        error=ServerError,
+        check=_status(503),
+    ),
     Case("402-no-retry-after", (Fault(status=402),), error=RateLimitError, check=_status(402)),
     Case(
         "400",
@@ -332,6 +466,9 @@ STREAM_CASES: list[Case] = [
     ),
     Case("404", (Fault(status=404),), error=APIStatusError, check=_status(404, exact=True)),
     Case("cloudflare", (Fault(cloudflare=True),), error=BlockedError, check=_status(403)),
+    # A redirect is never followed (the token and the prompt stay with the service).
+    Case("307-not-followed", (Fault(status=307),), error=APIStatusError, check=_status(307)),
+    Case("302-not-followed", (Fault(status=302),), error=APIStatusError, check=_status(302)),
     # -- dropped streams
     Case("drop-before-first-line", (Fault(drop_after=0),), chat_requests=2),
     Case("reset-before-first-line", (Fault(drop_after=0, drop_reset=True),), chat_requests=2),
@@ -339,6 +476,13 @@ STREAM_CASES: list[Case] = [
     Case("reset-after-3", (Fault(drop_after=3, drop_reset=True),), chat_requests=2),
     Case("drop-after-2-then-5", (Fault(drop_after=2), Fault(drop_after=5)), chat_requests=3),
     Case("drop-after-the-last-line", (Fault(drop_after=1000),), chat_requests=2),
+    Case(
+        "drop-exhausted-before-first-line",
+        (Fault(drop_after=0),) * 3,
+        error=APIConnectionError,
+        chat_requests=3,
+        check=_connection_cause,
+    ),
     Case(
         "drop-then-variant",
         (Fault(drop_after=3), Fault(variant=True)),
@@ -401,6 +545,37 @@ STREAM_CASES: list[Case] = [
         timeout=SHORT_READ,
         check=_interrupted_by(APITimeoutError),
     ),
+    Case(
+        "stall-exhausted-before-first-line",
+        (Fault(stall=STALL),) * 2,
+        error=APITimeoutError,
+        chat_requests=2,
+        max_retries=1,
+        timeout=SHORT_READ,
+        check=_timeout("read", 0.2),
+    ),
+    # -- the first-piece bound: retryable, each attempt gets its own window
+    Case(
+        "first-piece-then-ok",
+        (Fault(stall=STALL),),
+        chat_requests=2,
+        timeout=SHORT_FIRST_PIECE,
+    ),
+    Case(
+        "first-piece-exhausted",
+        (Fault(stall=STALL),) * 2,
+        error=APITimeoutError,
+        chat_requests=2,
+        max_retries=1,
+        timeout=SHORT_FIRST_PIECE,
+        check=_timeout("first_piece", 0.3),
+    ),
+    # Once text came, the first-piece bound is over: a later stall shorter than read is fine.
+    Case(
+        "first-piece-then-slow",
+        (Fault(stall=0.6, stall_after=2),),
+        timeout=SHORT_FIRST_PIECE,
+    ),
     # -- what the lines say
     Case("malformed-lines-skipped", (Fault(malformed=True),)),
     Case("malformed-lines-strict", (Fault(malformed=True),), error=ProtocolError, strict=True),
@@ -417,6 +592,16 @@ STREAM_CASES: list[Case] = [
         error=ServiceError,
         check=_service(500, "internal error"),
     ),
+    # A 200 answer with no readable line (a maintenance page, an empty body): tried once more.
+    Case("html-200-then-ok", (Fault(status=200, body=MAINTENANCE_PAGE),), chat_requests=2),
+    Case("empty-200-then-ok", (Fault(status=200, body=b""),), chat_requests=2),
+    Case(
+        "html-200-twice",
+        (Fault(status=200, body=MAINTENANCE_PAGE),) * 2,
+        error=ProtocolError,
+        chat_requests=2,
+        check=_protocol,
+    ),
     Case("trickle", (Fault(trickle=True),)),
     Case("trickle-then-drop", (Fault(trickle=True, drop_after=3),), chat_requests=2),
     # -- the token
@@ -431,6 +616,15 @@ STREAM_CASES: list[Case] = [
         check=_status(401),
     ),
     Case("403-refreshes-token", (Fault(status=403),), chat_requests=2, token_requests=2, tokens=2),
+    # A dropped stream whose re-sent request finds the token expired: a new token, then the
+    # answer resumes exactly where the caller is.
+    Case(
+        "drop-then-token-expired",
+        (Fault(drop_after=3), Fault(expire_token=True)),
+        chat_requests=3,
+        token_requests=2,
+        tokens=2,
+    ),
     Case(
         "401-twice",
         (Fault(status=401), Fault(status=401)),
@@ -457,19 +651,25 @@ STREAM_CASES: list[Case] = [
         chat_requests=0,
         token_requests=3,
         tokens=0,
+        check=_status(500, endpoint="token"),
     ),
+    # A token answer we cannot read (not JSON, no token in it) is retried, like a drop.
+    Case("token-not-json-then-ok", (_token_fault(malformed=True),), token_requests=2),
+    Case("token-without-data-then-ok", (_token_fault(error_after=0),), token_requests=2),
     Case(
-        "token-not-json",
-        (_token_fault(malformed=True),),
+        "token-not-json-exhausted",
+        (_token_fault(malformed=True),) * 3,
         error=ProtocolError,
         chat_requests=0,
+        token_requests=3,
         tokens=0,
     ),
     Case(
-        "token-without-data",
-        (_token_fault(error_after=0),),
+        "token-without-data-exhausted",
+        (_token_fault(error_after=0),) * 3,
         error=ProtocolError,
         chat_requests=0,
+        token_requests=3,
         tokens=0,
     ),
     Case(
@@ -478,6 +678,24 @@ STREAM_CASES: list[Case] = [
         error=BlockedError,
         chat_requests=0,
         tokens=0,
+    ),
+    Case(
+        "token-stall-exhausted",
+        (_token_fault(stall=STALL),) * 3,
+        error=APITimeoutError,
+        chat_requests=0,
+        token_requests=3,
+        tokens=0,
+        timeout=SHORT_READ,
+        check=_timeout("read", 0.2),
+    ),
+    Case(
+        "token-307-not-followed",
+        (_token_fault(status=307),),
+        error=APIStatusError,
+        chat_requests=0,
+        tokens=0,
+        check=_status(307, endpoint="token"),
     ),
 ]
 

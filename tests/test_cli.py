@@ -16,29 +16,25 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import pexpect
 import pytest
 
+from aichatonline import __version__
 from aichatonline._cli import DEMO_PROMPT, PROBE_SECONDS, ExitCode, exit_code_for, main
 from aichatonline.testing import CHAT_PATH, TOKEN_PATH, Fault, LocalServer, pieces_for, reply_for
+from tests.helpers import closed_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "aichatonline"]
 
 
-@pytest.fixture(scope="module")
-def shared_server() -> Iterator[LocalServer]:
-    with LocalServer() as server:
-        yield server
-
-
 @pytest.fixture
 def server(shared_server: LocalServer) -> LocalServer:
-    """The module's server, with no recorded requests, no faults and the default answer."""
+    """The module's shared server (``conftest.py``), reset: no recorded requests, no faults,
+    the default answer. One server for the module: each test already starts a subprocess."""
     shared_server.reset()
     shared_server.pieces = None
     shared_server.delay = 0.0
@@ -76,13 +72,6 @@ def run(
         env=env if env is not None else cli_env(server),
         timeout=30,
     )
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def assert_one_error_line(stderr: str, error: str) -> None:
@@ -171,7 +160,13 @@ def test_prompt_from_stdin(server: LocalServer, args: list[str]) -> None:
         ([Fault(status=404)], ["--max-retries", "0"], ExitCode.ERROR, "APIStatusError"),
         ([Fault(status=500)], ["--max-retries", "0"], ExitCode.ERROR, "ServerError"),
         ([Fault(error_after=0)], [], ExitCode.ERROR, "ServiceError"),
-        ([Fault(stall=5)], ["--timeout", "0.5"], ExitCode.CONNECTION, "APITimeoutError"),
+        # --timeout limits each read (a number, as in httpx): a 5 s silence is a read timeout.
+        (
+            [Fault(stall=5)],
+            ["--timeout", "0.5", "--max-retries", "0"],
+            ExitCode.CONNECTION,
+            "APITimeoutError",
+        ),
     ],
     ids=["401-twice", "expired-twice", "cloudflare", "429", "404", "500", "in-band", "timeout"],
 )
@@ -183,6 +178,9 @@ def test_api_errors_have_their_exit_code_and_one_line(
     assert result.returncode == code
     assert result.stdout == ""
     assert_one_error_line(result.stderr, error)
+    if error == "APITimeoutError":  # it names the limit that fired, and never a closed peer
+        assert "Timeout.read=0.5" in result.stderr
+        assert "peer closed" not in result.stderr
     if code == ExitCode.AUTH and error == "AuthenticationError":
         assert server.tokens_issued == 2  # the token was refreshed once before giving up
 
@@ -291,7 +289,7 @@ def test_proxy_credentials_are_never_printed() -> None:
 def test_version_help_and_exit_code_table(capsys: pytest.CaptureFixture[str]) -> None:
     # In-process: argparse only, no subprocess needed.
     assert main(["--version"]) == 0
-    assert capsys.readouterr().out.startswith("aichatonline 0.1.0")
+    assert capsys.readouterr().out == f"aichatonline {__version__}\n"
     assert main(["chat", "--help"]) == 0
     help_text = capsys.readouterr().out
     for code in ExitCode:

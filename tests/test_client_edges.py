@@ -1,10 +1,10 @@
 """Edges of the clients: what used to escape, overrun or be lost at the margins.
 
-A review found each of these; every test pins the behaviour down: a closed
-client, input that cannot be sent, a response head that trickles past the
-deadline, a pool wait that eats the time budget, a token outage met by many
-callers at once, ``stream.text`` read from another thread, and an
-``AsyncClient`` used on a second event loop.
+A review found each of these; every test pins the behaviour down, for the blocking client
+and for the async one (on asyncio and trio) side by side: a closed client, input that
+cannot be sent, a response head that trickles past the deadline, a pool wait that eats the
+time budget, a token outage met by many callers at once, ``stream.text`` read from another
+thread, and an ``AsyncClient`` used on a second event loop.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import pickle
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 
@@ -29,21 +30,17 @@ from aichatonline import (
     Client,
     InvalidRequestError,
     RateLimitError,
-    RetryPolicy,
     ServerError,
     ServiceError,
     StreamInterrupted,
     Timeout,
 )
 from aichatonline.testing import Fault, LocalServer
+from tests.helpers import fast
 
-NO_WAIT = RetryPolicy(max_retries=2, initial_backoff=0.0, max_backoff=0.0, jitter=0.0)
+NO_WAIT = fast(2)
 
-
-@pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with LocalServer(pieces=5) as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 @pytest.fixture
@@ -82,7 +79,7 @@ def trickling_head() -> Iterator[str]:
 
 
 def test_closing_a_stream_after_its_client_closed_is_quiet(server: LocalServer) -> None:
-    client = Client(server.base_url, retry_policy=NO_WAIT)
+    client = Client(base_url=server.base_url, retry_policy=NO_WAIT)
     stream = client.stream("Hi")
     assert next(stream)
     client.close()
@@ -93,7 +90,7 @@ def test_closing_a_stream_after_its_client_closed_is_quiet(server: LocalServer) 
 async def test_closing_an_async_stream_after_its_client_closed_is_quiet(
     server: LocalServer, anyio_backend: str
 ) -> None:
-    client = AsyncClient(server.base_url, retry_policy=NO_WAIT)
+    client = AsyncClient(base_url=server.base_url, retry_policy=NO_WAIT)
     stream = client.stream("Hi")
     assert await stream.__anext__()
     await client.aclose()
@@ -101,12 +98,33 @@ async def test_closing_an_async_stream_after_its_client_closed_is_quiet(
 
 
 def test_a_closed_client_says_so_and_sends_nothing(server: LocalServer) -> None:
-    client = Client(server.base_url, retry_policy=NO_WAIT)
+    client = Client(base_url=server.base_url, retry_policy=NO_WAIT)
     client.complete("Hi")
     client.close()
     sent = len(server.requests)
     with pytest.raises(InvalidRequestError, match="closed"):
         client.complete("Hi")
+    with pytest.raises(InvalidRequestError, match="closed"):
+        client.stream("Hi")
+    with pytest.raises(InvalidRequestError, match="closed"):
+        client.get_token(refresh=True)
+    assert len(server.requests) == sent
+
+
+@pytest.mark.anyio
+async def test_a_closed_async_client_says_so_and_sends_nothing(
+    server: LocalServer, anyio_backend: str
+) -> None:
+    client = AsyncClient(base_url=server.base_url, retry_policy=NO_WAIT)
+    await client.complete("Hi")
+    await client.aclose()
+    sent = len(server.requests)
+    with pytest.raises(InvalidRequestError, match="closed"):
+        await client.complete("Hi")
+    with pytest.raises(InvalidRequestError, match="closed"):
+        client.stream("Hi")
+    with pytest.raises(InvalidRequestError, match="closed"):
+        await client.get_token(refresh=True)
     assert len(server.requests) == sent
 
 
@@ -114,74 +132,122 @@ def test_a_closed_httpx_client_of_yours_is_a_clear_error(server: LocalServer) ->
     http = httpx.Client()
     http.close()
     with pytest.raises(InvalidRequestError, match="closed"):
-        Client(server.base_url, http_client=http).complete("Hi")
+        Client(base_url=server.base_url, http_client=http).complete("Hi")
     assert server.requests == []
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        lambda url: Client(url).complete("a lone surrogate \ud800"),
-        lambda url: Client(url, user_agent="Bot/é"),
-        lambda url: Client(url, user_agent="Bot\r\nX-Injected: 1"),
-        lambda url: setattr(Client(url), "token", "tök"),
-        lambda url: setattr(Client(url), "token", "a b"),
-        lambda url: AsyncClient(url, http_client=httpx.Client()),  # type: ignore[arg-type]
-        lambda url: Client(url, http_client=httpx.AsyncClient()),  # type: ignore[arg-type]
-        lambda url: Client(url, proxy="http://user:secret@proxy:notaport"),
-    ],
-    ids=[
-        "lone-surrogate",
-        "non-ascii-user-agent",
-        "header-injection-user-agent",
-        "non-ascii-token",
-        "token-with-space",
-        "sync-httpx-for-async-client",
-        "async-httpx-for-sync-client",
-        "proxy-bad-port",
-    ],
-)
+@pytest.mark.anyio
+async def test_a_closed_async_httpx_client_of_yours_is_a_clear_error(
+    server: LocalServer, anyio_backend: str
+) -> None:
+    http = httpx.AsyncClient()
+    await http.aclose()
+    with pytest.raises(InvalidRequestError, match="closed"):
+        await AsyncClient(base_url=server.base_url, http_client=http).complete("Hi")
+    assert server.requests == []
+
+
+#: Input that cannot go on the wire, for either client class (made with ``kind(base_url=...)``).
+UNSENDABLE: dict[str, Callable[[type, str], object]] = {
+    "lone-surrogate": lambda kind, url: kind(base_url=url).stream("a lone surrogate \ud800"),
+    "non-ascii-user-agent": lambda kind, url: kind(base_url=url, user_agent="Bot/é"),
+    "header-injection-user-agent": lambda kind, url: kind(
+        base_url=url, user_agent="Bot\r\nX-Injected: 1"
+    ),
+    "header-injection-extra-header": lambda kind, url: kind(base_url=url).stream(
+        "Hi", extra_headers={"X-Trace": "a\r\nX-Injected: 1"}
+    ),
+    "non-ascii-token": lambda kind, url: setattr(kind(base_url=url), "token", "tök"),
+    "token-with-space": lambda kind, url: setattr(kind(base_url=url), "token", "a b"),
+    "proxy-bad-port": lambda kind, url: kind(
+        base_url=url, proxy="http://user:secret@proxy:notaport"
+    ),
+    "wrong-httpx-class": lambda kind, url: kind(
+        base_url=url, http_client=httpx.AsyncClient() if kind is Client else httpx.Client()
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", list(UNSENDABLE))
 def test_input_that_cannot_be_sent_is_an_invalid_request_before_any_io(
-    server: LocalServer, bad: object
+    server: LocalServer, bad: str
 ) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        bad(server.base_url)  # type: ignore[operator]
+        UNSENDABLE[bad](Client, server.base_url)
     assert "secret" not in str(info.value)
+    with pytest.raises(InvalidRequestError):
+        Client(base_url=server.base_url).complete("a lone surrogate \ud800")
+    assert server.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("bad", list(UNSENDABLE))
+async def test_input_that_cannot_be_sent_is_an_invalid_request_before_any_io_async(
+    server: LocalServer, anyio_backend: str, bad: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        UNSENDABLE[bad](AsyncClient, server.base_url)
+    assert "secret" not in str(info.value)
+    with pytest.raises(InvalidRequestError):
+        await AsyncClient(base_url=server.base_url).complete("a lone surrogate \ud800")
     assert server.requests == []
 
 
 def test_a_huge_timeout_is_fine(server: LocalServer) -> None:
-    with Client(server.base_url, timeout=1e10) as client:
+    with Client(base_url=server.base_url, timeout=1e10) as client:
         assert client.complete("Hi") == "".join(server.pieces_for("Hi"))
 
 
+@pytest.mark.anyio
+async def test_a_huge_timeout_is_fine_async(server: LocalServer, anyio_backend: str) -> None:
+    async with AsyncClient(base_url=server.base_url, timeout=1e10) as client:
+        assert await client.complete("Hi") == "".join(server.pieces_for("Hi"))
+
+
 # -- the deadline ---------------------------------------------------------------------------
+
+#: Each byte of the head comes well within the read limit; only the whole-call bound stops it.
+TRICKLE_TIMEOUT = Timeout(total=1.0, connect=0.5, read=0.5, write=0.5, pool=0.5)
+
+
+def test_deadline_holds_while_the_response_head_trickles(trickling_head: str) -> None:
+    client = Client(base_url=trickling_head, timeout=TRICKLE_TIMEOUT, retry_policy=NO_WAIT)
+    started = time.monotonic()
+    with pytest.raises(APITimeoutError) as info:
+        client.get_token()
+    assert time.monotonic() - started < 1.8
+    assert info.value.limit == "total"
+    client.close()
 
 
 @pytest.mark.anyio
 async def test_async_deadline_holds_while_the_response_head_trickles(
     trickling_head: str, anyio_backend: str
 ) -> None:
-    # Every byte comes within the read timeout; only the whole-call bound stops it.
-    timeout = Timeout(total=1.0, connect=0.5, read=0.5, write=0.5, pool=0.5)
-    client = AsyncClient(trickling_head, timeout=timeout, retry_policy=NO_WAIT)
+    client = AsyncClient(base_url=trickling_head, timeout=TRICKLE_TIMEOUT, retry_policy=NO_WAIT)
     started = time.monotonic()
-    with pytest.raises(APITimeoutError):
+    with pytest.raises(APITimeoutError) as info:
         await client.get_token()
     assert time.monotonic() - started < 1.8
+    assert info.value.limit == "total"
     await client.aclose()
 
 
+#: The whole-call bound of the pool-wait tests, and the wait's other limits (far longer).
+POOL_WAIT_TIMEOUT = Timeout(total=2.0, connect=10, read=10, write=10, pool=10)
+
+
 def test_a_pool_wait_leaves_the_later_phases_less_time(server: LocalServer) -> None:
-    # One connection, held by a paced stream for ~1 s; then the token fetch
-    # stalls. The read timeout must be what is left of the 2 s, not 2 s again.
+    # Your httpx client has one connection, held by a paced stream for ~1 s; then the token
+    # fetch stalls. The read limit must be what is left of the 2 s, not 2 s again.
     server.delay = 0.1
     server.pieces = 10
     http = httpx.Client(limits=httpx.Limits(max_connections=1))
-    holder = Client(server.base_url, http_client=http, retry_policy=NO_WAIT)
+    holder = Client(base_url=server.base_url, http_client=http, retry_policy=NO_WAIT)
     holder.get_token()
-    timeout = Timeout(total=2.0, connect=10, read=10, write=10, pool=10)
-    client = Client(server.base_url, http_client=http, timeout=timeout, retry_policy=NO_WAIT)
+    client = Client(
+        base_url=server.base_url, http_client=http, timeout=POOL_WAIT_TIMEOUT, retry_policy=NO_WAIT
+    )
     server.inject(Fault(endpoint="token", stall=5.0))
     with ThreadPoolExecutor(1) as pool:
         streaming = pool.submit(holder.complete, "hold the connection")
@@ -195,12 +261,44 @@ def test_a_pool_wait_leaves_the_later_phases_less_time(server: LocalServer) -> N
     assert elapsed < 2.5
 
 
+@pytest.mark.anyio
+async def test_a_pool_wait_leaves_the_later_phases_less_time_async(
+    server: LocalServer, anyio_backend: str
+) -> None:
+    server.delay = 0.1
+    server.pieces = 10
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) as http:
+        holder = AsyncClient(base_url=server.base_url, http_client=http, retry_policy=NO_WAIT)
+        await holder.get_token()
+        client = AsyncClient(
+            base_url=server.base_url,
+            http_client=http,
+            timeout=POOL_WAIT_TIMEOUT,
+            retry_policy=NO_WAIT,
+        )
+        server.inject(Fault(endpoint="token", stall=5.0))
+        elapsed = 0.0
+
+        async def wait_for_the_pool() -> None:
+            nonlocal elapsed
+            await anyio.sleep(0.2)
+            started = time.monotonic()
+            with pytest.raises(APITimeoutError):
+                await client.get_token()
+            elapsed = time.monotonic() - started
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(holder.complete, "hold the connection")
+            group.start_soon(wait_for_the_pool)
+    assert 0 < elapsed < 2.5
+
+
 # -- one token fetch, shared: its failure too -----------------------------------------------
 
 
 def test_threads_waiting_on_a_failed_token_fetch_share_its_error(server: LocalServer) -> None:
     server.always = Fault(endpoint="token", status=503, retry_after="0.2")
-    client = Client(server.base_url, retry_policy=NO_WAIT)
+    client = Client(base_url=server.base_url, retry_policy=NO_WAIT)
     barrier = threading.Barrier(10)
 
     def call() -> BaseException | None:
@@ -215,6 +313,7 @@ def test_threads_waiting_on_a_failed_token_fetch_share_its_error(server: LocalSe
         outcomes = list(pool.map(lambda _: call(), range(10)))
     assert all(isinstance(outcome, ServerError) for outcome in outcomes)
     assert len(server.token_requests) == 3  # one flight: the first try and two retries
+    client.close()
 
 
 @pytest.mark.anyio
@@ -223,7 +322,7 @@ async def test_tasks_waiting_on_a_failed_token_fetch_share_its_error(
 ) -> None:
     server.always = Fault(endpoint="token", status=503, retry_after="0.2")
     outcomes: list[BaseException] = []
-    async with AsyncClient(server.base_url, retry_policy=NO_WAIT) as client:
+    async with AsyncClient(base_url=server.base_url, retry_policy=NO_WAIT) as client:
 
         async def call() -> None:
             try:
@@ -243,7 +342,7 @@ async def test_tasks_waiting_on_a_failed_token_fetch_share_its_error(
 
 def test_stream_text_read_from_another_thread_loses_nothing() -> None:
     with LocalServer(pieces=3000, piece_size=3) as server:
-        client = Client(server.base_url, retry_policy=NO_WAIT)
+        client = Client(base_url=server.base_url, retry_policy=NO_WAIT)
         stream = client.stream("Hi")
         seen: list[str] = []
         done = threading.Event()
@@ -254,21 +353,62 @@ def test_stream_text_read_from_another_thread_loses_nothing() -> None:
 
         poller = threading.Thread(target=poll)
         poller.start()
-        pieces = list(stream)
-        done.set()
-        poller.join()
+        try:
+            pieces = list(stream)
+        finally:
+            done.set()
+            poller.join()
         final = "".join(pieces)
         assert stream.text == final == "".join(server.pieces_for("Hi"))
         assert all(final.startswith(text) for text in seen)
         client.close()
 
 
+@pytest.mark.anyio
+async def test_async_stream_text_read_from_another_thread_loses_nothing(
+    anyio_backend: str,
+) -> None:
+    with LocalServer(pieces=3000, piece_size=3) as server:
+        async with AsyncClient(base_url=server.base_url, retry_policy=NO_WAIT) as client:
+            stream = client.stream("Hi")
+            seen: list[str] = []
+            done = threading.Event()
+
+            def poll() -> None:
+                while not done.is_set():
+                    seen.append(stream.text)
+
+            async def consume() -> list[str]:
+                async with stream:
+                    return [piece async for piece in stream]
+
+            pieces: list[str] = []
+            async with anyio.create_task_group() as group:
+                group.start_soon(anyio.to_thread.run_sync, poll)
+
+                async def read_then_stop() -> None:
+                    try:
+                        pieces.extend(await consume())
+                    finally:
+                        done.set()
+
+                group.start_soon(read_then_stop)
+            final = "".join(pieces)
+            assert stream.text == final == "".join(server.pieces_for("Hi"))
+            assert seen
+            assert all(final.startswith(text) for text in seen)
+
+
 def test_an_async_client_works_on_a_second_event_loop(server: LocalServer) -> None:
-    client = AsyncClient(server.base_url, retry_policy=NO_WAIT)
+    client = AsyncClient(base_url=server.base_url, retry_policy=NO_WAIT)
     expected = "".join(server.pieces_for("Hi"))
     assert asyncio.run(client.complete("Hi")) == expected
     assert asyncio.run(client.complete("Hi")) == expected  # not "Event loop is closed"
-    assert anyio.run(client.complete, "Hi", backend="trio") == expected
+    # Another backend is refused, clearly: one client per event-loop backend.
+    with pytest.raises(InvalidRequestError, match="backend"):
+        anyio.run(client.complete, "Hi", backend="trio")
+    asyncio.run(client.aclose())
+    assert server.wait_for(lambda s: s.open_connections == 0, 5)
 
 
 # -- errors travel ---------------------------------------------------------------------------
@@ -278,8 +418,16 @@ def test_an_async_client_works_on_a_second_event_loop(server: LocalServer) -> No
     "error",
     [
         InvalidRequestError("bad", index=1, field="role"),
-        APITimeoutError("slow"),
-        ServerError("down", status_code=503, body="{}"),
+        APITimeoutError("slow", limit="read", seconds=5.0),
+        ServerError(
+            "down",
+            status_code=503,
+            body="{}",
+            headers={"retry-after": "1"},
+            method="POST",
+            url="http://127.0.0.1:1/aichatonline/api/chat/gpt",
+            retry_after=1.0,
+        ),
         RateLimitError("slow down", status_code=429, body="", retry_after=2.5),
         ServiceError("in-band", code=500, service_message="boom"),
         StreamInterrupted("broke", partial="some text"),
@@ -292,3 +440,8 @@ def test_errors_survive_pickle_and_copy(error: AiChatOnlineError) -> None:
         assert type(clone) is type(error)
         assert str(clone) == str(error)
         assert clone.__dict__ == error.__dict__
+
+
+def test_invalid_request_error_is_a_value_error() -> None:
+    assert issubclass(InvalidRequestError, ValueError)
+    assert issubclass(InvalidRequestError, AiChatOnlineError)

@@ -1,6 +1,7 @@
 """``proxy=`` for real: both clients through a loopback ``ForwardProxy`` (HTTP and SOCKS5, with
 and without credentials), the ``AICHATONLINE_PROXY`` and standard proxy variables, and the
-failures a proxy adds (wrong credentials, a proxy that is down)."""
+failures a proxy adds (wrong credentials, a proxy that is down). Each case runs on the
+blocking client and, as its ``_async`` twin, on the async one (asyncio and trio)."""
 
 from __future__ import annotations
 
@@ -16,29 +17,20 @@ from aichatonline import (
     Client,
     InvalidRequestError,
 )
-from aichatonline.testing import Fault, ForwardProxy, LocalServer, reply_for
+from aichatonline.testing import Fault, ForwardProxy, LocalServer
 from tests.helpers import (
     PROMPT,
+    REPLY,
     assert_no_secret,
     assert_ours,
     closed_port,
     error_texts,
     fast,
-    isolate,
 )
 
-REPLY = reply_for(PROMPT)
 USER, PASSWORD = "proxy-user", "pr0xy-Pa55word"
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate(monkeypatch)
-
-
-@pytest.fixture
-def server(aichatonline_server: LocalServer) -> LocalServer:
-    return aichatonline_server
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def start_proxy(kind: str, credentials: bool) -> ForwardProxy:
@@ -82,8 +74,32 @@ def assert_carried(proxy: ForwardProxy, server: LocalServer) -> None:
     assert len(server.chat_requests) >= 1
 
 
+def assert_wrong_credentials(exc: BaseException, kind: str) -> None:
+    """How a proxy that refuses the credentials shows: 407 (HTTP), a connection error (SOCKS)."""
+    assert_ours(exc)
+    if kind == "http":
+        # The proxy answers 407: a client error, not retried.
+        assert isinstance(exc, APIStatusError)
+        assert exc.status_code == 407
+    else:
+        assert isinstance(exc, APIConnectionError)
+    assert_no_secret(error_texts(exc), {"wrong-Pa55word", PASSWORD})
+
+
+def assert_names_the_proxy(exc: BaseException, port: int) -> None:
+    """A connection failure through a proxy names the proxy, its credentials masked."""
+    assert isinstance(exc, APIConnectionError)
+    assert f"127.0.0.1:{port}" in str(exc), str(exc)
+    assert_no_secret(error_texts(exc), {PASSWORD, f"{USER}:{PASSWORD}"})
+
+
+# --------------------------------------------------------------------------- through a proxy
+
+
 def test_sync_client_through_the_proxy(proxy: ForwardProxy, server: LocalServer) -> None:
-    with Client(server.base_url, proxy=proxy.url_with_credentials, retry_policy=fast()) as client:
+    with Client(
+        base_url=server.base_url, proxy=proxy.url_with_credentials, retry_policy=fast()
+    ) as client:
         assert client.complete(PROMPT) == REPLY
         assert list(client.stream(PROMPT)) == server.pieces_for(PROMPT)
         # A dropped stream is resumed exactly through the proxy too.
@@ -99,13 +115,20 @@ async def test_async_client_through_the_proxy(
     proxy: ForwardProxy, server: LocalServer, anyio_backend: str
 ) -> None:
     url = proxy.url_with_credentials
-    async with AsyncClient(server.base_url, proxy=url, retry_policy=fast()) as client:
+    async with AsyncClient(base_url=server.base_url, proxy=url, retry_policy=fast()) as client:
         assert await client.complete(PROMPT) == REPLY
+        async with client.stream(PROMPT) as stream:
+            assert [piece async for piece in stream] == server.pieces_for(PROMPT)
+        # A dropped stream is resumed exactly through the proxy too.
         server.inject(Fault(drop_after=3))
         async with client.stream(PROMPT) as stream:
             assert [piece async for piece in stream] == server.pieces_for(PROMPT)
+        assert PASSWORD not in repr(client)
     assert_carried(proxy, server)
-    assert len(server.chat_requests) == 3
+    assert len(server.chat_requests) == 4
+
+
+# --------------------------------------------------------------------------- from the environment
 
 
 def test_proxy_from_aichatonline_proxy_variable(
@@ -120,23 +143,38 @@ def test_proxy_from_aichatonline_proxy_variable(
 
 @pytest.mark.anyio
 async def test_async_proxy_from_aichatonline_proxy_variable(
-    server: LocalServer, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+    proxy: ForwardProxy, server: LocalServer, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
 ) -> None:
-    with ForwardProxy("socks5") as proxy:
-        monkeypatch.setenv("AICHATONLINE_PROXY", proxy.url)
-        async with AsyncClient(server.base_url, retry_policy=fast()) as client:
-            assert await client.complete(PROMPT) == REPLY
-        assert_carried(proxy, server)
+    monkeypatch.setenv("AICHATONLINE_PROXY", proxy.url_with_credentials)
+    monkeypatch.setenv("AICHATONLINE_BASE_URL", server.base_url)
+    async with AsyncClient(retry_policy=fast()) as client:
+        assert await client.complete(PROMPT) == REPLY
+    assert_carried(proxy, server)
 
 
-@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+STANDARD_VARIABLES = ["HTTP_PROXY", "http_proxy", "ALL_PROXY"]
+
+
+@pytest.mark.parametrize("variable", STANDARD_VARIABLES)
 def test_standard_proxy_variables_apply(
     server: LocalServer, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     with ForwardProxy("http") as proxy:
         monkeypatch.setenv(variable, proxy.url)
-        with Client(server.base_url, retry_policy=fast()) as client:
+        with Client(base_url=server.base_url, retry_policy=fast()) as client:
             assert client.complete(PROMPT) == REPLY
+        assert_carried(proxy, server)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("variable", STANDARD_VARIABLES)
+async def test_async_standard_proxy_variables_apply(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, anyio_backend: str, variable: str
+) -> None:
+    with ForwardProxy("http") as proxy:
+        monkeypatch.setenv(variable, proxy.url)
+        async with AsyncClient(base_url=server.base_url, retry_policy=fast()) as client:
+            assert await client.complete(PROMPT) == REPLY
         assert_carried(proxy, server)
 
 
@@ -146,9 +184,49 @@ def test_no_proxy_bypasses_the_standard_proxy(
     with ForwardProxy("http") as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        with Client(server.base_url, retry_policy=fast()) as client:
+        with Client(base_url=server.base_url, retry_policy=fast()) as client:
             assert client.complete(PROMPT) == REPLY
         assert proxy.requests == []
+        assert proxy.connections == 0
+
+
+@pytest.mark.anyio
+async def test_async_no_proxy_bypasses_the_standard_proxy(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    with ForwardProxy("http") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with AsyncClient(base_url=server.base_url, retry_policy=fast()) as client:
+            assert await client.complete(PROMPT) == REPLY
+        assert proxy.requests == []
+        assert proxy.connections == 0
+
+
+def test_trust_env_false_ignores_the_proxy_variables(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ForwardProxy("http") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("ALL_PROXY", proxy.url)
+        with Client(base_url=server.base_url, retry_policy=fast(), trust_env=False) as client:
+            assert client.proxy is None
+            assert client.complete(PROMPT) == REPLY
+        assert proxy.connections == 0
+
+
+@pytest.mark.anyio
+async def test_async_trust_env_false_ignores_the_proxy_variables(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    with ForwardProxy("http") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("ALL_PROXY", proxy.url)
+        async with AsyncClient(
+            base_url=server.base_url, retry_policy=fast(), trust_env=False
+        ) as client:
+            assert client.proxy is None
+            assert await client.complete(PROMPT) == REPLY
         assert proxy.connections == 0
 
 
@@ -158,8 +236,23 @@ def test_explicit_proxy_wins_over_the_variables(
     with ForwardProxy("http") as chosen, ForwardProxy("http") as other:
         monkeypatch.setenv("AICHATONLINE_PROXY", other.url)
         monkeypatch.setenv("HTTP_PROXY", other.url)
-        with Client(server.base_url, proxy=chosen.url, retry_policy=fast()) as client:
+        with Client(base_url=server.base_url, proxy=chosen.url, retry_policy=fast()) as client:
             assert client.complete(PROMPT) == REPLY
+        assert chosen.requests
+        assert other.requests == []
+
+
+@pytest.mark.anyio
+async def test_async_explicit_proxy_wins_over_the_variables(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    with ForwardProxy("http") as chosen, ForwardProxy("http") as other:
+        monkeypatch.setenv("AICHATONLINE_PROXY", other.url)
+        monkeypatch.setenv("HTTP_PROXY", other.url)
+        async with AsyncClient(
+            base_url=server.base_url, proxy=chosen.url, retry_policy=fast()
+        ) as client:
+            assert await client.complete(PROMPT) == REPLY
         assert chosen.requests
         assert other.requests == []
 
@@ -171,53 +264,70 @@ def test_explicit_proxy_wins_over_the_variables(
 def test_wrong_proxy_credentials(server: LocalServer, kind: str) -> None:
     with ForwardProxy(kind, username=USER, password=PASSWORD) as proxy:  # type: ignore[arg-type]
         wrong = f"{kind}://{USER}:wrong-Pa55word@{proxy.url.split('://')[1]}"
-        with Client(server.base_url, proxy=wrong, retry_policy=fast(1)) as client:
+        with Client(base_url=server.base_url, proxy=wrong, retry_policy=fast(1)) as client:
             with pytest.raises(AiChatOnlineError) as info:
                 client.complete(PROMPT)
             assert PASSWORD not in repr(client)
             assert "wrong-Pa55word" not in repr(client)
         assert proxy.auth_failures >= 1
-    exc = info.value
-    assert_ours(exc)
-    if kind == "http":
-        # The proxy answers 407: a client error, not retried.
-        assert isinstance(exc, APIStatusError)
-        assert exc.status_code == 407
-    else:
-        assert isinstance(exc, APIConnectionError)
-    assert_no_secret(error_texts(exc), {"wrong-Pa55word", PASSWORD})
+    assert_wrong_credentials(info.value, kind)
+    assert server.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["http", "socks5"])
+async def test_async_wrong_proxy_credentials(
+    server: LocalServer, anyio_backend: str, kind: str
+) -> None:
+    with ForwardProxy(kind, username=USER, password=PASSWORD) as proxy:  # type: ignore[arg-type]
+        wrong = f"{kind}://{USER}:wrong-Pa55word@{proxy.url.split('://')[1]}"
+        async with AsyncClient(
+            base_url=server.base_url, proxy=wrong, retry_policy=fast(1)
+        ) as client:
+            with pytest.raises(AiChatOnlineError) as info:
+                await client.complete(PROMPT)
+            assert PASSWORD not in repr(client)
+            assert "wrong-Pa55word" not in repr(client)
+        assert proxy.auth_failures >= 1
+    assert_wrong_credentials(info.value, kind)
     assert server.requests == []
 
 
 @pytest.mark.parametrize("kind", ["http", "socks5"])
 def test_proxy_that_is_down(server: LocalServer, kind: str) -> None:
-    url = f"{kind}://{USER}:{PASSWORD}@127.0.0.1:{closed_port()}"
-    with Client(server.base_url, proxy=url, retry_policy=fast(1)) as client:
+    port = closed_port()
+    url = f"{kind}://{USER}:{PASSWORD}@127.0.0.1:{port}"
+    with Client(base_url=server.base_url, proxy=url, retry_policy=fast(1)) as client:
         with pytest.raises(APIConnectionError) as info:
             client.complete(PROMPT)
         assert PASSWORD not in repr(client)
-    assert_no_secret(error_texts(info.value), {PASSWORD, f"{USER}:{PASSWORD}"})
+    assert_names_the_proxy(info.value, port)
     assert server.requests == []
 
 
 @pytest.mark.anyio
-async def test_async_proxy_that_is_down(server: LocalServer, anyio_backend: str) -> None:
-    url = f"socks5://{USER}:{PASSWORD}@127.0.0.1:{closed_port()}"
-    async with AsyncClient(server.base_url, proxy=url, retry_policy=fast(1)) as client:
+@pytest.mark.parametrize("kind", ["http", "socks5"])
+async def test_async_proxy_that_is_down(server: LocalServer, anyio_backend: str, kind: str) -> None:
+    port = closed_port()
+    url = f"{kind}://{USER}:{PASSWORD}@127.0.0.1:{port}"
+    async with AsyncClient(base_url=server.base_url, proxy=url, retry_policy=fast(1)) as client:
         with pytest.raises(APIConnectionError) as info:
             await client.complete(PROMPT)
-    assert_no_secret(error_texts(info.value), {PASSWORD})
+        assert PASSWORD not in repr(client)
+    assert_names_the_proxy(info.value, port)
     assert server.requests == []
 
 
-def test_https_proxy_url_is_accepted() -> None:
-    # No TLS proxy here to talk to: the URL is accepted and handed to httpx as given.
-    with Client("http://127.0.0.1:1", proxy="https://127.0.0.1:3128") as client:
-        assert client.proxy == "https://127.0.0.1:3128"
+@pytest.mark.parametrize("kind", [Client, AsyncClient], ids=["sync", "async"])
+def test_https_proxy_url_is_accepted(kind: type[Client]) -> None:
+    # No TLS proxy here to talk to: the URL is accepted and kept as given.
+    client = kind(base_url="http://127.0.0.1:1", proxy="https://127.0.0.1:3128")
+    assert client.proxy == "https://127.0.0.1:3128"
 
 
+@pytest.mark.parametrize("kind", [Client, AsyncClient], ids=["sync", "async"])
 def test_a_socks_proxy_without_socksio_is_a_clear_error_at_once(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, kind: type[Client]
 ) -> None:
     # Without the socks extra, say so when the client is made, not as an
     # ImportError from inside the first request.
@@ -230,4 +340,4 @@ def test_a_socks_proxy_without_socksio_is_a_clear_error_at_once(
         lambda name, *args: None if name == "socksio" else real_find_spec(name, *args),
     )
     with pytest.raises(InvalidRequestError, match=r"aichatonline\[socks\]"):
-        Client("http://127.0.0.1:9", proxy="socks5://127.0.0.1:1080")
+        kind(base_url="http://127.0.0.1:9", proxy="socks5://127.0.0.1:1080")

@@ -17,45 +17,44 @@ import pytest
 
 from aichatonline import (
     AiChatOnline,
+    APITimeoutError,
     AsyncGeneratorProvider,
     BlockedError,
     InvalidRequestError,
     ProtocolError,
     ProviderModelMixin,
     ServerError,
+    StreamInterrupted,
 )
 from aichatonline.testing import Fault, ForwardProxy, LocalServer, pieces_for, reply_for
 from tests.helpers import (
     PROMPT,
+    REPLY,
+    STALL,
     STREAM_CASES,
     Case,
     assert_ours,
     case_params,
-    isolate,
-    no_provider_backoff,
     verify,
 )
 
-REPLY = reply_for(PROMPT)
 MESSAGES = [{"role": "user", "content": PROMPT}]
 SEED_MESSAGES = [{"role": "user", "content": "Hello, how are you?"}]
 
 
+# No proxy or base URL from the machine; then ``AICHATONLINE_BASE_URL`` points at the test's
+# local server (``server``), where the provider class sends its calls. The provider takes no
+# retry_policy argument: its back-off is turned off with the SDK's switch for test suites
+# (``no_backoff``), so the fault matrix never sleeps.
+pytestmark = pytest.mark.usefixtures("isolated", "aichatonline_env", "no_backoff")
+
+
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    isolate(monkeypatch)
-    # The provider takes no retry_policy argument: turn its back-off off, as stamina's test
-    # helper would, so that the fault matrix does not sleep.
-    no_provider_backoff(monkeypatch)
+def _fresh_token_cache() -> Iterator[None]:
+    """The provider's class-wide token cache, empty for each test and after it."""
     AiChatOnline._tokens.clear()
     yield
     AiChatOnline._tokens.clear()
-
-
-@pytest.fixture
-def server(aichatonline_env: LocalServer) -> LocalServer:
-    """The local server, with ``AICHATONLINE_BASE_URL`` pointing at it."""
-    return aichatonline_env
 
 
 @pytest.fixture
@@ -80,6 +79,26 @@ def test_class_attributes() -> None:
     assert AiChatOnline.working is True
     assert AiChatOnline.default_model == "gpt-4o-mini"
     assert AiChatOnline.supports_stream is True
+
+
+def test_what_g4f_reads_from_the_class() -> None:
+    # g4f (6.7 and 8.8) reads these from a provider class; g4f itself is not needed.
+    assert AiChatOnline.needs_auth is False
+    assert not hasattr(AiChatOnline, "login_url")  # else g4f looks for an API key
+    assert AiChatOnline.supports_message_history is True
+    assert AiChatOnline.supports_system_message is True
+    assert AiChatOnline.use_stream_timeout is True
+    assert isinstance(AiChatOnline.live, int)
+    assert AiChatOnline.label == "AiChatOnline"
+    assert AiChatOnline.get_parent() == "AiChatOnline"
+    assert AiChatOnline.get_dict() == {
+        "name": "AiChatOnline",
+        "url": "https://aichatonlineorg.erweima.ai",
+        "label": "AiChatOnline",
+    }
+    assert AiChatOnline.get_models(api_key="ignored") == ["gpt-4o-mini"]
+    assert _Counting.get_parent() == "_Counting"
+    assert _Counting.get_dict()["label"] is None
 
 
 def test_models_and_aliases() -> None:
@@ -197,8 +216,14 @@ GRAB_FAULTS = [
     pytest.param((Fault(endpoint="token", drop_after=0),), None, 2, id="dropped-then-ok"),
     pytest.param((Fault(endpoint="token", trickle=True),), None, 1, id="trickle"),
     pytest.param((Fault(endpoint="token", status=500),) * 3, ServerError, 3, id="500-exhausted"),
-    pytest.param((Fault(endpoint="token", malformed=True),), ProtocolError, 1, id="not-json"),
-    pytest.param((Fault(endpoint="token", error_after=0),), ProtocolError, 1, id="no-data"),
+    pytest.param((Fault(endpoint="token", malformed=True),), None, 2, id="not-json-then-ok"),
+    pytest.param((Fault(endpoint="token", error_after=0),), None, 2, id="no-data-then-ok"),
+    pytest.param(
+        (Fault(endpoint="token", malformed=True),) * 3, ProtocolError, 3, id="not-json-exhausted"
+    ),
+    pytest.param(
+        (Fault(endpoint="token", error_after=0),) * 3, ProtocolError, 3, id="no-data-exhausted"
+    ),
     pytest.param((Fault(endpoint="token", cloudflare=True),), BlockedError, 1, id="cloudflare"),
 ]
 
@@ -348,6 +373,114 @@ async def test_base_url_keyword_overrides_the_environment(
         assert text == REPLY
         assert len(other.chat_requests) == 1
     assert server.requests == []
+
+
+def test_g4f_entry_functions(server: LocalServer) -> None:
+    # create_function / async_create_function: what g4f 6.7 calls; g4f's own keyword
+    # arguments (stream=, provider=) are taken without complaint.
+    assert list(AiChatOnline.create_function("", MESSAGES, stream=False)) == [REPLY]
+    assert list(AiChatOnline.create_function("", MESSAGES, provider=AiChatOnline)) == (
+        pieces_for(PROMPT)
+    )
+
+    async def main() -> list[str]:
+        pieces = AiChatOnline.async_create_function(
+            "gpt-4o-mini", MESSAGES, stream=True, provider=AiChatOnline
+        )
+        return [piece async for piece in pieces]
+
+    assert asyncio.run(main()) == pieces_for(PROMPT)
+    assert server.tokens_issued == 1
+
+
+# --------------------------------------------------------------------------- where calls go
+# A base_url= argument, then a url that differs from the default (subclass or assignment),
+# then AICHATONLINE_BASE_URL, then the real service.
+
+
+@pytest.mark.anyio
+async def test_assigned_url_comes_before_the_environment(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    with LocalServer() as assigned, LocalServer() as argument:
+        monkeypatch.setattr(AiChatOnline, "url", assigned.base_url)
+        assert await AiChatOnline.create_async("gpt-4o-mini", MESSAGES) == REPLY
+        assert "".join(AiChatOnline.create_completion("gpt-4o-mini", MESSAGES)) == REPLY
+        assert len(assigned.chat_requests) == 2
+        # ...and after a base_url= argument.
+        text = await AiChatOnline.create_async("", MESSAGES, base_url=argument.base_url)
+        assert text == REPLY
+        assert list(AiChatOnline.create_completion("", MESSAGES, base_url=argument.base_url))
+        assert len(argument.chat_requests) == 2
+    assert server.requests == []
+
+
+def test_a_subclass_url_comes_before_the_environment(server: LocalServer) -> None:
+    with LocalServer() as elsewhere:
+
+        class Elsewhere(AiChatOnline):
+            url = elsewhere.base_url + "/"
+
+        assert list(Elsewhere.create_completion("", MESSAGES, stream=False)) == [REPLY]
+        assert len(elsewhere.chat_requests) == 1
+    assert server.requests == []
+    assert list(AiChatOnline.create_completion("", MESSAGES, stream=False)) == [REPLY]
+    assert len(server.chat_requests) == 1
+
+
+def test_the_default_url_leaves_the_environment_in_charge(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for same in ("https://aichatonlineorg.erweima.ai/", "", None):
+        monkeypatch.setattr(AiChatOnline, "url", same)
+        assert list(AiChatOnline.create_completion("", MESSAGES, stream=False)) == [REPLY]
+    assert len(server.chat_requests) == 3
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx"])
+def test_grab_token_goes_where_a_chat_goes(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    async def grab(**kwargs: Any) -> str:
+        session: aiohttp.ClientSession | httpx.AsyncClient
+        session = aiohttp.ClientSession() if kind == "aiohttp" else httpx.AsyncClient()
+        async with session:
+            return await AiChatOnline.grab_token(session, **kwargs)
+
+    with LocalServer() as assigned, LocalServer() as argument:
+        monkeypatch.setattr(AiChatOnline, "url", assigned.base_url)
+        assert asyncio.run(grab())
+        assert assigned.tokens_issued == 1
+        assert asyncio.run(grab(base_url=argument.base_url))
+        assert argument.tokens_issued == 1
+        assert assigned.tokens_issued == 1
+    assert server.requests == []
+
+
+# --------------------------------------------------------------------------- stream_timeout
+
+
+@pytest.mark.anyio
+async def test_stream_timeout_bounds_the_silence_between_reads(
+    server: LocalServer, anyio_backend: str
+) -> None:
+    server.inject(Fault(stall=STALL, stall_after=1))
+    pieces: list[str] = []
+
+    async def read_all() -> None:
+        async for piece in AiChatOnline.create_async_generator(
+            "", MESSAGES, stream_timeout=0.2, max_retries=0
+        ):
+            pieces.append(piece)
+
+    with pytest.raises(StreamInterrupted) as info:
+        await read_all()
+    assert isinstance(info.value.__cause__, APITimeoutError)
+    assert info.value.partial == "".join(pieces) == pieces_for(PROMPT)[0]
+    for bad in (0, -1.0, float("inf"), "1", True):
+        with pytest.raises(InvalidRequestError, match="stream_timeout"):
+            await AiChatOnline.create_async("", MESSAGES, stream_timeout=bad)
+    assert len(server.chat_requests) == 1
 
 
 @pytest.mark.anyio

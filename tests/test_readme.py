@@ -35,12 +35,6 @@ def _id(code: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def proxies() -> Iterator[tuple[ForwardProxy, ForwardProxy]]:
     with ForwardProxy() as open_proxy, ForwardProxy(username="user", password="secret") as auth:
         yield open_proxy, auth
@@ -82,7 +76,7 @@ def test_the_architecture_names_real_files() -> None:
 @pytest.mark.parametrize("code", PYTHON, ids=_id)
 def test_python_block_runs(
     code: str,
-    server: LocalServer,
+    shared_server: LocalServer,
     proxies: tuple[ForwardProxy, ForwardProxy],
     tmp_path: Path,
 ) -> None:
@@ -91,6 +85,7 @@ def test_python_block_runs(
         "http://user:secret@proxy.example.com:3128", auth_proxy.url_with_credentials
     )
     code = code.replace("http://proxy.example.com", open_proxy.url)
+    server = shared_server
     env = _env(server)
     if code.startswith("# test_"):
         path = tmp_path / code.split()[1]
@@ -113,14 +108,14 @@ def test_python_block_runs(
 
 
 @pytest.mark.parametrize("code", SHELL[1:], ids=_id)
-def test_shell_block_runs(code: str, server: LocalServer) -> None:
+def test_shell_block_runs(code: str, shared_server: LocalServer) -> None:
     with socket.socket() as probe:  # a free port for the serve example
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     code = code.replace("8765", port)
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", code],
-        env=_env(server),
+        env=_env(shared_server),
         cwd=ROOT,
         capture_output=True,
         text=True,

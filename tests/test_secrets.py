@@ -1,6 +1,7 @@
 """Secrets stay secret: the token and proxy credentials never appear in log records (DEBUG,
 every logger), ``repr`` of clients and streams, or the message of any error, through retries,
-refreshes and failures."""
+refreshes and failures. Every case runs on the blocking client and on the async one (asyncio
+and trio); the token cases on the provider class too."""
 
 from __future__ import annotations
 
@@ -19,9 +20,7 @@ from tests.helpers import (
     closed_port,
     error_texts,
     fast,
-    isolate,
     issued_tokens,
-    no_provider_backoff,
 )
 
 USER, PASSWORD = "proxy-user", "pr0xy-Pa55word"
@@ -46,18 +45,12 @@ SCENARIOS: list[tuple[Fault, ...]] = [
     (Fault(status=500),) * 3,
     (Fault(expire_token=True), Fault(expire_token=True)),
     (Fault(endpoint="token", status=503),),
-    (Fault(endpoint="token", malformed=True),),
+    (Fault(endpoint="token", malformed=True),) * 3,  # retried, then a ProtocolError
+    (Fault(status=307),),
 ]
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate(monkeypatch)
-
-
-@pytest.fixture
-def server(aichatonline_server: LocalServer) -> LocalServer:
-    return aichatonline_server
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def log_texts(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -87,7 +80,7 @@ def test_token_never_leaks_from_the_sync_client(
     caplog.set_level(logging.DEBUG)
     errors: list[BaseException] = []
     shown: list[str] = []
-    with Client(server.base_url, retry_policy=fast(), timeout=SHORT_READ) as client:
+    with Client(base_url=server.base_url, retry_policy=fast(), timeout=SHORT_READ) as client:
         for faults in SCENARIOS:
             forget_token_for(client, faults)
             server.inject(*faults)
@@ -100,7 +93,7 @@ def test_token_never_leaks_from_the_sync_client(
         tokens = issued_tokens(server) | {client.token or ""}
         shown.append(repr(client))
     assert len(tokens) >= 3  # refreshed along the way
-    assert len(errors) == 13
+    assert len(errors) == 15
     assert not server.pending_faults
     assert any("retrying" in record.getMessage() for record in caplog.records)
     texts = shown + log_texts(caplog)
@@ -116,7 +109,9 @@ async def test_token_never_leaks_from_the_async_client(
     caplog.set_level(logging.DEBUG)
     errors: list[BaseException] = []
     shown: list[str] = []
-    async with AsyncClient(server.base_url, retry_policy=fast(), timeout=SHORT_READ) as client:
+    async with AsyncClient(
+        base_url=server.base_url, retry_policy=fast(), timeout=SHORT_READ
+    ) as client:
         for faults in SCENARIOS:
             forget_token_for(client, faults)
             server.inject(*faults)
@@ -135,8 +130,11 @@ async def test_token_never_leaks_from_the_async_client(
             except AiChatOnlineError as exc:
                 errors.append(exc)
         tokens = issued_tokens(server) | {client.token or ""}
-    assert len(errors) == 13
+        shown.append(repr(client))
+    assert len(tokens) >= 3  # refreshed along the way
+    assert len(errors) == 15
     assert not server.pending_faults
+    assert any("retrying" in record.getMessage() for record in caplog.records)
     texts = shown + log_texts(caplog)
     for exc in errors:
         texts += error_texts(exc)
@@ -144,10 +142,12 @@ async def test_token_never_leaks_from_the_async_client(
 
 
 def test_token_never_leaks_from_the_provider(
-    server: LocalServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    server: LocalServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    no_backoff: None,
 ) -> None:
     monkeypatch.setenv("AICHATONLINE_BASE_URL", server.base_url)
-    no_provider_backoff(monkeypatch)
     caplog.set_level(logging.DEBUG)
     AiChatOnline._tokens.clear()
     errors: list[BaseException] = []
@@ -172,31 +172,81 @@ def test_token_never_leaks_from_the_provider(
     assert_no_secret(texts, tokens)
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(
-            lambda token: Fault(status=400, body=f'{{"msg":"bad UniqueId {token}"}}'.encode()),
-            id="status-body",
-        ),
-        pytest.param(
-            lambda token: Fault(error_after=1, error_message=f"UniqueId {token} is over quota"),
-            id="in-band-error",
-        ),
-    ],
-)
+@pytest.mark.anyio
+async def test_token_never_leaks_from_the_async_provider(
+    server: LocalServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    no_backoff: None,
+    anyio_backend: str,
+) -> None:
+    monkeypatch.setenv("AICHATONLINE_BASE_URL", server.base_url)
+    caplog.set_level(logging.DEBUG)
+    AiChatOnline._tokens.clear()
+    errors: list[BaseException] = []
+    messages = [{"role": "user", "content": PROMPT}]
+    try:
+        for faults in SCENARIOS:
+            server.inject(*faults)
+            try:
+                async for _ in AiChatOnline.create_async_generator(
+                    "gpt-4o-mini", messages, timeout=SHORT_READ
+                ):
+                    pass
+            except AiChatOnlineError as exc:
+                errors.append(exc)
+        tokens = issued_tokens(server) | set(AiChatOnline._tokens.values())
+    finally:
+        AiChatOnline._tokens.clear()
+    assert errors
+    texts = log_texts(caplog)
+    for exc in errors:
+        texts += error_texts(exc)
+    assert_no_secret(texts, tokens)
+
+
+#: A service may quote the rejected id back ("bad UniqueId 1234..."); the SDK promises that no
+#: error message contains the token (``_exceptions.py``: "Messages never contain the token or
+#: proxy credentials").
+ECHOED = [
+    pytest.param(
+        lambda token: Fault(status=400, body=f'{{"msg":"bad UniqueId {token}"}}'.encode()),
+        id="status-body",
+    ),
+    pytest.param(
+        lambda token: Fault(error_after=1, error_message=f"UniqueId {token} is over quota"),
+        id="in-band-error",
+    ),
+    pytest.param(
+        lambda token: Fault(error_after=0, error_message=f"UniqueId {token} is over quota"),
+        id="in-band-error-first",
+    ),
+]
+
+
+@pytest.mark.parametrize("fault", ECHOED)
 def test_a_token_echoed_by_the_service_is_kept_out_of_error_messages(
     server: LocalServer, fault: Callable[[str], Fault]
 ) -> None:
-    # A service may quote the rejected id back ("bad UniqueId 1234..."); the SDK promises that
-    # no error message contains the token (``_exceptions.py``: "Messages never contain the
-    # token or proxy credentials").
-    with Client(server.base_url, retry_policy=fast()) as client:
+    with Client(base_url=server.base_url, retry_policy=fast()) as client:
         token = client.get_token()
         server.inject(fault(token))
         with pytest.raises(AiChatOnlineError) as info:
             client.complete(PROMPT)
-    assert_no_secret([str(info.value), repr(info.value)], {token})
+    assert_no_secret(error_texts(info.value), {token})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fault", ECHOED)
+async def test_a_token_echoed_by_the_service_is_kept_out_of_error_messages_async(
+    server: LocalServer, anyio_backend: str, fault: Callable[[str], Fault]
+) -> None:
+    async with AsyncClient(base_url=server.base_url, retry_policy=fast()) as client:
+        token = await client.get_token()
+        server.inject(fault(token))
+        with pytest.raises(AiChatOnlineError) as info:
+            await client.complete(PROMPT)
+    assert_no_secret(error_texts(info.value), {token})
 
 
 # --------------------------------------------------------------------------- proxy credentials
@@ -210,7 +260,7 @@ def run_through_proxy(server: LocalServer, kind: str) -> tuple[list[BaseExceptio
     with ForwardProxy(kind, username=USER, password=PASSWORD) as proxy:  # type: ignore[arg-type]
         authority = proxy.url.split("://")[1]
         with Client(
-            server.base_url,
+            base_url=server.base_url,
             proxy=proxy.url_with_credentials,
             retry_policy=fast(),
             timeout=SHORT_READ,
@@ -223,16 +273,64 @@ def run_through_proxy(server: LocalServer, kind: str) -> tuple[list[BaseExceptio
         assert proxy.requests
         # Wrong credentials (the real password plus one character, so a leak shows).
         wrong = f"{kind}://{USER}:{PASSWORD}x@{authority}"
-        with Client(server.base_url, proxy=wrong, retry_policy=fast(1)) as client:
+        with Client(base_url=server.base_url, proxy=wrong, retry_policy=fast(1)) as client:
             capture(errors, lambda: client.complete(PROMPT))
             shown.append(repr(client))
     down = f"{kind}://{USER}:{PASSWORD}@127.0.0.1:{closed_port()}"
-    with Client(server.base_url, proxy=down, retry_policy=fast(1)) as client:
+    with Client(base_url=server.base_url, proxy=down, retry_policy=fast(1)) as client:
         capture(errors, lambda: client.complete(PROMPT))
         shown.append(repr(client))
-    assert len(errors) == 8
+    assert len(errors) == 9
     assert not server.pending_faults
     return errors, shown
+
+
+async def arun_through_proxy(
+    server: LocalServer, kind: str
+) -> tuple[list[BaseException], list[str]]:
+    """``run_through_proxy`` with the async client."""
+    errors: list[BaseException] = []
+    shown: list[str] = []
+
+    async def acapture(client: AsyncClient) -> None:
+        try:
+            await client.complete(PROMPT)
+        except AiChatOnlineError as exc:
+            errors.append(exc)
+
+    with ForwardProxy(kind, username=USER, password=PASSWORD) as proxy:  # type: ignore[arg-type]
+        authority = proxy.url.split("://")[1]
+        async with AsyncClient(
+            base_url=server.base_url,
+            proxy=proxy.url_with_credentials,
+            retry_policy=fast(),
+            timeout=SHORT_READ,
+        ) as client:
+            for faults in SCENARIOS:
+                forget_token_for(client, faults)
+                server.inject(*faults)
+                await acapture(client)
+            shown.append(repr(client))
+        assert proxy.requests
+        wrong = f"{kind}://{USER}:{PASSWORD}x@{authority}"
+        async with AsyncClient(
+            base_url=server.base_url, proxy=wrong, retry_policy=fast(1)
+        ) as client:
+            await acapture(client)
+            shown.append(repr(client))
+    down = f"{kind}://{USER}:{PASSWORD}@127.0.0.1:{closed_port()}"
+    async with AsyncClient(base_url=server.base_url, proxy=down, retry_policy=fast(1)) as client:
+        await acapture(client)
+        shown.append(repr(client))
+    assert len(errors) == 9
+    assert not server.pending_faults
+    return errors, shown
+
+
+def _sdk_texts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    ours = [r for r in caplog.records if r.name.startswith("aichatonline")]
+    assert any("retrying" in record.getMessage() for record in ours)
+    return [r.getMessage() for r in ours] + [repr(r.args) for r in ours]
 
 
 @pytest.mark.parametrize("kind", ["http", "socks5"])
@@ -241,9 +339,20 @@ def test_proxy_credentials_never_leak_from_the_sdk(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     errors, shown = run_through_proxy(server, kind)
-    ours = [r for r in caplog.records if r.name.startswith("aichatonline")]
-    assert any("retrying" in record.getMessage() for record in ours)
-    texts = shown + [r.getMessage() for r in ours] + [repr(r.args) for r in ours]
+    texts = shown + _sdk_texts(caplog)
+    for exc in errors:
+        texts += error_texts(exc)
+    assert_no_secret(texts, CREDENTIAL_FORMS)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["http", "socks5"])
+async def test_proxy_credentials_never_leak_from_the_async_sdk(
+    server: LocalServer, caplog: pytest.LogCaptureFixture, anyio_backend: str, kind: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    errors, shown = await arun_through_proxy(server, kind)
+    texts = shown + _sdk_texts(caplog)
     for exc in errors:
         texts += error_texts(exc)
     assert_no_secret(texts, CREDENTIAL_FORMS)
@@ -253,7 +362,7 @@ def test_proxy_credentials_never_leak_from_the_sdk(
 def test_proxy_credentials_never_reach_any_debug_log(
     server: LocalServer, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
-    # Every logger, httpx's and httpcore's included: an application that turns on DEBUG
+    # Every logger, asyncio's and any library's included: an application that turns on DEBUG
     # logging to chase a problem must not write the proxy password to its logs.
     caplog.set_level(logging.DEBUG)
     run_through_proxy(server, kind)
@@ -261,46 +370,30 @@ def test_proxy_credentials_never_reach_any_debug_log(
 
 
 @pytest.mark.anyio
-async def test_async_proxy_credentials_never_leak(
-    server: LocalServer, caplog: pytest.LogCaptureFixture, anyio_backend: str
+@pytest.mark.parametrize("kind", ["http", "socks5"])
+async def test_async_proxy_credentials_never_reach_any_debug_log(
+    server: LocalServer, caplog: pytest.LogCaptureFixture, anyio_backend: str, kind: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    errors: list[BaseException] = []
-    with ForwardProxy("http", username=USER, password=PASSWORD) as proxy:
-        url = proxy.url_with_credentials
-        async with AsyncClient(server.base_url, proxy=url, retry_policy=fast()) as client:
-            for faults in SCENARIOS[:4]:
-                server.inject(*faults)
-                try:
-                    await client.complete(PROMPT)
-                except AiChatOnlineError as exc:
-                    errors.append(exc)
-            shown = repr(client)
-    down = f"socks5://{USER}:{PASSWORD}@127.0.0.1:{closed_port()}"
-    async with AsyncClient(server.base_url, proxy=down, retry_policy=fast(1)) as client:
-        try:
-            await client.complete(PROMPT)
-        except AiChatOnlineError as exc:
-            errors.append(exc)
-    assert errors
-    texts = [shown, *log_texts(caplog)]
-    for exc in errors:
-        texts += error_texts(exc)
-    assert_no_secret(texts, CREDENTIAL_FORMS)
+    await arun_through_proxy(server, kind)
+    assert_no_secret(log_texts(caplog), CREDENTIAL_FORMS)
 
 
+@pytest.mark.parametrize("kind", [Client, AsyncClient], ids=["sync", "async"])
 @pytest.mark.parametrize(
     "variable", ["AICHATONLINE_PROXY", "HTTP_PROXY", "ALL_PROXY"], ids=str.lower
 )
 def test_proxy_credentials_from_the_environment_stay_out_of_repr(
-    monkeypatch: pytest.MonkeyPatch, variable: str
+    monkeypatch: pytest.MonkeyPatch, variable: str, kind: type[Client]
 ) -> None:
     monkeypatch.setenv(variable, f"http://{USER}:{PASSWORD}@127.0.0.1:3128")
-    with Client("http://127.0.0.1:1") as client:
-        assert_no_secret([repr(client), str(client)], CREDENTIAL_FORMS)
+    client = kind(base_url="http://127.0.0.1:1")
+    assert client.proxy is not None
+    assert_no_secret([repr(client), str(client)], CREDENTIAL_FORMS)
 
 
-def test_a_bad_proxy_url_error_hides_its_credentials() -> None:
+@pytest.mark.parametrize("kind", [Client, AsyncClient], ids=["sync", "async"])
+def test_a_bad_proxy_url_error_hides_its_credentials(kind: type[Client]) -> None:
     with pytest.raises(AiChatOnlineError) as info:
-        Client("http://127.0.0.1:1", proxy=f"ftp://{USER}:{PASSWORD}@127.0.0.1:21")
+        kind(base_url="http://127.0.0.1:1", proxy=f"ftp://{USER}:{PASSWORD}@127.0.0.1:21")
     assert_no_secret(error_texts(info.value), CREDENTIAL_FORMS)

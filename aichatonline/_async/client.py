@@ -1,0 +1,264 @@
+"""The async client, for asyncio and trio: ``AsyncClient``.
+
+The blocking ``Client`` (``_sync/client.py``) is generated from this file by
+``scripts/unasync.py``, so the two cannot drift. Settings and their checks live in
+``_base_client.py``; one call's rules in ``_core/call.py``; the loop that carries a call out
+in ``stream.py``.
+"""
+
+from __future__ import annotations
+
+import ssl
+import weakref
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from .._base_client import NOT_GIVEN, BaseClient, NotGiven
+from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, Limits, RetryPolicy, TimeoutTypes
+from .._exceptions import InvalidRequestError
+from .._types import Completion, Messages
+from .resources import AsyncChat, AsyncConversation
+from .stream import AsyncStream
+from .tokens import AsyncTokens
+from .transport import AsyncTransport
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient(BaseClient):
+    """A client of the AiChatOnline service for asyncio and trio.
+
+    Example::
+
+        async with AsyncClient() as client:
+            async with client.stream("Hello") as stream:
+                async for piece in stream:
+                    print(piece, end="", flush=True)
+            text = await client.complete([{"role": "user", "content": "Hello"}])
+
+    Every argument is keyword-only. ``base_url`` falls back to ``AICHATONLINE_BASE_URL``,
+    then the real service. ``proxy`` takes http, https and socks5 URLs (socks needs the
+    ``socks`` extra) and falls back to ``AICHATONLINE_PROXY``, then the standard proxy
+    variables. ``timeout`` is what it is in httpx: a number sets the per-operation limits
+    (connect, read = the longest silence between two reads, write, pool); a
+    :class:`~aichatonline.Timeout` can add a bound on the whole call (``total``) and on
+    the wait for the first piece (``first_piece``); ``None`` turns every limit off.
+    ``max_retries`` counts retries after the first attempt (or pass a whole
+    ``retry_policy``, not both). ``http_client`` lets you bring your own httpx client (the
+    SDK never closes it). ``strict`` makes an unreadable stream line an error instead of a
+    skipped, counted anomaly. ``trust_env=False`` ignores the proxy environment variables.
+    ``verify`` is as in httpx: ``True`` (certifi's CA bundle), a CA bundle's path, an
+    ``ssl.SSLContext``, or ``False`` (no certificate check: for tests only).
+    """
+
+    _http_client_class = "AsyncClient"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        proxy: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        retry_policy: RetryPolicy | None = None,
+        http_client: Any = None,
+        user_agent: str | None = None,
+        strict: bool = False,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        trust_env: bool = True,
+        verify: ssl.SSLContext | str | bool = True,
+    ) -> None:
+        super().__init__(
+            base_url=base_url,
+            proxy=proxy,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_policy=retry_policy,
+            user_agent=user_agent,
+            strict=strict,
+            max_line_bytes=max_line_bytes,
+            http_client=http_client,
+            trust_env=trust_env,
+            verify=verify,
+        )
+        self._transport = AsyncTransport(
+            self.base_url, proxy=self._proxy, http_client=http_client, tls=self._tls
+        )
+        self._tokens = AsyncTokens(self._transport, self.base_url, self._headers)
+        self._tokens_cache = self._tokens.cache
+        self._streams: weakref.WeakSet[AsyncStream] = weakref.WeakSet()
+
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+        strict: bool | NotGiven = NOT_GIVEN,
+    ) -> Self:
+        """A client with other settings that shares this one's connections and token.
+
+        The two share one pool: closing either closes both (close the one you made last,
+        or only the original).
+        """
+        return self._with_options(
+            timeout=timeout, max_retries=max_retries, retry_policy=retry_policy, strict=strict
+        )
+
+    def stream(
+        self,
+        messages: Messages | str,
+        *,
+        conversation_id: str | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AsyncStream:
+        """Stream the answer to ``messages`` (a string is one user message).
+
+        The input is checked now; the request goes out when iteration starts. A dropped
+        stream is resumed exactly where it broke. ``timeout``, ``max_retries`` and
+        ``extra_headers`` apply to this call only.
+        """
+        return self._stream(
+            messages,
+            resume=True,
+            conversation_id=conversation_id,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+
+    @overload
+    async def complete(
+        self,
+        messages: Messages | str,
+        *,
+        conversation_id: str | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        full: Literal[False] = False,
+    ) -> str: ...
+
+    @overload
+    async def complete(
+        self,
+        messages: Messages | str,
+        *,
+        conversation_id: str | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        full: Literal[True],
+    ) -> Completion: ...
+
+    async def complete(
+        self,
+        messages: Messages | str,
+        *,
+        conversation_id: str | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        full: bool = False,
+    ) -> str | Completion:
+        """The whole answer to ``messages`` as one string (a dropped stream starts over).
+
+        With ``full=True``, a :class:`~aichatonline.Completion` instead: the text, the
+        ``conversation_id``, the finish reason, how many retries it took and the response
+        headers of the last attempt. To continue the conversation under the same id later,
+        pass ``conversation_id`` again (or use :meth:`conversation`).
+        """
+        stream = self._stream(
+            messages,
+            resume=False,
+            conversation_id=conversation_id,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        async with stream:
+            async for _ in stream:
+                pass
+        if not full:
+            return stream.text
+        return Completion(
+            text=stream.text,
+            conversation_id=stream.conversation_id,
+            retries=stream.retries,
+            anomalies=stream.anomalies,
+            headers=dict(stream.headers or {}),
+        )
+
+    @property
+    def chat(self) -> AsyncChat:
+        """OpenAI's shape: ``await client.chat.completions.create(model=..., messages=...)``."""
+        return AsyncChat(self)
+
+    def conversation(self, system: str | None = None) -> AsyncConversation:
+        """A conversation that keeps its history and ``conversationId`` between turns."""
+        return AsyncConversation(self, system)
+
+    async def get_token(self, *, refresh: bool = False) -> str:
+        """The cached unique id, fetched first if there is none (or ``refresh`` is true)."""
+        self._check_open()
+        if refresh:
+            self._tokens_cache.token = None
+        return await self._tokens.token_for(self.retry_policy, Limits(self.timeout))
+
+    async def aclose(self) -> None:
+        """Close the connections; a stream still running ends with ``StreamInterrupted``.
+
+        An httpx client you passed in stays open: it is yours to close.
+        """
+        for stream in list(self._streams):
+            stream.client_closed()
+        await self._transport.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the client was closed."""
+        return self._transport.closed
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _check_open(self) -> None:
+        if self._transport.closed:
+            raise InvalidRequestError("the client is closed")
+
+    def _stream(
+        self,
+        messages: Messages | str,
+        *,
+        resume: bool,
+        conversation_id: str | None,
+        timeout: TimeoutTypes | NotGiven,
+        max_retries: int | NotGiven,
+        extra_headers: Mapping[str, str] | None,
+    ) -> AsyncStream:
+        call = self._call(
+            messages,
+            resume=resume,
+            conversation_id=conversation_id,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        self._check_open()
+        stream = AsyncStream(call, self._transport, self._tokens)
+        self._streams.add(stream)
+        return stream

@@ -1,0 +1,271 @@
+"""A streamed answer: the I/O loop that carries out one chat call, piece by piece.
+
+:class:`AsyncStream` is an async iterator of text pieces. Its loop does I/O and nothing
+else: it asks the call (``_core/call.py``) for the next action, performs it (get the
+token, send the request, read the head or the next body bytes, sleep), and reports back;
+every decision (retry, refresh the token, resume, give up) is the call's. A piece is handed
+out straight from the list the call returned, without a generator in between.
+
+Closing. ``aclose()`` (or the end of an ``async with`` block) stops the stream: its
+connection is closed, or given back to the pool if the answer had ended. It may come from
+another task while one iterates: that task's iteration then simply ends. When the client
+is closed while a stream runs, the stream ends with ``StreamInterrupted`` carrying the text
+so far (or ``APIConnectionError`` with none yet), its cause saying the client was closed.
+A stream dropped without being closed is closed by garbage collection; the stream is not a
+generator, so no event loop has to finalize it and trio has nothing to warn about.
+
+Written once, async; ``_sync/stream.py`` is generated from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
+
+from .._core import (
+    DONE,
+    ERROR_BODY_LIMIT,
+    FETCH_TOKEN,
+    READ_BODY,
+    READ_ERROR,
+    Call,
+    Limits,
+    Raise,
+    RetryPolicy,
+    Send,
+    Sleep,
+)
+from .._exceptions import APIConnectionError, APIError, InvalidRequestError
+from .._synchronization import async_sleep
+from .transport import AsyncResponse, AsyncTransport
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["AsyncStream", "AsyncTokenSource"]
+
+
+class AsyncStream:
+    """A streamed answer: ``async for`` it for text pieces.
+
+    ``text`` is the text delivered so far, ``anomalies`` how many unreadable lines were
+    skipped, ``retries`` how many retries the call took, ``headers`` the response headers
+    of the last attempt. Leaving early (``break`` then ``aclose()``, the end of an
+    ``async with`` block, an exception, or garbage collection) closes the response and
+    gives its connection back.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_call",
+        "_client_closed",
+        "_closed",
+        "_iterating",
+        "_next",
+        "_pieces",
+        "_response",
+        "_tokens",
+        "_transport",
+        "conversation_id",
+    )
+
+    def __init__(self, call: Call, transport: AsyncTransport, tokens: AsyncTokenSource) -> None:
+        self._call = call
+        self._transport = transport
+        self._tokens = tokens
+        self._response: AsyncResponse | None = None
+        self._pieces: list[str] = []
+        self._next = 0
+        self._closed = False
+        self._client_closed = False
+        self._iterating = False
+        #: The ``conversationId`` sent with every attempt of this stream.
+        self.conversation_id = call.chat.conversation_id
+
+    # -- what the caller sees ---------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """All text delivered so far (another thread may read it while the stream runs)."""
+        index, pieces = self._next, self._pieces
+        text = self._call.transcript.text
+        # The call counts a batch of pieces as delivered when it hands them over; the
+        # caller has seen those up to ``index`` only.
+        pending = pieces[index:]
+        if pending:
+            text = text[: len(text) - sum(map(len, pending))]
+        return text
+
+    @property
+    def anomalies(self) -> int:
+        """Unreadable lines skipped (and surrogate halves replaced), over every attempt."""
+        return self._call.anomalies
+
+    @property
+    def retries(self) -> int:
+        """How many retries the call took so far."""
+        return self._call.retries
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """The response headers of the last attempt (lower-case names), once one came."""
+        return self._call.headers
+
+    @property
+    def completed(self) -> bool:
+        """Whether the whole answer arrived (not stopped early, not failed)."""
+        return self._call.next_action() is DONE
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        pieces = self._pieces
+        index = self._next
+        if index < len(pieces):
+            self._next = index + 1
+            return pieces[index]
+        return await self._more()
+
+    async def aclose(self) -> None:
+        """Stop the stream and release its connection (from any task, any time)."""
+        self._closed = True
+        response = self._response
+        if response is None:
+            return
+        if self._iterating:  # another task waits on it: wake it, and it cleans up
+            response.abort()
+            return
+        self._response = None
+        if self._call.next_action() is DONE:
+            await response.aclose()
+        else:
+            response.discard()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        response = getattr(self, "_response", None)
+        if response is not None:
+            # A finalizer must not raise (the stream's event loop may be gone already).
+            with contextlib.suppress(Exception):
+                response.discard()
+
+    def __repr__(self) -> str:
+        chars = self._call.transcript.length
+        return f"<{type(self).__name__} conversation_id={self.conversation_id!r} chars={chars}>"
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def client_closed(self) -> None:
+        """The client is closing: end this stream (from the client, any task or thread)."""
+        self._client_closed = True
+        response = self._response
+        if response is not None:
+            response.abort()
+
+    async def _more(self) -> str:
+        if self._closed:
+            raise StopAsyncIteration
+        self._iterating = True
+        try:
+            pieces = await self._advance()
+        finally:
+            self._iterating = False
+        if not pieces:
+            raise StopAsyncIteration
+        self._pieces = pieces
+        self._next = 1
+        return pieces[0]
+
+    async def _advance(self) -> list[str]:
+        """Run the call until it has pieces for the caller (``[]`` at the end)."""
+        call = self._call
+        limits = call.limits
+        while True:
+            if self._closed:
+                self._discard()
+                return []
+            action = call.next_action()
+            try:
+                if action is READ_BODY:
+                    assert self._response is not None
+                    data = await self._response.read(limits)
+                    if data:
+                        pieces = call.receive(data)
+                    else:
+                        pieces = call.end_of_body()
+                        await self._release()
+                    if pieces:
+                        return pieces
+                elif type(action) is Send:
+                    self._response = await self._transport.send(action.request, limits)
+                    call.sent()
+                    status, headers = await self._response.receive_head(limits)
+                    call.response_head(status, headers)
+                elif action is FETCH_TOKEN:
+                    try:
+                        token = await self._tokens.token_for(call.policy, limits)
+                    except APIError as exc:
+                        call.token_failed(exc)
+                        continue
+                    call.token_ready(token)
+                elif action is READ_ERROR:
+                    assert self._response is not None
+                    body = await self._response.read_limited(limits, ERROR_BODY_LIMIT)
+                    await self._release()
+                    call.error_body(body)
+                elif type(action) is Sleep:
+                    left = limits.remaining()
+                    await async_sleep(action.seconds if left is None else min(action.seconds, left))
+                    call.slept()
+                elif type(action) is Raise:
+                    self._closed = True
+                    raise action.error
+                else:  # DONE
+                    self._closed = True
+                    return []
+            except (APIError, InvalidRequestError) as exc:
+                if type(action) is Raise:
+                    raise
+                self._discard()
+                if self._closed:
+                    return []
+                if self._client_closed:
+                    closed = APIConnectionError("the client was closed while the answer streamed")
+                    closed.__cause__ = exc
+                    call.stop(closed)
+                elif isinstance(exc, InvalidRequestError):
+                    raise
+                else:
+                    call.failed(exc)
+            except BaseException:
+                self._discard()
+                raise
+
+    async def _release(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            await response.aclose()
+
+    def _discard(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            response.discard()
+
+
+class AsyncTokenSource(Protocol):
+    """Where a stream gets its token: the client's cache, or one fetch for every waiter."""
+
+    async def token_for(self, policy: RetryPolicy, limits: Limits) -> str: ...

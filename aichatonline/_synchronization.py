@@ -1,0 +1,234 @@
+"""The few things the async I/O layer and its generated sync twin really do differently.
+
+The I/O layer is written once, async, in ``_async/``; ``scripts/unasync.py`` generates
+``_sync/`` from it by rewriting names (``async_x`` becomes ``sync_x``, ``AsyncX`` becomes
+``X``) and dropping ``async``/``await``. What cannot be had by rewriting lives here, in
+pairs side by side:
+
+- the network backend: asyncio's or trio's (whichever loop runs the call) / blocking sockets;
+- the event loop a call runs on, so an ``AsyncClient`` can notice being moved to a new
+  loop (it starts afresh) or to another backend (an error: one client per backend);
+- a lock acquired within the call's time limit: ``anyio.Lock`` / ``threading.Lock``;
+- a sleep: ``anyio.sleep`` / ``time.sleep``;
+- a guard that ends a wait at the whole-call bound, used only around a caller's own httpx
+  client (the SDK's own connections size every wait instead): a cancel scope / nothing
+  (a blocking call cannot be cancelled; its per-operation limits still hold);
+- shielding the release of a caller's httpx response from cancellation / nothing;
+- running a callback when the event loop shuts down (so idle connections are closed
+  while their loop can still close them) / nothing (threads have no such end).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ._backends import get_async_backend, get_sync_backend
+from ._backends.base import AsyncNetworkBackend, NetworkBackend
+from ._exceptions import InvalidRequestError
+
+if TYPE_CHECKING:  # anyio is imported where the async client first needs it
+    import anyio
+
+__all__ = [
+    "AsyncLock",
+    "Lock",
+    "async_at_loop_end",
+    "async_backend",
+    "async_current_loop",
+    "async_deadline_guard",
+    "async_shield",
+    "async_sleep",
+    "sync_at_loop_end",
+    "sync_backend",
+    "sync_current_loop",
+    "sync_deadline_guard",
+    "sync_shield",
+    "sync_sleep",
+]
+
+
+# -- which loop, which backend ---------------------------------------------------------
+
+
+def async_current_loop() -> tuple[str, object]:
+    """The running event loop: ``("asyncio", loop)`` or ``("trio", trio_token)``."""
+    asyncio = sys.modules.get("asyncio")  # not imported: no asyncio loop can be running
+    if asyncio is not None:
+        try:
+            return "asyncio", asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return "trio", trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+    raise InvalidRequestError(
+        "the AsyncClient runs on asyncio or trio: call it from a coroutine on a running loop "
+        "(use the blocking Client elsewhere)"
+    )
+
+
+_SYNC_LOOP = ("sync", None)
+
+
+def sync_current_loop() -> tuple[str, object]:
+    """The blocking client has no loop: always the same answer."""
+    return _SYNC_LOOP
+
+
+def async_backend(kind: str) -> AsyncNetworkBackend:
+    """The network backend for loop ``kind`` (``"asyncio"`` or ``"trio"``)."""
+    return get_async_backend(kind)  # type: ignore[return-value]
+
+
+def sync_backend(kind: str) -> NetworkBackend:
+    """The blocking network backend."""
+    return get_sync_backend(kind)  # type: ignore[return-value]
+
+
+# -- locks ------------------------------------------------------------------------------
+
+
+class AsyncLock:
+    """A lock for tasks, made afresh for each event loop it is used on."""
+
+    def __init__(self) -> None:
+        self._loop: object = None
+        self._lock: anyio.Lock | None = None
+
+    async def acquire(self, timeout: float | None) -> bool:
+        """Take the lock within ``timeout`` seconds (``None``: wait as long as it takes)."""
+        import anyio
+
+        loop = async_current_loop()[1]
+        if self._lock is None or loop is not self._loop:
+            self._loop, self._lock = loop, anyio.Lock()
+        if timeout is None:
+            await self._lock.acquire()
+            return True
+        with anyio.move_on_after(timeout):
+            await self._lock.acquire()
+            return True
+        return False
+
+    def release(self) -> None:
+        """Give the lock back."""
+        assert self._lock is not None
+        self._lock.release()
+
+
+class Lock:
+    """A lock for threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, timeout: float | None) -> bool:
+        """Take the lock within ``timeout`` seconds (``None``: wait as long as it takes)."""
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(timeout=min(max(timeout, 0.0), threading.TIMEOUT_MAX))
+
+    def release(self) -> None:
+        """Give the lock back."""
+        self._lock.release()
+
+
+# -- sleeping -------------------------------------------------------------------------
+
+
+async def async_sleep(seconds: float) -> None:
+    """Wait ``seconds`` on the running loop (asyncio or trio)."""
+    import anyio
+
+    await anyio.sleep(seconds)
+
+
+def sync_sleep(seconds: float) -> None:
+    """Wait ``seconds``."""
+    time.sleep(seconds)
+
+
+# -- guards for a caller's own httpx client ---------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def async_deadline_guard(seconds: float | None) -> AsyncIterator[bool]:
+    """End the wait inside after ``seconds`` (``None``: no bound); yields nothing useful.
+
+    Raises ``TimeoutError`` when it fires.
+    """
+    if seconds is None:
+        yield False
+        return
+    import anyio
+
+    with anyio.fail_after(seconds):
+        yield True
+
+
+@contextlib.contextmanager
+def sync_deadline_guard(seconds: float | None) -> Iterator[bool]:
+    """A blocking call cannot be cancelled: the per-operation limits bound it instead."""
+    yield False
+
+
+@contextlib.contextmanager
+def async_shield() -> Iterator[None]:
+    """Shield what runs inside from cancellation (releasing a connection must finish)."""
+    import anyio
+
+    with anyio.CancelScope(shield=True):
+        yield
+
+
+@contextlib.contextmanager
+def sync_shield() -> Iterator[None]:
+    """Nothing cancels a blocking call."""
+    yield
+
+
+# -- the end of an event loop -----------------------------------------------------------
+
+# Per running loop: the callbacks to run when it shuts down, and the async generator that
+# carries them. ``asyncio.run`` (``shutdown_asyncgens``) and ``trio.run`` finalize the async
+# generators still alive when the loop ends, inside the loop: the generator's ``finally``
+# is the hook asyncio and trio do not otherwise have.
+_loop_ends: dict[object, tuple[list[weakref.WeakMethod[Callable[[], None]]], object]] = {}
+
+
+async def async_at_loop_end(callback: Callable[[], None]) -> None:
+    """Run the bound method ``callback`` (held weakly) when the running loop shuts down."""
+    loop = async_current_loop()[1]
+    entry = _loop_ends.get(loop)
+    if entry is None:
+        callbacks: list[weakref.WeakMethod[Callable[[], None]]] = []
+        guard = _guard(loop, callbacks)
+        await guard.__anext__()  # started on this loop: the loop now finalizes it
+        entry = _loop_ends[loop] = (callbacks, guard)
+    entry[0].append(weakref.WeakMethod(callback))
+
+
+async def _guard(
+    loop: object, callbacks: list[weakref.WeakMethod[Callable[[], None]]]
+) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        _loop_ends.pop(loop, None)
+        for reference in callbacks:
+            method = reference()
+            if method is not None:
+                method()
+
+
+def sync_at_loop_end(callback: Callable[[], None]) -> None:
+    """Threads have no loop to end: nothing to arrange."""
