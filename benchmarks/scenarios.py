@@ -1,4 +1,4 @@
-"""The five scenarios: which stacks run, at what sizes, and how the runs are driven.
+"""The six scenarios: which stacks run, at what sizes, and how the runs are driven.
 
 Each measurement is one worker process (``benchmarks.worker``). The runs of a
 scenario go round-robin over its rows (run 1 of every row, then run 2, ...),
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .server import ServerProcess
+from .server import ServerProcess, fd_limit
 from .stacks import LABELS, missing_packages
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ("throughput", "latency", "concurrency", "long", "import")
+SCENARIOS = ("throughput", "latency", "concurrency", "long", "gateway", "import")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +50,15 @@ class Sizes:
     latency_warmup: int
     levels: tuple[int, ...]  # concurrent streams
     reference_level: int  # the level the aiohttp and naive-httpx references run at
+    quadratic_level: int  # the level that once showed the pool's quadratic cost (5,000)
+    scale_level: int  # the top level: wall time grows at most linearly up to it (10,000)
     stream_pieces: int  # pieces per concurrent stream
     reference_cap: float  # seconds before a reference run is stopped ("> cap")
     sdk_cap: float
     long_pieces: int
     sample_every: int
+    gateway_pieces: int  # the one stream through the gateway (and the SDK direct)
+    gateway_streams: int  # concurrent streaming clients of the gateway
     runs: dict[str, int]
     worker_timeout: float  # a worker that has not answered by then has hung: a crash
 
@@ -64,14 +68,25 @@ FULL = Sizes(
     openai_pieces=20_000,
     latency_calls=200,
     latency_warmup=20,
-    levels=(100, 1000, 5000),
+    levels=(100, 1000, 5000, 10_000),
     reference_level=1000,
+    quadratic_level=5000,
+    scale_level=10_000,
     stream_pieces=1000,
     reference_cap=120.0,
     sdk_cap=300.0,
     long_pieces=1_000_000,
     sample_every=100_000,
-    runs={"throughput": 5, "latency": 5, "concurrency": 3, "long": 3, "import": 10},
+    gateway_pieces=200_000,
+    gateway_streams=1000,
+    runs={
+        "throughput": 5,
+        "latency": 5,
+        "concurrency": 3,
+        "long": 3,
+        "gateway": 3,
+        "import": 10,
+    },
     worker_timeout=600.0,
 )
 
@@ -80,14 +95,18 @@ QUICK = Sizes(
     openai_pieces=300,
     latency_calls=5,
     latency_warmup=1,
-    levels=(5, 20, 50),
+    levels=(5, 20, 50, 100),
     reference_level=20,
+    quadratic_level=50,
+    scale_level=100,
     stream_pieces=50,
     reference_cap=20.0,
     sdk_cap=20.0,
     long_pieces=20_000,
     sample_every=5_000,
-    runs={"throughput": 1, "latency": 1, "concurrency": 1, "long": 1, "import": 1},
+    gateway_pieces=2000,
+    gateway_streams=20,
+    runs={"throughput": 1, "latency": 1, "concurrency": 1, "long": 1, "gateway": 1, "import": 1},
     worker_timeout=60.0,
 )
 
@@ -101,6 +120,7 @@ class Row:
     spec: dict[str, Any]
     cap: float | None = None
     skip: str | None = None
+    max_runs: int | None = None  # fewer runs than the scenario's: a slow row no target needs
     results: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     crashed: list[str] = dataclasses.field(default_factory=list)
     capped: bool = False
@@ -121,12 +141,32 @@ def _sdk_parser_label(parser: str) -> str:
     return "orjson" if importlib.util.find_spec("orjson") else "json (orjson absent)"
 
 
+#: Descriptors a process needs besides one per connection (interpreter, pipes, epoll, ...).
+FD_MARGIN = 200
+
+
+def fd_need(stack: str, streams: int) -> int:
+    """Open files the busiest process of a measurement of ``streams`` streams needs.
+
+    One per connection in the worker and in the bench server (which raises its own limit
+    the same way); the gateway holds two per stream (its client's and its upstream).
+    """
+    return streams * (2 if stack == "gateway" else 1) + FD_MARGIN
+
+
 def _row(key: str, stack: str, label: str, spec: dict[str, Any], **kwargs: Any) -> Row:
     parser = spec.get("parser", "stdlib")
     backend = spec.get("backend") or "asyncio"
     check_parser = "orjson" if (stack.startswith("floor") and parser == "orjson") else "stdlib"
     missing = missing_packages(stack, check_parser, backend)
     skip = f"skipped: {', '.join(missing)} not installed" if missing else None
+    streams = spec.get("streams", 0)
+    if skip is None and streams and fd_need(stack, streams) > fd_limit():
+        skip = (
+            f"skipped: {streams:,} streams need about {fd_need(stack, streams):,} open files, "
+            f"the limit is {fd_limit():,} and this process may not raise it further (see the "
+            "header; a higher hard limit, e.g. `ulimit -Hn` as root, lets it run)"
+        )
     return Row(key, label, {"stack": stack, **spec}, skip=skip, **kwargs)
 
 
@@ -160,6 +200,12 @@ def build_rows(scenario: str, sizes: Sizes) -> list[Row]:
                 {**common, "backend": "asyncio"},
             ),
             _row(
+                "aiohttp",
+                "aiohttp",
+                LABELS["aiohttp"] + ", lines + json.loads",
+                {**common, "backend": "asyncio", "parser": "stdlib"},
+            ),
+            _row(
                 "openai",
                 "openai",
                 LABELS["openai"],
@@ -175,6 +221,7 @@ def build_rows(scenario: str, sizes: Sizes) -> list[Row]:
         }
         rows += [
             _row("sdk-sync", "sdk-sync", LABELS["sdk-sync"] + " (warm client)", common),
+            _row("floor-1req", "floor-1req", LABELS["floor-1req"], {**common, "parser": "stdlib"}),
             _row(
                 "httpx-sync",
                 "httpx-sync",
@@ -186,6 +233,12 @@ def build_rows(scenario: str, sizes: Sizes) -> list[Row]:
                 "sdk-async",
                 LABELS["sdk-async"] + " (asyncio, warm client)",
                 {**common, "backend": "asyncio"},
+            ),
+            _row(
+                "aiohttp",
+                "aiohttp",
+                LABELS["aiohttp"] + " (the async reference)",
+                {**common, "backend": "asyncio", "parser": "stdlib"},
             ),
             _row(
                 "httpx-async",
@@ -203,7 +256,7 @@ def build_rows(scenario: str, sizes: Sizes) -> list[Row]:
                 "original",
                 "original",
                 "original provider's way (aiohttp: new session + token per call)",
-                {**common, "backend": "asyncio"},
+                {**common, "backend": "asyncio", "parser": "stdlib"},
             ),
             _row(
                 "floor",
@@ -227,10 +280,19 @@ def build_rows(scenario: str, sizes: Sizes) -> list[Row]:
                     _row(f"sdk-{backend}@{level}", "sdk-async", label, spec, cap=sizes.sdk_cap)
                 )
         level, cap = sizes.reference_level, sizes.reference_cap
-        spec = {**common, "streams": level, "backend": "asyncio", "cap": cap}
+        spec = {**common, "streams": level, "backend": "asyncio", "cap": cap, "parser": "stdlib"}
         rows += [
             _row(f"original@{level}", "original", LABELS["original"], spec, cap=cap),
-            _row(f"httpx-naive@{level}", "httpx-naive", LABELS["httpx-naive"], spec, cap=cap),
+            _row(f"aiohttp@{level}", "aiohttp", LABELS["aiohttp"], spec, cap=cap),
+            # ~25-40 s a run and no target depends on it: one run keeps the full bench short.
+            _row(
+                f"httpx-naive@{level}",
+                "httpx-naive",
+                LABELS["httpx-naive"],
+                spec,
+                cap=cap,
+                max_runs=1,
+            ),
         ]
     elif scenario == "long":
         common = {
@@ -255,10 +317,57 @@ def build_rows(scenario: str, sizes: Sizes) -> list[Row]:
                 {**common, "parser": "stdlib"},
             ),
         ]
+    elif scenario == "gateway":
+        rows += _gateway_rows(sizes)
     else:
         raise ValueError(f"no such scenario: {scenario}")
     for row in rows:
         row.spec.setdefault("backend", None)
+    return rows
+
+
+def _gateway_rows(sizes: Sizes) -> list[Row]:
+    """The SDK direct and through the gateway: one stream, then many concurrent clients.
+
+    The gateway rows run the worker's throughput and concurrency measurements on the
+    ``gateway`` stack (a fresh gateway process per measurement); the SDK rows the same
+    measurements on ``AsyncClient`` directly, so that the gateway's cost per piece can be
+    set beside the SDK's own. Without Starlette or uvicorn the whole scenario is skipped.
+    """
+    # uvicorn runs the gateway on uvloop when it is installed: the SDK direct runs on the
+    # same event loop, so that the comparison is of the gateway's work, not of the loops.
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    one = {
+        "scenario": "throughput",
+        "pieces": sizes.gateway_pieces,
+        "warm_pieces": 100,
+        "parser": "default",
+        "backend": "asyncio",
+        "loop": loop,
+    }
+    streams = sizes.gateway_streams
+    many = {
+        "scenario": "concurrency",
+        "pieces": sizes.stream_pieces,
+        "warm_pieces": 10,
+        "parser": "default",
+        "backend": "asyncio",
+        "streams": streams,
+        "cap": sizes.sdk_cap,
+        "loop": loop,
+    }
+    on = "asyncio on uvloop, as the gateway" if loop == "uvloop" else "asyncio, as the gateway"
+    direct = f"{LABELS['sdk-async']} direct ({on})"
+    rows = [
+        _row("sdk", "sdk-async", direct, one),
+        _row("gateway", "gateway", LABELS["gateway"], one),
+        _row(f"sdk@{streams}", "sdk-async", direct, many, cap=sizes.sdk_cap),
+        _row(f"gateway@{streams}", "gateway", LABELS["gateway"], many, cap=sizes.sdk_cap),
+    ]
+    missing = next((row.skip for row in rows if row.spec["stack"] == "gateway" and row.skip), None)
+    if missing and "not installed" in missing:
+        for row in rows:  # the SDK rows too: they only exist to be set beside the gateway
+            row.skip = missing + " (the gateway extra: pip install -e '.[bench]')"
     return rows
 
 
@@ -293,12 +402,12 @@ def _progress(message: str) -> None:
 
 
 def _summary(scenario: str, result: dict[str, Any]) -> str:
-    if scenario in ("throughput", "long"):
-        return f"{result['rate']:,.0f} pieces/s"
+    if "streams" in result:  # concurrency, and the gateway's many clients
+        text = f"{result['seconds']:.2f} s, {result['errors']} errors"
+        return text + (" (cap reached)" if result["timed_out"] else "")
     if scenario == "latency":
         return f"p50 {result['p50'] * 1e3:.3f} ms"
-    text = f"{result['seconds']:.2f} s, {result['errors']} errors"
-    return text + (" (cap reached)" if result["timed_out"] else "")
+    return f"{result['rate']:,.0f} pieces/s"
 
 
 def run_rows(
@@ -314,6 +423,8 @@ def run_rows(
         for run in range(runs):
             for row in rows:
                 if row.skip or row.capped or row.crashed:
+                    continue
+                if row.max_runs is not None and run >= row.max_runs:
                     continue
                 spec = {**row.spec, "base_url": server.base_url}
                 timeout = sizes.worker_timeout if row.cap is None else row.cap + 60

@@ -13,8 +13,8 @@ must never be the bottleneck, so this one does as little as possible per byte:
   control (``pause_writing`` / ``resume_writing``), so a 1,000,000-piece
   answer never sits whole in memory.
 - Keep-alive, backlog 8192 (the kernel caps it at ``net.core.somaxconn``),
-  the file-descriptor soft limit raised to the hard limit: 5,000 concurrent
-  connections are fine.
+  the file-descriptor soft limit raised to the hard limit: 10,000 concurrent
+  connections are fine where the hard limit allows them.
 
 Endpoints (PROTOCOL.md, plus an OpenAI-compatible one and a control surface):
 
@@ -56,6 +56,7 @@ __all__ = [
     "PIECE_BYTES",
     "TOKEN_PATH",
     "ServerProcess",
+    "fd_limit",
     "main",
     "piece_text",
     "raise_fd_limit",
@@ -69,8 +70,10 @@ TOKEN_PATH = "/api/v1/user/getUniqueId"
 CHAT_PATH = "/aichatonline/api/chat/gpt"
 OPENAI_PATH = "/v1/chat/completions"
 CONTROL_PREFIX = "/_bench/"
-#: Held chats are released after this many seconds without a new chat request.
-HOLD_IDLE = 0.5
+#: Held chats are released after this many seconds without a new chat request or a new
+#: connection. Longer than the kernel's first SYN retransmission (1 s), which thousands
+#: of connects at once can need when the accept queue (somaxconn) overflows.
+HOLD_IDLE = 1.5
 MAX_HEAD = 64 * 1024
 
 
@@ -167,6 +170,7 @@ class _State:
         self.hold = 0
         self.held: list[tuple[_Connection, _Body]] = []
         self.release_timer: asyncio.TimerHandle | None = None
+        self.last_arrival = 0.0  # loop time of the last held chat or new connection
         self.bodies: dict[tuple[int, str], _Body] = {}
         self.counts = {"token": 0, "chat": 0, "openai": 0, "unauthorized": 0, "other": 0}
         self.open = 0
@@ -182,25 +186,42 @@ class _State:
         the next one is sent, and the scenario would measure a queue instead.
         A client that never has ``hold`` requests out at once is not
         deadlocked: held chats are released after ``HOLD_IDLE`` seconds without
-        a new one (counted in ``released_early``; ``peak_open`` shows what
-        concurrency the client reached).
+        a new chat or a new connection (counted in ``released_early``;
+        ``peak_open`` shows what concurrency the client reached). New
+        connections count because a client opening thousands of them (trio's
+        connects, a gateway accepting its own clients first) may send its first
+        chat well before the others: it is still on its way to N streams.
         """
         if self.hold <= 1:
             conn.start(body)
             return
         conn.held = True
         self.held.append((conn, body))
-        if self.release_timer is not None:
-            self.release_timer.cancel()
-            self.release_timer = None
         if len(self.held) >= self.hold:
             self.release()
+            return
+        loop = asyncio.get_running_loop()
+        self.last_arrival = loop.time()
+        if self.release_timer is None:
+            self.release_timer = loop.call_later(HOLD_IDLE, self._idle_check)
+
+    def arrived(self) -> None:
+        """A new connection: while chats are held, it pushes the early release back."""
+        if self.held:
+            self.last_arrival = asyncio.get_running_loop().time()
+
+    def _idle_check(self) -> None:
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self.last_arrival
+        if idle < HOLD_IDLE:  # something arrived since: look again when it has been idle long
+            self.release_timer = loop.call_later(HOLD_IDLE - idle, self._idle_check)
         else:
-            loop = asyncio.get_running_loop()
-            self.release_timer = loop.call_later(HOLD_IDLE, self.release, True)
+            self.release(early=True)
 
     def release(self, early: bool = False) -> None:
         held, self.held = self.held, []
+        if self.release_timer is not None:
+            self.release_timer.cancel()
         self.release_timer = None
         if early:
             self.released_early += len(held)
@@ -255,6 +276,7 @@ class _Connection(asyncio.Protocol):
         state = self.state
         state.open += 1
         state.peak_open = max(state.peak_open, state.open)
+        state.arrived()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.open -= 1
@@ -361,11 +383,34 @@ class _Connection(asyncio.Protocol):
         return True
 
 
-def raise_fd_limit() -> None:
-    """Raise this process's open-files soft limit to the hard limit (5,000 streams need it)."""
+def raise_fd_limit() -> str:
+    """Raise this process's open-files soft limit as far as the system allows; say what happened.
+
+    Thousands of concurrent streams need a descriptor each (on the client and on the
+    server). An unprivileged process may raise its soft limit up to its hard limit, and no
+    further; an unlimited hard limit is capped by ``fs.nr_open``. Children inherit the
+    result. The sentence returned goes into the bench's header.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    wanted = hard
+    if hard == resource.RLIM_INFINITY:
+        try:
+            wanted = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            wanted = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError) as exc:
+            return f"open files limit {soft}: could not raise it to the hard limit {hard} ({exc})"
+        return f"open files limit raised from {soft} to {wanted}, the hard limit"
+    return f"open files limit {soft}, already the hard limit"
+
+
+def fd_limit() -> int:
+    """This process's open-files soft limit now."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 62 if soft == resource.RLIM_INFINITY else soft
 
 
 async def _serve(host: str, port: int, pieces: int) -> None:

@@ -11,8 +11,9 @@ would. The references re-implement the protocol (PROTOCOL.md) in the usual
 way for their library; their headers and bodies match what the SDK sends, so
 no stack does less work on the wire than another.
 
-Imports of optional packages (aiohttp, openai, orjson, trio) happen inside the
-stack that needs them: a missing package skips that stack only.
+Imports of optional packages (aiohttp, openai, orjson, trio, and Starlette and
+uvicorn for the gateway) happen inside the stack that needs them: a missing
+package skips that stack only.
 """
 
 from __future__ import annotations
@@ -177,22 +178,34 @@ class RawSocket(SyncStack):
     keep-alive socket): the floor does the work of one token + one chat.
     """
 
+    #: Fetch a token before every chat (this class), or once in ``warm()`` (the subclass).
+    token_per_call = True
+
     def warm(self) -> None:
         self.http = _RawHTTP(self.base_url)
         self.headers = browser_headers(self.base_url)
         self.loads = json_loads(self.parser)
+        if not self.token_per_call:
+            self.chat_headers = self._chat_headers()
+
+    def _chat_headers(self) -> dict[str, str]:
+        http = self.http
+        http.send("GET", token_url(""), self.headers)  # origin-form target
+        status, headers = http.read_head()
+        body = http.read_body(headers)
+        if status != 200:
+            raise RuntimeError(f"token: HTTP {status}")
+        token = self.loads(body)["data"]
+        return {**self.headers, "Content-Type": "application/json", "UniqueId": token}
 
     def stream(self) -> Iterator[str]:
         return self._pieces()
 
     def _pieces(self) -> Iterator[str]:
         http, loads = self.http, self.loads
-        http.send("GET", token_url(""), self.headers)  # origin-form target
-        status, headers = http.read_head()
-        token = loads(http.read_body(headers))["data"]
-        chat_headers = {**self.headers, "Content-Type": "application/json", "UniqueId": token}
+        chat_headers = self._chat_headers() if self.token_per_call else self.chat_headers
         http.send("POST", CHAT_PATH, chat_headers, chat_body())
-        status, headers = http.read_head()
+        status, _ = http.read_head()
         if status != 200:
             raise RuntimeError(f"HTTP {status}")
         # json.loads is fastest on str (bytes cost it an encoding sniff per call), so
@@ -215,6 +228,16 @@ class RawSocket(SyncStack):
 
     def close(self) -> None:
         self.http.close()
+
+
+class RawSocketOneRequest(RawSocket):
+    """The floor of a warm client: the token fetched once in ``warm()``, ONE request per chat.
+
+    What the SDK's warm ``Client`` does on the wire (its token is cached), done by hand:
+    the latency floor the SDK's sync client is held to.
+    """
+
+    token_per_call = False
 
 
 class SdkSync(SyncStack):
@@ -433,8 +456,92 @@ class OriginalAiohttp(AsyncStack):
                     yield text
 
 
+class AiohttpReused(AsyncStack):
+    """aiohttp as a careful user writes it: ONE ``ClientSession`` for every call, token cached.
+
+    The fair async reference: the session (and its connection pool) is made once in
+    ``warm()``, the token fetched once, and each chat is one POST, read with
+    ``async for line in response.content`` (one line per iteration) and ``json.loads``.
+    The connector has no connection cap (``limit=0``; aiohttp's default of 100 would queue
+    the 101st stream behind the others), like the SDK's pool.
+    """
+
+    backends = ("asyncio",)
+
+    async def warm(self) -> None:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=0)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=60)
+        )
+        headers = browser_headers(self.base_url)
+        async with self.session.get(token_url(self.base_url), headers=headers) as response:
+            response.raise_for_status()
+            token = (await response.json())["data"]
+        self.chat_headers = {**headers, "Content-Type": "application/json", "UniqueId": token}
+        self.url = f"{self.base_url}{CHAT_PATH}"
+        self.loads = json_loads(self.parser)
+
+    def stream(self) -> AsyncIterator[str]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[str]:
+        loads = self.loads
+        async with self.session.post(
+            self.url, headers=self.chat_headers, data=chat_body()
+        ) as response:
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}")
+            async for line in response.content:
+                if len(line) > 1:  # our server sends no blank lines; a user's code checks
+                    yield loads(line)["data"]["message"]
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+class GatewaySSE(AsyncStack):
+    """The SDK behind the OpenAI-compatible gateway (``aichatonline gateway``), one worker.
+
+    ``warm()`` starts the gateway as users run it, in its own process, pointed at the bench
+    server; each chat is one ``POST /v1/chat/completions`` with ``stream: true`` read over a
+    raw asyncio socket (chunked SSE, ``json.loads`` per event), so the client side costs
+    little and the figures are the gateway's. Its pieces are the SSE content deltas: the
+    gateway coalesces the service's pieces into fewer events, so only the text's length is
+    checked, not the number of pieces. ``probe()`` reads the gateway process's CPU seconds
+    and RSS, for the worker's timed section.
+    """
+
+    backends = ("asyncio",)
+    coalesces = True
+
+    #: The gateway's ``--max-concurrency``: set by the worker from the spec's stream count.
+    max_concurrency = 1000
+
+    async def warm(self) -> None:
+        from .gateway import GatewayProcess
+
+        self.gateway = GatewayProcess(self.base_url, self.max_concurrency)
+        self.loads = json_loads(self.parser)
+
+    def stream(self) -> AsyncIterator[str]:
+        from .gateway import sse_pieces
+
+        return sse_pieces(self.gateway.host, self.gateway.port, self.loads)
+
+    def probe(self) -> dict[str, float]:
+        cpu = self.gateway.cpu()
+        rss, peak = self.gateway.memory()
+        return {"cpu": cpu, "rss": rss, "peak_rss": peak}
+
+    async def aclose(self) -> None:
+        self.gateway.stop()
+
+
 SYNC_STACKS: dict[str, type[SyncStack]] = {
     "floor": RawSocket,
+    "floor-1req": RawSocketOneRequest,
     "sdk-sync": SdkSync,
     "httpx-sync": HttpxSync,
     "openai": OpenAISync,
@@ -444,23 +551,33 @@ ASYNC_STACKS: dict[str, type[AsyncStack]] = {
     "httpx-async": HttpxAsync,
     "httpx-naive": HttpxNaive,
     "original": OriginalAiohttp,
+    "aiohttp": AiohttpReused,
+    "gateway": GatewaySSE,
 }
 
 #: What each stack is, for the tables.
 LABELS = {
     "floor": "raw socket + split + json.loads (stdlib floor)",
-    "floor-orjson": "raw socket + split + orjson",
+    "floor-orjson": "raw socket + split + orjson.loads (orjson floor)",
+    "floor-1req": "raw socket, token cached: ONE request per chat (one-request floor)",
     "sdk-sync": "SDK Client.stream",
     "sdk-async": "SDK AsyncClient.stream",
     "httpx-sync": "httpx.Client iter_lines + json.loads",
     "httpx-async": "httpx.AsyncClient aiter_lines + json.loads",
     "httpx-naive": "naive httpx.AsyncClient (no limits) aiter_lines + json.loads",
     "original": "original provider's way (aiohttp, session + token per call)",
+    "aiohttp": "aiohttp, one reused ClientSession, token cached",
+    "gateway": "through the gateway (SSE, one uvicorn worker)",
     "openai": "openai SDK streaming (SSE + pydantic chunks)",
 }
 
 #: The optional packages each stack needs.
-_NEEDS = {"original": ("aiohttp",), "openai": ("openai",)}
+_NEEDS = {
+    "original": ("aiohttp",),
+    "aiohttp": ("aiohttp",),
+    "openai": ("openai",),
+    "gateway": ("starlette", "uvicorn"),
+}
 
 
 def missing_packages(stack: str, parser: str = "stdlib", backend: str = "asyncio") -> list[str]:
