@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "aichatonline"
+import aichatonline
+
+# The package under test, wherever it is installed (the source tree, or a wheel in CI).
+PACKAGE = Path(aichatonline.__file__).resolve().parent
 CORE = PACKAGE / "_core"
 CORE_MODULES = sorted(CORE.glob("*.py"))
 

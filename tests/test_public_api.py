@@ -92,7 +92,10 @@ def _leaves(annotation: object) -> list[object]:
 _MADE_BY_THE_CLIENT = {"Stream.__init__", "AsyncStream.__init__"}
 
 
-@pytest.mark.parametrize(("name", "function"), _public_callables(), ids=lambda x: str(x))
+_CALLABLES = _public_callables()
+
+
+@pytest.mark.parametrize(("name", "function"), _CALLABLES, ids=[name for name, _ in _CALLABLES])
 def test_no_private_type_in_a_public_signature(name: str, function: object) -> None:
     if name in _MADE_BY_THE_CLIENT:
         return

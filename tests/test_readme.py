@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import aichatonline
 from aichatonline.testing import ForwardProxy, LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ def test_the_quick_start_is_what_ci_runs() -> None:
 def test_the_architecture_names_real_files() -> None:
     names = set(re.findall(r"(_\w+(?:\.py|/))", TEXT[0]))
     assert names, "the diagram should name the files"
-    package = ROOT / "aichatonline"
+    package = Path(aichatonline.__file__).resolve().parent  # the source tree, or the wheel
     for name in names:
         assert (package / name).exists() or (package / "_core" / name).exists(), name
 

@@ -144,7 +144,9 @@ def test_of_a_bad_httpx_timeout() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [True, False, "10", b"1", Ellipsis, [1], {"read": 1}, object()], ids=repr
+    "value",
+    [True, False, "10", b"1", Ellipsis, [1], {"read": 1}, object()],
+    ids=lambda value: type(value).__name__ if type(value) is object else repr(value),
 )
 def test_of_a_wrong_type(value: object) -> None:
     with pytest.raises(InvalidRequestError) as info:

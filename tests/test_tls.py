@@ -61,8 +61,12 @@ class TLSTerminator:
 
     def close(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() (close would not)
         self._listener.close()
         for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked on it
             with contextlib.suppress(OSError):
                 sock.close()
         for thread in [self._accepting, *self._threads]:
