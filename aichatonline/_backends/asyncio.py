@@ -191,20 +191,39 @@ class AsyncioStream:
 
 
 async def _within(coroutine: Any, timeout: float | None) -> Any:
-    """``await coroutine``, bounded by ``timeout``; the builtin ``TimeoutError`` when it fires."""
+    """``await coroutine``, bounded by ``timeout``; the builtin ``TimeoutError`` when it fires.
+
+    Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation that arrives
+    as the awaited work completes, and a cancelled call must stay cancelled.
+    """
     if timeout is None:
         return await coroutine
     if timeout <= 0:
         coroutine.close()
         raise TimeoutError()
     scope = getattr(asyncio, "timeout", None)
-    if scope is not None:  # Python 3.11+: wait_for there can swallow a cancellation
+    if scope is not None:  # Python 3.11+
         async with scope(timeout):
             return await coroutine
-    try:  # Python 3.10
-        return await asyncio.wait_for(coroutine, timeout)
-    except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-        raise TimeoutError() from None
+    # Python 3.10: cancel ourselves at the deadline, and tell that cancel from others.
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await coroutine
+    except asyncio.CancelledError:
+        if expired:
+            raise TimeoutError() from None
+        raise
+    finally:
+        timer.cancel()
 
 
 class AsyncioBackend:

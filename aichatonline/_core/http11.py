@@ -212,7 +212,7 @@ class ResponseParser:
     def _frame(self, head: ResponseHead) -> None:
         """Decide how the body is delimited (RFC 9112 section 6.3) and whether to keep alive."""
         headers = head.headers
-        connection = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        connection = {t.strip(" \t").lower() for t in headers.get("connection", "").split(",")}
         if head.version == "1.1":
             self.keep_alive = "close" not in connection
         else:
@@ -239,7 +239,7 @@ class ResponseParser:
         if length is None:
             self._framing, self.keep_alive = _CLOSE, False
             return
-        values = {part.strip() for part in length.split(",")}
+        values = {part.strip(" \t") for part in length.split(",")}
         value = next(iter(values))
         # isdigit alone would take "²"; 18 digits is more than any body could be.
         if len(values) != 1 or not (value.isascii() and value.isdigit()) or len(value) > 18:
