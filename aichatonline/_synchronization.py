@@ -15,7 +15,9 @@ pairs side by side:
   (a blocking call cannot be cancelled; its per-operation limits still hold);
 - shielding the release of a caller's httpx response from cancellation / nothing;
 - running a callback when the event loop shuts down (so idle connections are closed
-  while their loop can still close them) / nothing (threads have no such end).
+  while their loop can still close them) / nothing (threads have no such end);
+- ending a suspended generator without an event loop (from a finalizer), and the type
+  ``__anext__`` returns: an awaitable of the item / the item itself.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ._backends import get_async_backend, get_sync_backend
 from ._backends.base import AsyncNetworkBackend, NetworkBackend
@@ -37,15 +39,18 @@ if TYPE_CHECKING:  # anyio is imported where the async client first needs it
 
 __all__ = [
     "AsyncLock",
+    "AsyncNext",
     "Lock",
     "async_at_loop_end",
     "async_backend",
+    "async_close_now",
     "async_current_loop",
     "async_deadline_guard",
     "async_shield",
     "async_sleep",
     "sync_at_loop_end",
     "sync_backend",
+    "sync_close_now",
     "sync_current_loop",
     "sync_deadline_guard",
     "sync_shield",
@@ -232,3 +237,26 @@ async def _guard(
 
 def sync_at_loop_end(callback: Callable[[], None]) -> None:
     """Threads have no loop to end: nothing to arrange."""
+
+
+# -- handing out items --------------------------------------------------------------------
+
+#: What ``__anext__`` returns: an awaitable of the item (the generated ``__next__``
+#: returns the item itself: scripts/unasync.py writes ``AsyncNext[T]`` as ``T``).
+AsyncNext = Awaitable
+
+
+def async_close_now(generator: AsyncGenerator[Any, None]) -> None:
+    """End a suspended async generator without an event loop (its cleanup never awaits)."""
+    closing = generator.aclose()
+    try:
+        closing.send(None)
+    except (StopIteration, RuntimeError):  # ended (RuntimeError: it was running)
+        pass
+    finally:
+        closing.close()
+
+
+def sync_close_now(generator: Generator[Any, None, None]) -> None:
+    """End a suspended generator."""
+    generator.close()

@@ -38,6 +38,8 @@ PHRASES = [
 ]
 
 NAMES = [
+    (r"\bAsyncNext\[([\w.]+)\]", r"\1"),  # an awaitable of the item / the item
+    (r"\bAsyncNext, ", ""),  # ... so the sync twin does not import it
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
@@ -71,10 +73,9 @@ def unasync_text(text: str, name: str) -> str:
     return header + text
 
 
-def formatted(text: str, path: Path) -> str:
-    """``text`` as ``ruff format`` writes it."""
+def _ruff(arguments: list[str], text: str, path: Path) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(path), "-"],
+        [sys.executable, "-m", "ruff", *arguments, "--stdin-filename", str(path), "-"],
         input=text,
         capture_output=True,
         text=True,
@@ -82,8 +83,15 @@ def formatted(text: str, path: Path) -> str:
         cwd=ROOT,
     )
     if result.returncode != 0:
-        raise SystemExit(f"ruff format failed on {path.name}:\n{result.stderr}")
+        raise SystemExit(f"ruff {arguments[0]} failed on {path.name}:\n{result.stderr}")
     return result.stdout
+
+
+def formatted(text: str, path: Path) -> str:
+    """``text`` with its imports tidied (two async names may become one sync name) and
+    formatted, as ``ruff`` writes it."""
+    text = _ruff(["check", "--fix", "--select", "I001,F811", "--exit-zero", "--quiet"], text, path)
+    return _ruff(["format"], text, path)
 
 
 def main(argv: list[str] | None = None) -> int:

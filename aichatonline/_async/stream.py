@@ -20,9 +20,11 @@ Written once, async; ``_sync/stream.py`` is generated from it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import operator
+import weakref
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .._core import (
     DONE,
@@ -38,7 +40,7 @@ from .._core import (
     Sleep,
 )
 from .._exceptions import APIConnectionError, APIError, InvalidRequestError
-from .._synchronization import async_sleep
+from .._synchronization import AsyncNext, async_close_now, async_sleep
 from .transport import AsyncResponse, AsyncTransport
 
 if TYPE_CHECKING:
@@ -62,9 +64,10 @@ class AsyncStream:
         "_call",
         "_client_closed",
         "_closed",
+        "_handed",
         "_iterating",
-        "_next",
         "_pieces",
+        "_pieces_out",
         "_response",
         "_tokens",
         "_transport",
@@ -76,8 +79,12 @@ class AsyncStream:
         self._transport = transport
         self._tokens = tokens
         self._response: AsyncResponse | None = None
+        # The batch being handed out, and the iterator over it (how far it got).
         self._pieces: list[str] = []
-        self._next = 0
+        self._handed: Iterator[str] = iter(())
+        # The generator sees the stream through a weak proxy: no reference cycle, so a
+        # stream dropped mid-answer is finalized (and its connection closed) at once.
+        self._pieces_out = _hand_out(cast("AsyncStream", weakref.proxy(self)))
         self._closed = False
         self._client_closed = False
         self._iterating = False
@@ -89,11 +96,11 @@ class AsyncStream:
     @property
     def text(self) -> str:
         """All text delivered so far (another thread may read it while the stream runs)."""
-        index, pieces = self._next, self._pieces
+        pieces, handed = self._pieces, self._handed
         text = self._call.transcript.text
         # The call counts a batch of pieces as delivered when it hands them over; the
-        # caller has seen those up to ``index`` only.
-        pending = pieces[index:]
+        # caller has seen them up to where the batch's iterator stands.
+        pending = pieces[len(pieces) - operator.length_hint(handed) :] if pieces else pieces
         if pending:
             text = text[: len(text) - sum(map(len, pending))]
         return text
@@ -121,22 +128,21 @@ class AsyncStream:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> str:
-        pieces = self._pieces
-        index = self._next
-        if index < len(pieces):
-            self._next = index + 1
-            return pieces[index]
-        return await self._more()
+    def __anext__(self) -> AsyncNext[str]:
+        # Straight to the pieces generator, whose own step is C code: a method written
+        # in Python for every piece cost about twice as much.
+        return self._pieces_out.__anext__()
 
     async def aclose(self) -> None:
         """Stop the stream and release its connection (from any task, any time)."""
         self._closed = True
         response = self._response
-        if response is None:
-            return
         if self._iterating:  # another task waits on it: wake it, and it cleans up
-            response.abort()
+            if response is not None:
+                response.abort()
+            return
+        await self._pieces_out.aclose()  # not running: it just ends
+        if response is None:
             return
         self._response = None
         if self._call.next_action() is DONE:
@@ -156,11 +162,15 @@ class AsyncStream:
         await self.aclose()
 
     def __del__(self) -> None:
+        # A finalizer must not raise (the stream's event loop may be gone already).
         response = getattr(self, "_response", None)
         if response is not None:
-            # A finalizer must not raise (the stream's event loop may be gone already).
             with contextlib.suppress(Exception):
                 response.discard()
+        pieces_out = getattr(self, "_pieces_out", None)
+        if pieces_out is not None:
+            # Ended here, synchronously: a generator collected unfinished makes trio warn.
+            async_close_now(pieces_out)
 
     def __repr__(self) -> str:
         chars = self._call.transcript.length
@@ -174,20 +184,6 @@ class AsyncStream:
         response = self._response
         if response is not None:
             response.abort()
-
-    async def _more(self) -> str:
-        if self._closed:
-            raise StopAsyncIteration
-        self._iterating = True
-        try:
-            pieces = await self._advance()
-        finally:
-            self._iterating = False
-        if not pieces:
-            raise StopAsyncIteration
-        self._pieces = pieces
-        self._next = 1
-        return pieces[0]
 
     async def _advance(self) -> list[str]:
         """Run the call until it has pieces for the caller (``[]`` at the end)."""
@@ -263,6 +259,23 @@ class AsyncStream:
         response, self._response = self._response, None
         if response is not None:
             response.discard()
+
+
+async def _hand_out(stream: AsyncStream) -> AsyncGenerator[str, None]:
+    """The pieces, batch by batch as the call gives them (the generator behind
+    ``__anext__``)."""
+    while not stream._closed:
+        stream._iterating = True
+        try:
+            pieces = await stream._advance()
+        finally:
+            stream._iterating = False
+        if not pieces:
+            return
+        handed = iter(pieces)
+        stream._pieces, stream._handed = pieces, handed
+        for piece in handed:
+            yield piece
 
 
 class AsyncTokenSource(Protocol):

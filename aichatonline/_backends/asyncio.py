@@ -6,9 +6,12 @@ per chat, those turns were most of the SDK's own time on asyncio. Here a read ta
 the protocol already holds without waiting; only when nothing is there does it wait, on a
 future woken by ``data_received``, with a timer only when the read has a timeout.
 
-Flow control both ways: the protocol stops reading from the socket once it holds 64 KiB
-the caller has not taken (so a slow consumer of many streams never makes asyncio buffer
-without bound), and a write waits while the transport's buffer is over its high-water mark.
+Flow control both ways: the protocol is a ``BufferedProtocol`` that lets asyncio read at
+most 16 KiB at a time (into one buffer per thread, copied out at once), and it stops
+reading from the socket once it holds 16 KiB the caller has not taken. What a slow reader
+has not asked for stays in the kernel, as it does on trio and with blocking sockets, so ten
+thousand streams do not each hold a whole answer in the process. A write waits while the
+transport's buffer is over its high-water mark.
 
 ``abort()`` closes the transport at once and wakes a waiting read, which then raises
 ``ConnectionAbortedError``: it needs no ``await``, so a stream can be closed from another
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 from typing import Any, cast
 
 from . import is_socket_readable
@@ -26,7 +30,18 @@ from . import is_socket_readable
 __all__ = ["AsyncioBackend", "AsyncioStream"]
 
 #: Bytes held for the reader before the protocol stops reading from the socket.
-HIGH_WATER = 64 * 1024
+HIGH_WATER = 16 * 1024
+#: The most one read from the socket takes.
+READ_CHUNK = 16 * 1024
+
+_buffers = threading.local()  # a loop runs in one thread; its reads never interleave
+
+
+def _read_buffer() -> memoryview:
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(READ_CHUNK))
+    return view
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -39,7 +54,7 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(asyncio.BufferedProtocol):
     """Holds what the socket gave until the stream's reader takes it."""
 
     def __init__(self) -> None:
@@ -58,9 +73,12 @@ class _Protocol(asyncio.Protocol):
         # Not an isinstance check: uvloop's transports are not asyncio.Transport subclasses.
         self.transport = cast(asyncio.Transport, transport)
 
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.size += len(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.chunks.append(_read_buffer()[:nbytes].tobytes())  # the buffer is reused
+        self.size += nbytes
         if self.size >= HIGH_WATER and not self.reading_paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()

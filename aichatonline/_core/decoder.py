@@ -42,6 +42,7 @@ whose bytes contain such an escape (one C-level search) pays for the check.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import re
@@ -87,6 +88,9 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 # A surrogate pair, or a lone half.
 _SURROGATES = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
 _REPLACEMENT = "\ufffd"
+# Each object's "code" (None when it has none), looked up in C for a whole block.
+_CODE = itertools.repeat("code")
+_OK_CODES = frozenset({200, None})
 
 
 def _may_hold_surrogates(block: bytes) -> bool:
@@ -235,6 +239,9 @@ class StreamDecoder:
         """The pieces of complete lines (``block`` holds them, joined by ``\\n``)."""
         if len(block) > self.max_line_bytes:
             return self._decode_long_block(block)
+        pieces = self._decode_whole(block)
+        if pieces is not None:
+            return pieces
         if self._raw_decode is not None:
             try:
                 text = block.decode()
@@ -243,6 +250,40 @@ class StreamDecoder:
             else:
                 return self._decode_text_lines(text.split("\n"))
         return self._decode_byte_lines(block.split(b"\n"))
+
+    def _decode_whole(self, block: bytes) -> list[str] | None:
+        """The fast path: a block of well-formed lines, parsed as one JSON array.
+
+        One parser call for the whole block instead of one a line (the call, not the
+        parsing, is most of the cost of a short line). It gives an answer only when every
+        line is an object with a text and no error code, one object a line; otherwise
+        ``None``, and the line-by-line path decides, line by line, exactly as always.
+        """
+        if self._raw_decode is not None:  # the stdlib: str is its fast input
+            try:
+                text = block.decode()
+            except UnicodeDecodeError:
+                return None
+            array: str | bytes = "[" + text.replace("\n", ",") + "]"
+            lines = text.count("\n") + 1
+        else:
+            array = b"[" + block.replace(b"\n", b",") + b"]"
+            lines = block.count(b"\n") + 1
+        try:
+            objects = self._loads(array)  # type: ignore[arg-type]
+            texts = [obj["data"]["message"] for obj in objects]
+        except (*_PARSE_ERRORS, KeyError, TypeError):
+            return None
+        if len(texts) != lines or set(map(type, texts)) != {str}:
+            return None  # two objects on a line (or one over two), or a text not a string
+        if not set(map(dict.get, objects, _CODE)) <= _OK_CODES:
+            return None  # an error code somewhere: the careful path raises it in order
+        empty = texts.count("")
+        if empty:
+            texts = [text for text in texts if text]
+            self._empty += empty
+        self._pieces_read += len(texts)
+        return texts
 
     def _decode_long_block(self, block: bytes) -> list[str]:
         # Rare: only a block longer than the bound can hold a line that is.

@@ -20,8 +20,9 @@ A failure that finally escapes after text was delivered (retries used up, the
 deadline reached) becomes :class:`StreamInterrupted` carrying that text, with
 the failure as its ``__cause__``: nothing is lost silently.
 
-Text is stored as pieces folded into compact blocks once at least 64 have
-gathered, so it costs about its own size in memory and ``text`` stays linear.
+Text is stored as pieces folded into compact blocks once at least 64 have gathered,
+encoded as UTF-8, so it costs about its own size in memory and ``text`` stays linear (a
+``str`` holding one emoji takes four bytes for every character; UTF-8 takes one for most).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Transcript:
 
     def __init__(self, *, resume: bool = True) -> None:
         self.resume = resume
-        self._blocks: list[str] = []
+        self._blocks: list[bytes] = []
         self._tail: list[str] = []
         self._folds = 0
         # While replaying: the text delivered before the drop, and how much of
@@ -75,7 +76,7 @@ class Transcript:
         """
         while True:
             folds = self._folds
-            text = "".join(self._blocks) + "".join(self._tail)
+            text = b"".join(self._blocks).decode("utf-8", "surrogatepass") + "".join(self._tail)
             if folds == self._folds and not folds % 2:
                 return text
 
@@ -109,7 +110,7 @@ class Transcript:
             # Before the next network read: one compact string instead of many
             # small ones (~50 bytes each) while the stream waits.
             self._folds += 1
-            self._blocks.append("".join(tail))
+            self._blocks.append("".join(tail).encode("utf-8", "surrogatepass"))
             tail.clear()
             self._folds += 1
         return pieces

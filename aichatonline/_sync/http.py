@@ -32,8 +32,9 @@ from .._synchronization import sync_backend
 
 __all__ = ["Connection", "Route", "open_connection"]
 
-#: How much one read asks the socket for.
-READ_SIZE = 64 * 1024
+#: How much one read asks the socket for: enough for hundreds of pieces, and little enough
+#: that ten thousand streams waiting on their readers do not each hold a large buffer.
+READ_SIZE = 16 * 1024
 
 
 @dataclass(frozen=True)
