@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
 import aichatonline
 from aichatonline.testing import LocalServer
+from tests.faces import Api
 from tests.helpers import clear_routing_env
 
 
@@ -59,3 +61,28 @@ def paced(server: LocalServer) -> LocalServer:
     """The test's server, with answers that take about two seconds (40 pieces, 50 ms apart)."""
     server.pieces, server.delay = 40, 0.05
     return server
+
+
+# -- one test body for the blocking client and the async client (tests/faces.py) ------------
+
+
+@pytest.fixture(params=["sync", "asyncio", "trio"])
+def flavor(request: pytest.FixtureRequest) -> str:
+    """``sync``, ``asyncio`` or ``trio``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def api(flavor: str) -> Api:
+    """The face of the SDK under test."""
+    return Api(flavor)
+
+
+@pytest.fixture
+async def client(api: Api, server: LocalServer) -> AsyncIterator[Any]:
+    """A client of the shared test server, closed after the test."""
+    made = api.client(server)
+    try:
+        yield made
+    finally:
+        await api.close(made)

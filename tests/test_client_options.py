@@ -16,12 +16,9 @@ which is harmless: the server has its own thread), ``[asyncio]`` and ``[trio]``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
@@ -29,8 +26,6 @@ from aichatonline import (
     DEFAULT_MODEL,
     APIConnectionError,
     APITimeoutError,
-    AsyncClient,
-    Client,
     Completion,
     InvalidRequestError,
     ProtocolError,
@@ -40,6 +35,7 @@ from aichatonline import (
     Timeout,
 )
 from aichatonline.testing import Fault, LocalServer
+from tests.faces import Api, backend_of
 from tests.helpers import (
     PROMPT,
     REPLY,
@@ -53,89 +49,10 @@ from tests.helpers import (
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("isolated")]
 
-END = object()
-
-
-class Api:
-    """One face of the SDK: the blocking ``Client`` or the ``AsyncClient``."""
-
-    def __init__(self, flavor: str) -> None:
-        self.sync = flavor == "sync"
-
-    def client(self, server: LocalServer, **options: Any) -> Any:
-        if "max_retries" not in options:
-            options.setdefault("retry_policy", fast())
-        options.setdefault("timeout", SAFE_TIMEOUT)
-        kind = Client if self.sync else AsyncClient
-        return kind(base_url=server.base_url, **options)
-
-    async def __call__(self, value: Any) -> Any:
-        return await value if inspect.isawaitable(value) else value
-
-    async def next(self, iterator: Any) -> Any:
-        try:
-            return next(iterator) if self.sync else await iterator.__anext__()
-        except (StopIteration, StopAsyncIteration):
-            return END
-
-    async def drain(self, iterator: Any) -> list[Any]:
-        items = []
-        while (item := await self.next(iterator)) is not END:
-            items.append(item)
-        return items
-
-    async def close(self, thing: Any) -> None:
-        if self.sync:
-            thing.close()
-        else:
-            await thing.aclose()
-
-    async def both(self, first: Callable[[], Any], second: Callable[[], Any]) -> None:
-        """Run two calls at the same time (two threads, or two tasks)."""
-        if self.sync:
-            errors: list[BaseException] = []
-
-            def run(call: Callable[[], Any]) -> None:
-                try:
-                    call()
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=run, args=(call,)) for call in (first, second)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(10)
-            if errors:
-                raise errors[0]
-        else:
-            async with anyio.create_task_group() as group:
-                group.start_soon(first)
-                group.start_soon(second)
-
-
-@pytest.fixture(params=["sync", "asyncio", "trio"])
-def flavor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
 
 @pytest.fixture
 def anyio_backend(flavor: str) -> str:
-    return "trio" if flavor == "trio" else "asyncio"
-
-
-@pytest.fixture
-def api(flavor: str) -> Api:
-    return Api(flavor)
-
-
-@pytest.fixture
-async def client(api: Api, server: LocalServer) -> AsyncIterator[Any]:
-    made = api.client(server)
-    try:
-        yield made
-    finally:
-        await api.close(made)
+    return backend_of(flavor)
 
 
 #: The four calls that take per-call options.

@@ -12,18 +12,14 @@ which is harmless: the server has its own thread), ``[asyncio]`` and ``[trio]``.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from aichatonline import (
     APIStatusError,
-    AsyncClient,
     AsyncConversation,
     AsyncConversationStream,
-    Client,
     Conversation,
     ConversationStream,
     InvalidRequestError,
@@ -31,70 +27,15 @@ from aichatonline import (
     format_prompt,
 )
 from aichatonline.testing import Fault, LocalServer, reply_for
-from tests.helpers import SAFE_TIMEOUT, assert_ours, await_server, fast, pool_active_requests
+from tests.faces import END, Api, backend_of
+from tests.helpers import assert_ours, await_server, pool_active_requests
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("isolated")]
-
-END = object()
-
-
-class Api:
-    """One face of the SDK: the blocking ``Client`` or the ``AsyncClient``."""
-
-    def __init__(self, flavor: str) -> None:
-        self.sync = flavor == "sync"
-
-    def client(self, server: LocalServer, **options: Any) -> Any:
-        options.setdefault("retry_policy", fast())
-        options.setdefault("timeout", SAFE_TIMEOUT)
-        kind = Client if self.sync else AsyncClient
-        return kind(base_url=server.base_url, **options)
-
-    async def __call__(self, value: Any) -> Any:
-        return await value if inspect.isawaitable(value) else value
-
-    async def next(self, iterator: Any) -> Any:
-        try:
-            return next(iterator) if self.sync else await iterator.__anext__()
-        except (StopIteration, StopAsyncIteration):
-            return END
-
-    async def drain(self, iterator: Any, into: list[Any] | None = None) -> list[Any]:
-        """Every item to the end (``into`` keeps those read before an error)."""
-        items = [] if into is None else into
-        while (item := await self.next(iterator)) is not END:
-            items.append(item)
-        return items
-
-    async def close(self, thing: Any) -> None:
-        if self.sync:
-            thing.close()
-        else:
-            await thing.aclose()
-
-
-@pytest.fixture(params=["sync", "asyncio", "trio"])
-def flavor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture
 def anyio_backend(flavor: str) -> str:
-    return "trio" if flavor == "trio" else "asyncio"
-
-
-@pytest.fixture
-def api(flavor: str) -> Api:
-    return Api(flavor)
-
-
-@pytest.fixture
-async def client(api: Api, server: LocalServer) -> AsyncIterator[Any]:
-    made = api.client(server)
-    try:
-        yield made
-    finally:
-        await api.close(made)
+    return backend_of(flavor)
 
 
 def user(text: str) -> dict[str, str]:

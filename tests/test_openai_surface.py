@@ -13,11 +13,8 @@ test's event loop, which is harmless: the server runs in its own thread), ``[asy
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +27,8 @@ from aichatonline import (
     MODELS,
     APIStatusError,
     AsyncChatCompletionStream,
-    AsyncClient,
     AuthenticationError,
     ChatCompletionStream,
-    Client,
     InvalidRequestError,
     RateLimitError,
     ServerError,
@@ -43,101 +38,23 @@ from aichatonline import (
 from aichatonline._core import MODEL_ALIASES
 from aichatonline.testing import Fault, LocalServer
 from aichatonline.types import ChatCompletion, ChatCompletionChunk
+from tests.faces import END, Api, backend_of
 from tests.helpers import (
     PROMPT,
     REPLY,
-    SAFE_TIMEOUT,
     assert_ours,
     await_server,
-    fast,
     pool_active_requests,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("isolated")]
 
 USER = [{"role": "user", "content": PROMPT}]
-END = object()
-
-
-class Api:
-    """One face of the SDK: the blocking ``Client`` or the ``AsyncClient``."""
-
-    def __init__(self, flavor: str) -> None:
-        self.flavor = flavor
-        self.sync = flavor == "sync"
-
-    def client(self, server: LocalServer, **options: Any) -> Any:
-        options.setdefault("retry_policy", fast())
-        options.setdefault("timeout", SAFE_TIMEOUT)
-        kind = Client if self.sync else AsyncClient
-        return kind(base_url=server.base_url, **options)
-
-    async def __call__(self, value: Any) -> Any:
-        """The result of a client call: awaited when the call was async."""
-        return await value if inspect.isawaitable(value) else value
-
-    async def next(self, iterator: Any) -> Any:
-        """The next item, or ``END``."""
-        try:
-            return next(iterator) if self.sync else await iterator.__anext__()
-        except (StopIteration, StopAsyncIteration):
-            return END
-
-    async def drain(self, iterator: Any) -> list[Any]:
-        items = []
-        while (item := await self.next(iterator)) is not END:
-            items.append(item)
-        return items
-
-    async def collect(self, iterator: Any) -> tuple[list[Any], Exception | None]:
-        """The items until the end or an error, and that error."""
-        items: list[Any] = []
-        try:
-            while (item := await self.next(iterator)) is not END:
-                items.append(item)
-        except Exception as exc:  # noqa: BLE001 - the caller checks it
-            return items, exc
-        return items, None
-
-    async def close(self, thing: Any) -> None:
-        if self.sync:
-            thing.close()
-        else:
-            await thing.aclose()
-
-    @contextlib.asynccontextmanager
-    async def entered(self, thing: Any) -> AsyncIterator[Any]:
-        """``with thing`` or ``async with thing``."""
-        if self.sync:
-            with thing as entered:
-                yield entered
-        else:
-            async with thing as entered:
-                yield entered
-
-
-@pytest.fixture(params=["sync", "asyncio", "trio"])
-def flavor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture
 def anyio_backend(flavor: str) -> str:
-    return "trio" if flavor == "trio" else "asyncio"
-
-
-@pytest.fixture
-def api(flavor: str) -> Api:
-    return Api(flavor)
-
-
-@pytest.fixture
-async def client(api: Api, server: LocalServer) -> AsyncIterator[Any]:
-    made = api.client(server)
-    try:
-        yield made
-    finally:
-        await api.close(made)
+    return backend_of(flavor)
 
 
 async def create(api: Api, client: Any, **params: Any) -> Any:

@@ -5,7 +5,8 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
 
 - ``prompt``   validating messages and formatting the prompt string
 - ``wire``     URLs, headers and bodies of the two requests; token parsing; the one status
-               table (``classify``) and the typed error for a status; content decoding
+               table (``classify``) and the typed error for a status
+- ``content``  undoing the ``Content-Encoding`` we ask for
 - ``decoder``  the incremental NDJSON stream decoder
 - ``resume``   the text of a call, and resuming a dropped stream exactly
 - ``timeouts`` ``Timeout`` (httpx's per-operation limits, plus ``total`` and
@@ -29,6 +30,7 @@ from .call import (
     Sleep,
     TokenFetch,
 )
+from .content import ContentDecoder, content_decoder
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
 from .prompt import format_prompt, get_random_string, normalize_messages
 from .redact import redact
@@ -55,14 +57,12 @@ from .wire import (
     SITE_URL,
     TOKEN_PATH,
     Chat,
-    ContentDecoder,
     Origin,
     Outcome,
     Request,
     build_headers,
     check_headers,
     classify,
-    content_decoder,
     is_header_text,
     is_header_token,
     normalize_base_url,

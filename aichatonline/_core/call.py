@@ -46,20 +46,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .._exceptions import APIError, AuthenticationError, ProtocolError
+from .content import ContentDecoder, content_decoder
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
 from .resume import Transcript
 from .retries import Attempts, RetryPolicy
 from .session import TokenCache
 from .timeouts import Limits, Timeout
-from .wire import (
-    Chat,
-    ContentDecoder,
-    Request,
-    content_decoder,
-    parse_token,
-    status_error,
-    token_request,
-)
+from .wire import Chat, Request, parse_token, status_error, token_request
 
 __all__ = [
     "DONE",

@@ -13,7 +13,6 @@ import http
 import json
 import re
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -43,14 +42,12 @@ __all__ = [
     "SITE_URL",
     "TOKEN_PATH",
     "Chat",
-    "ContentDecoder",
     "Origin",
     "Outcome",
     "Request",
     "build_headers",
     "check_headers",
     "classify",
-    "content_decoder",
     "is_header_text",
     "is_header_token",
     "normalize_base_url",
@@ -438,64 +435,6 @@ def status_error(
     if status >= 500:
         return ServerError(message, **details)  # type: ignore[arg-type]
     return APIStatusError(message, **details)  # type: ignore[arg-type]
-
-
-class ContentDecoder:
-    """Undoes a ``Content-Encoding`` we asked for: gzip, or deflate (zlib-wrapped or raw)."""
-
-    __slots__ = ("_fed", "_raw_possible", "_zlib")
-
-    def __init__(self, coding: str) -> None:
-        # Some servers send raw deflate, against RFC 9110: tried once, if the start fails.
-        self._raw_possible = coding == "deflate"
-        wbits = zlib.MAX_WBITS if coding == "deflate" else zlib.MAX_WBITS | 16
-        self._zlib = zlib.decompressobj(wbits)
-        self._fed = b""  # the first bytes, while the zlib header may still be refused
-
-    def decompress(self, data: bytes) -> bytes:
-        """The decoded bytes of the next part of the body."""
-        if self._raw_possible:
-            self._fed += data
-        try:
-            decoded = self._zlib.decompress(data)
-        except zlib.error as exc:
-            if self._raw_possible:
-                self._raw_possible = False
-                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-                fed, self._fed = self._fed, b""
-                return self.decompress(fed)
-            raise ProtocolError(f"the body could not be decompressed: {exc}") from None
-        if len(self._fed) >= 2:  # zlib has seen (and taken) the header: no going back
-            self._raw_possible = False
-            self._fed = b""
-        return decoded
-
-    def flush(self) -> bytes:
-        """What is left at the end of the body; an error if the compressed data was cut."""
-        rest = self._zlib.flush()
-        if not self._zlib.eof:
-            raise ProtocolError("the compressed body ended before its end", retryable=True)
-        return rest
-
-
-def content_decoder(encoding: str | None) -> ContentDecoder | None:
-    """The decoder for a ``Content-Encoding`` we asked for (gzip, deflate), or ``None``.
-
-    Any other encoding is a :class:`ProtocolError`: the body could not be read.
-    """
-    if encoding is None:
-        return None
-    codings = [part.strip().lower() for part in encoding.split(",") if part.strip()]
-    codings = [coding for coding in codings if coding != "identity"]
-    if not codings:
-        return None
-    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
-        raise ProtocolError(
-            f"the body is encoded as {encoding!r}, which was not asked for (only gzip and "
-            "deflate are)",
-            retryable=False,
-        )
-    return ContentDecoder(codings[0])
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
