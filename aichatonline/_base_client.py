@@ -59,10 +59,14 @@ NOT_GIVEN: Final = NotGiven()
 _Self = TypeVar("_Self", bound="BaseClient")
 
 
-def _tls_context(verify: object, *, given: bool) -> ssl.SSLContext | None:
+def _tls_context(verify: object, *, given: bool, trust_env: bool) -> ssl.SSLContext | None:
     """The TLS settings ``verify=`` asks for; ``None`` for the default (made when needed)."""
     if verify is True:
-        return None
+        if trust_env or given:
+            return None  # the default: certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR
+        import httpx
+
+        return httpx.create_ssl_context(trust_env=False)  # no CA bundle from the environment
     if given:
         raise InvalidRequestError(
             "pass verify= to your own httpx client, not to the SDK's", field="verify"
@@ -135,6 +139,19 @@ class BaseClient:
             if http_client is not None
             else resolve_proxy(proxy, self._base_url, trust_env=trust_env)
         )
+        if (
+            self._http_client_class == "Client"
+            and self._proxy is not None
+            and self._proxy.scheme == "https"
+            and self._base_url.startswith("https:")
+        ):
+            # Python's blocking sockets cannot run TLS inside TLS; asyncio and trio can.
+            raise InvalidRequestError(
+                f"the blocking Client cannot reach an https:// service through the https:// "
+                f"proxy {self._proxy.shown} (TLS inside TLS): use an http:// proxy URL (the "
+                "tunnel is still encrypted end to end) or the AsyncClient",
+                field="proxy",
+            )
         self.timeout = timeout
         if retry_policy is not None:
             if not isinstance(max_retries, NotGiven):
@@ -167,7 +184,7 @@ class BaseClient:
             )
         self._user_agent = user_agent
         self._headers = build_headers(self._base_url, user_agent)
-        self._tls = _tls_context(verify, given=http_client is not None)
+        self._tls = _tls_context(verify, given=http_client is not None, trust_env=trust_env)
 
     def _check_http_client(self, http_client: object) -> None:
         kind = type(http_client)
@@ -263,6 +280,7 @@ class BaseClient:
                 "pass either max_retries= or retry_policy=, not both", field="max_retries"
             )
         clone = copy.copy(self)  # shares the connections, the token and the open streams
+        clone.__dict__.pop("chat", None)  # a cached ``client.chat`` belongs to the original
         if not isinstance(timeout, NotGiven):
             clone.timeout = timeout
         if retry_policy is not None and not isinstance(retry_policy, NotGiven):
@@ -313,6 +331,7 @@ class BaseClient:
             resume=resume,
             strict=self._strict,
             max_line_bytes=self._max_line_bytes,
+            secrets=self._proxy.secrets if self._proxy is not None else (),
         )
 
     def __repr__(self) -> str:

@@ -13,10 +13,12 @@ URL is taken apart, not searched with a pattern), for reprs, logs and errors.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from ._core import DEFAULT_BASE_URL, normalize_base_url, redact
 from ._exceptions import InvalidRequestError
@@ -27,6 +29,7 @@ BASE_URL_ENV = "AICHATONLINE_BASE_URL"
 PROXY_ENV = "AICHATONLINE_PROXY"
 _PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,18 @@ class ProxyURL:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The credentials, to mask wherever a message might repeat them."""
-        return tuple(part for part in (self.password, self.username) if part)
+        """The credentials, to mask wherever a message might repeat them: the password, and
+        ``user:password`` as it travels (base64, in ``Proxy-Authorization``).
+
+        Next to a password the username is not a secret (httpx shows it too), and masking
+        it would garble messages; without one, it is the credential (an API key given as
+        the username) and is masked instead.
+        """
+        secret = self.password or self.username
+        if not secret:
+            return ()
+        pair = f"{self.username or ''}:{self.password or ''}".encode()
+        return (secret, base64.b64encode(pair).decode("ascii"))
 
     def __repr__(self) -> str:
         return f"ProxyURL({self.shown!r})"
@@ -85,29 +98,37 @@ def resolve_proxy(
 
 
 def parse_proxy(proxy: object) -> ProxyURL:
-    """Take a proxy URL apart; an :class:`InvalidRequestError` that never repeats it if bad."""
+    """Take a proxy URL apart; an :class:`InvalidRequestError` that never repeats it if bad.
+
+    The credentials end at the last ``@`` (a password may hold ``/``, ``?``, ``#`` or ``@``
+    unencoded), and a message about a bad URL shows only what cannot be part of them.
+    """
     if not isinstance(proxy, str):
         raise InvalidRequestError(
             f"proxy must be a URL string, not {type(proxy).__name__}", field="proxy"
         )
     scheme, sep, rest = proxy.strip().partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in _PROXY_SCHEMES or not rest.strip("/"):
+    if not sep or _SCHEME.fullmatch(scheme) is None:
         raise InvalidRequestError(
-            "proxy must be an http://, https:// or socks5:// URL "
-            f"(got {redact(_without_credentials(proxy))!r})",
+            "proxy must be an http://, https:// or socks5:// URL (got a value without a "
+            "scheme; it is not repeated, as it may hold credentials)",
             field="proxy",
         )
-    netloc = rest.split("/", 1)[0]
-    userinfo, at, hostport = netloc.rpartition("@")
-    shown = f"{scheme}://{'***@' if at else ''}{hostport}"
+    scheme = scheme.lower()
+    userinfo, at, hostport = _split_authority(rest)
+    shown = _shown(scheme, at, hostport)
+    if scheme not in _PROXY_SCHEMES or not rest.strip("/"):
+        raise InvalidRequestError(
+            f"proxy must be an http://, https:// or socks5:// URL (got {shown!r})",
+            field="proxy",
+        )
     if any(char <= " " or char == "\x7f" for char in hostport):
         raise InvalidRequestError(f"proxy is not a valid URL: {shown!r}", field="proxy")
-    try:
-        parts = urlsplit(f"{scheme}://{hostport}")
-        port = parts.port
-    except ValueError:
-        raise InvalidRequestError(f"proxy is not a valid URL: {shown!r}", field="proxy") from None
+    parts, port = _host_and_port(scheme, hostport)
+    if parts is None:
+        # Raised outside the ValueError's handler: its message quotes the port, which may
+        # be a password (``http://user:password``), and must not ride along as context.
+        raise InvalidRequestError(f"proxy is not a valid URL: {shown!r}", field="proxy")
     if not parts.hostname:
         raise InvalidRequestError(f"proxy has no host: {shown!r}", field="proxy")
     username = password = None
@@ -131,13 +152,37 @@ def parse_proxy(proxy: object) -> ProxyURL:
     )
 
 
-def _without_credentials(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "***" if "@" in url else url
-    netloc, slash, path = rest.partition("/")
-    _, at, hostport = netloc.rpartition("@")
-    return f"{scheme}://{'***@' if at else ''}{hostport}{slash}{path}"
+def _host_and_port(scheme: str, hostport: str) -> tuple[SplitResult | None, int | None]:
+    """``hostport`` taken apart, or ``(None, None)`` if it is no ``host[:port]``."""
+    try:
+        parts = urlsplit(f"{scheme}://{hostport}")
+        return parts, parts.port
+    except ValueError:
+        return None, None
+
+
+def _split_authority(rest: str) -> tuple[str, str, str]:
+    """``(userinfo, "@" or "", host[:port])`` of what follows ``scheme://``.
+
+    The userinfo ends at the *last* ``@``: one in a password (or a ``/`` before it, which
+    would end the authority by the URL rules) must not make part of it the host.
+    """
+    userinfo, at, after = rest.rpartition("@")
+    hostport = after.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return userinfo, at, hostport
+
+
+def _shown(scheme: str, at: str, hostport: str) -> str:
+    """A proxy URL for a message: the scheme, ``***@`` for credentials, and the host.
+
+    Only what is certainly not a credential: the port is left out, as in a URL without
+    credentials (``http://user:password``, the host forgotten) it would be the password.
+    """
+    if hostport.startswith("["):
+        host = hostport.partition("]")[0] + "]" if "]" in hostport else "["
+    else:
+        host = hostport.partition(":")[0]
+    return f"{scheme}://{'***@' if at else ''}{host}"
 
 
 def _environment_proxy(base_url: str) -> str | None:

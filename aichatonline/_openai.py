@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._core import MODEL_ALIASES, MODELS, resolve_model
+from ._core.prompt import ROLES
 from ._exceptions import InvalidRequestError
 from ._types import Message
 
@@ -46,7 +47,7 @@ __all__ = [
     "new_completion_id",
 ]
 
-_ROLES = ("system", "user", "assistant", "developer")
+_ROLES = tuple(sorted(ROLES))  # one list of roles, the prompt formatter's
 
 # Accepted and ignored: name -> (kind, low, high). ``kind``: "number", "int", "bool", "str",
 # "stop", "mapping", "any". Bounds (inclusive) apply to numbers; None means unbounded.
@@ -384,8 +385,8 @@ def _content(content: object, role: str, where: str, index: int) -> str:
     texts = []
     for number, part in enumerate(content):
         at = f"{where}.content[{number}]"
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        if kind == "text" and isinstance(part, Mapping):
+        kind = part.get("type", "text") if isinstance(part, Mapping) else None
+        if kind == "text" and isinstance(part, Mapping):  # no type: text, as complete() reads it
             text = part.get("text")
         elif kind == "refusal" and role == "assistant" and isinstance(part, Mapping):
             text = part.get("refusal")

@@ -394,8 +394,14 @@ class _AiohttpFetcher:
         )
         during = f"{request.method} {request.shown_url} (aiohttp)"
         try:
+            # Never a redirect: the token and the prompt go to the configured origin only
+            # (a 3xx comes back as it is, and becomes the clients' redirect error).
             async with self._session.get(
-                request.url, headers=dict(request.headers), proxy=self._proxy, timeout=timeout
+                request.url,
+                headers=dict(request.headers),
+                proxy=self._proxy,
+                timeout=timeout,
+                allow_redirects=False,
             ) as response:
                 # read(n) returns what is buffered so far, not the body:
                 # gather chunks to the end (or the limit) instead.

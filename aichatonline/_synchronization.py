@@ -162,6 +162,69 @@ def sync_sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+class AsyncWakeup:
+    """A back-off wait that a close cuts short, from another task of the same loop.
+
+    Once woken it stays woken: whatever waits after that returns at once (the stream or
+    client that owns it is closing).
+    """
+
+    __slots__ = ("_event", "woken")
+
+    def __init__(self) -> None:
+        self._event: Any = None
+        self.woken = False
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or until :meth:`wake`."""
+        import anyio
+
+        event = self._event = anyio.Event()
+        try:
+            if not self.woken:  # checked after the event is set up: no wake is missed
+                with anyio.move_on_after(seconds):
+                    await event.wait()
+        finally:
+            self._event = None
+
+    def wake(self) -> None:
+        """End the wait now, and every later one."""
+        self.woken = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+
+class Wakeup:
+    """A back-off wait that a close cuts short, from another thread.
+
+    Once woken it stays woken: whatever waits after that returns at once (the stream or
+    client that owns it is closing).
+    """
+
+    __slots__ = ("_event", "woken")
+
+    def __init__(self) -> None:
+        self._event: threading.Event | None = None
+        self.woken = False
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or until :meth:`wake`."""
+        event = self._event = threading.Event()
+        try:
+            if not self.woken:  # checked after the event is set up: no wake is missed
+                event.wait(seconds)
+        finally:
+            self._event = None
+
+    def wake(self) -> None:
+        """End the wait now, and every later one."""
+        self.woken = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+
 # -- guards for a caller's own httpx client ---------------------------------------------
 
 
@@ -182,7 +245,13 @@ async def async_deadline_guard(seconds: float | None) -> AsyncIterator[bool]:
 
 @contextlib.contextmanager
 def sync_deadline_guard(seconds: float | None) -> Iterator[bool]:
-    """A blocking call cannot be cancelled: the per-operation limits bound it instead."""
+    """A blocking call cannot be cancelled: the per-operation limits bound it, and a bound
+    already past is refused before it starts (so it holds between reads).
+
+    Raises ``TimeoutError`` when ``seconds`` is zero.
+    """
+    if seconds is not None and seconds <= 0:
+        raise TimeoutError()
     yield False
 
 
@@ -203,40 +272,36 @@ def sync_shield() -> Iterator[None]:
 
 # -- the end of an event loop -----------------------------------------------------------
 
-# Per running loop: the callbacks to run when it shuts down, and the async generator that
-# carries them. ``asyncio.run`` (``shutdown_asyncgens``) and ``trio.run`` finalize the async
-# generators still alive when the loop ends, inside the loop: the generator's ``finally``
-# is the hook asyncio and trio do not otherwise have.
-_loop_ends: dict[object, tuple[list[weakref.WeakMethod[Callable[[], None]]], object]] = {}
+# ``asyncio.run`` (``shutdown_asyncgens``) and ``trio.run`` finalize the async generators
+# still alive when the loop ends, inside the loop: a generator's ``finally`` is the hook
+# asyncio and trio do not otherwise have. The caller holds the generator (nothing global
+# does): a loop that ends without finalizing its generators (``loop.close()`` alone) is
+# then freed with the caller's next loop, not kept for the life of the process.
 
 
-async def async_at_loop_end(callback: Callable[[], None]) -> None:
-    """Run the bound method ``callback`` (held weakly) when the running loop shuts down."""
+async def async_at_loop_end(callback: Callable[[object], None]) -> object:
+    """Arrange for ``callback(loop)`` (a bound method, held weakly) to run when the running
+    loop shuts down; returns the handle the caller keeps for as long as it cares."""
     loop = async_current_loop()[1]
-    entry = _loop_ends.get(loop)
-    if entry is None:
-        callbacks: list[weakref.WeakMethod[Callable[[], None]]] = []
-        guard = _guard(loop, callbacks)
-        await guard.__anext__()  # started on this loop: the loop now finalizes it
-        entry = _loop_ends[loop] = (callbacks, guard)
-    entry[0].append(weakref.WeakMethod(callback))
+    guard = _guard(loop, weakref.WeakMethod(callback))
+    await guard.__anext__()  # started on this loop: the loop now finalizes it
+    return guard
 
 
 async def _guard(
-    loop: object, callbacks: list[weakref.WeakMethod[Callable[[], None]]]
+    loop: object, reference: weakref.WeakMethod[Callable[[object], None]]
 ) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
-        _loop_ends.pop(loop, None)
-        for reference in callbacks:
-            method = reference()
-            if method is not None:
-                method()
+        method = reference()
+        if method is not None:
+            method(loop)
 
 
-def sync_at_loop_end(callback: Callable[[], None]) -> None:
+def sync_at_loop_end(callback: Callable[[object], None]) -> object:
     """Threads have no loop to end: nothing to arrange."""
+    return None
 
 
 # -- handing out items --------------------------------------------------------------------

@@ -29,6 +29,7 @@ PHRASES = [
     ("The async client, for asyncio and trio", "The blocking client, for scripts and threads"),
     ("for asyncio and trio", "that blocks (it never needs an event loop)"),
     ("asyncio and trio", "scripts and threads"),
+    ("any task or thread", "any thread"),
     ("from any task", "from any thread"),
     ("another task", "another thread"),
     ("that task's", "that thread's"),
@@ -46,6 +47,7 @@ NAMES = [
     (r"\basynccontextmanager\b", "contextmanager"),
     (r"\baclosing\b", "closing"),
     (r"\baiter_raw\b", "iter_raw"),
+    (r"\b([Aa])n ((?::class:`|``)?)(?=Async[A-Z])", r"\1 \2"),  # "an AsyncX": "a X"
     (r"\bAsync([A-Z][A-Za-z0-9_]*)", r"\1"),
     (r"\basync_([a-z][A-Za-z0-9_]*)", r"sync_\1"),
     (r"\basync def\b", "def"),
@@ -57,6 +59,9 @@ NAMES = [
     (r"\b__aiter__\b", "__iter__"),
     (r"\b__anext__\b", "__next__"),
     (r"\baclose\b", "close"),
+    # An async-only alias (``close = aclose``) is ``close = close`` here: dropped, with
+    # the comment above it.
+    (r"\n[ ]*#:[^\n]*\n[ ]*(\w+) = \1\n", "\n"),
 ]
 _COMPILED = [(re.compile(pattern), replacement) for pattern, replacement in NAMES]
 

@@ -24,6 +24,7 @@ from aichatonline import (
     DEFAULT_BASE_URL,
     APIConnectionError,
     APIError,
+    AsyncClient,
     Client,
     Completion,
     InvalidRequestError,
@@ -776,8 +777,26 @@ def test_proxy_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("AICHATONLINE_PROXY", "socks5://127.0.0.1:1080")
     with Client() as client:
         assert client.proxy == "socks5://127.0.0.1:1080"
-    with Client(proxy="https://127.0.0.1:3128") as client:
+    with Client(proxy="https://127.0.0.1:3128", base_url="http://127.0.0.1:1") as client:
         assert client.proxy == "https://127.0.0.1:3128"
+
+
+@pytest.mark.parametrize("source", ["argument", "environment"])
+def test_tls_inside_tls_is_refused_when_the_blocking_client_is_made(
+    monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    # Blocking sockets cannot run TLS inside TLS: said before any traffic, not at connect.
+    kwargs = {"proxy": "https://user:pw-1234@127.0.0.1:3128"}
+    if source == "environment":
+        monkeypatch.setenv("AICHATONLINE_PROXY", kwargs.pop("proxy"))
+    with pytest.raises(InvalidRequestError) as info:
+        Client(base_url="https://example.invalid", **kwargs)  # type: ignore[arg-type]
+    assert info.value.field == "proxy"
+    assert "TLS inside TLS" in str(info.value)
+    assert "pw-1234" not in str(info.value)
+    # The AsyncClient can, and an http:// proxy is fine for the blocking one.
+    AsyncClient(base_url="https://example.invalid", proxy="https://127.0.0.1:3128")
+    Client(base_url="https://example.invalid", proxy="http://127.0.0.1:3128").close()
 
 
 def test_own_http_client_is_used_and_left_open(server: LocalServer) -> None:

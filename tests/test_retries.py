@@ -185,7 +185,6 @@ def test_waits_are_exponential_and_capped_without_jitter() -> None:
     waits = [run.failed(drop()) for _ in range(8)]
     assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
     assert run.retries == 8
-    assert run.idle_for == pytest.approx(sum(waits))
     assert run.failed(drop()) is None  # the ninth failure: max_retries used up
     assert run.retries == 8
 

@@ -167,6 +167,20 @@ async def test_async_unknown_certificate_authority_is_refused(
             await client.complete("Hi")
 
 
+def test_trust_env_false_ignores_ssl_cert_file(
+    tls_url: str, server: LocalServer, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SSL_CERT_FILE names the test CA: trusted with trust_env (httpx's rule), not without.
+    with ca.cert_pem.tempfile() as path:
+        monkeypatch.setenv("SSL_CERT_FILE", path)
+        with (
+            Client(base_url=tls_url, max_retries=0, trust_env=False) as client,
+            pytest.raises(APIConnectionError) as info,
+        ):
+            client.complete("Hi")
+    assert isinstance(info.value.__cause__, ssl.SSLError)
+
+
 def test_tls_through_a_connect_tunnel(
     tls_url: str, server: LocalServer, trusting: ssl.SSLContext
 ) -> None:

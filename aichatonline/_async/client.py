@@ -8,7 +8,9 @@ in ``stream.py``.
 
 from __future__ import annotations
 
+import functools
 import ssl
+import threading
 import weakref
 from collections.abc import Mapping
 from types import TracebackType
@@ -91,6 +93,9 @@ class AsyncClient(BaseClient):
         self._tokens = AsyncTokens(self._transport, self.base_url, self._headers)
         self._tokens_cache = self._tokens.cache
         self._streams: weakref.WeakSet[AsyncStream] = weakref.WeakSet()
+        # Streams start in any thread while close() may run in another: a WeakSet is not
+        # safe to copy while it grows (held only around the add and the copy).
+        self._streams_lock = threading.Lock()
 
     def with_options(
         self,
@@ -195,7 +200,7 @@ class AsyncClient(BaseClient):
             headers=dict(stream.headers or {}),
         )
 
-    @property
+    @functools.cached_property
     def chat(self) -> AsyncChat:
         """OpenAI's shape: ``await client.chat.completions.create(model=..., messages=...)``."""
         return AsyncChat(self)
@@ -216,8 +221,11 @@ class AsyncClient(BaseClient):
 
         An httpx client you passed in stays open: it is yours to close.
         """
-        for stream in list(self._streams):
+        with self._streams_lock:
+            streams = list(self._streams)
+        for stream in streams:
             stream.client_closed()
+        self._tokens.wakeup.wake()
         await self._transport.aclose()
 
     @property
@@ -260,5 +268,6 @@ class AsyncClient(BaseClient):
         )
         self._check_open()
         stream = AsyncStream(call, self._transport, self._tokens)
-        self._streams.add(stream)
+        with self._streams_lock:
+            self._streams.add(stream)
         return stream

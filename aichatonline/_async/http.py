@@ -81,14 +81,12 @@ def ssl_context() -> ssl.SSLContext:
 class AsyncConnection:
     """One HTTP/1.1 connection: a request out, its answer in, then maybe the next."""
 
-    __slots__ = ("_first", "_parser", "_stream", "forward", "idle_since", "reused")
+    __slots__ = ("_first", "_parser", "_stream", "idle_since", "reused")
 
-    def __init__(self, stream: AsyncNetworkStream, *, forward: bool = False) -> None:
+    def __init__(self, stream: AsyncNetworkStream) -> None:
         self._stream = stream
         self._parser: ResponseParser | None = None
         self._first = b""
-        #: Requests go to a proxy in absolute form.
-        self.forward = forward
         #: Whether this connection served a request before (a stale one may fail at once).
         self.reused = False
         self.idle_since = 0.0
@@ -166,7 +164,7 @@ async def open_connection(route: Route, kind: str, limits: Limits) -> AsyncConne
     except BaseException:
         stream.abort()
         raise
-    return AsyncConnection(stream, forward=route.forward)
+    return AsyncConnection(stream)
 
 
 async def _tunnel(stream: AsyncNetworkStream, route: Route, limits: Limits) -> None:
@@ -214,7 +212,7 @@ async def _socks5_handshake(stream: AsyncNetworkStream, route: Route, limits: Li
     )
     connection.send(socks5.SOCKS5AuthMethodsRequest([method]))
     await _socks_exchange(stream, connection, limits)
-    reply = connection.receive_data(await _socks_read(stream, limits))
+    reply = _socks_reply(connection, await _socks_read(stream, limits))
     if not isinstance(reply, socks5.SOCKS5AuthReply) or reply.method != method:
         raise ConnectionError("the SOCKS5 proxy does not accept the authentication offered")
     if method == socks5.SOCKS5AuthMethod.USERNAME_PASSWORD:
@@ -224,7 +222,7 @@ async def _socks5_handshake(stream: AsyncNetworkStream, route: Route, limits: Li
             )
         )
         await _socks_exchange(stream, connection, limits)
-        auth = connection.receive_data(await _socks_read(stream, limits))
+        auth = _socks_reply(connection, await _socks_read(stream, limits))
         if not isinstance(auth, socks5.SOCKS5UsernamePasswordReply) or not auth.success:
             raise ConnectionError("the SOCKS5 proxy rejected the username or password")
     connection.send(
@@ -233,11 +231,21 @@ async def _socks5_handshake(stream: AsyncNetworkStream, route: Route, limits: Li
         )
     )
     await _socks_exchange(stream, connection, limits)
-    answer = connection.receive_data(await _socks_read(stream, limits))
+    answer = _socks_reply(connection, await _socks_read(stream, limits))
     succeeded = socks5.SOCKS5ReplyCode.SUCCEEDED
     if not isinstance(answer, socks5.SOCKS5Reply) or answer.reply_code != succeeded:
         code = getattr(getattr(answer, "reply_code", None), "name", "an unreadable reply")
         raise ConnectionError(f"the SOCKS5 proxy could not connect to the service ({code})")
+
+
+def _socks_reply(connection: Any, data: bytes) -> Any:
+    """The proxy's reply in ``data``; a :class:`ConnectionError` if it is not SOCKS5."""
+    from socksio.exceptions import SOCKSError
+
+    try:
+        return connection.receive_data(data)
+    except (SOCKSError, ValueError, IndexError):  # not SOCKS5 (an HTTP proxy, say)
+        raise ConnectionError("the SOCKS5 proxy sent a malformed reply") from None
 
 
 async def _socks_exchange(stream: AsyncNetworkStream, connection: Any, limits: Limits) -> None:

@@ -82,6 +82,11 @@ class _Facade:
         """The ``conversationId`` every attempt sent."""
         return self._pieces.conversation_id
 
+    @property
+    def completed(self) -> bool:
+        """Whether the whole answer arrived and was handed out."""
+        return self._pieces.completed
+
 
 class AsyncChat:
     """``client.chat``: holds ``completions``."""
@@ -236,6 +241,9 @@ class AsyncChatCompletionStream(_Facade):
         self._state = "done"
         await self._pieces.aclose()
 
+    #: openai's name for it (``await stream.close()``).
+    close = aclose
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -389,9 +397,11 @@ class AsyncConversationStream(_Facade):
             raise
 
     async def aclose(self) -> None:
-        """Stop the stream (an answer stopped early is not kept)."""
-        if not self._pieces.completed:
-            self._settled = True
+        """Stop the stream (an answer stopped early is not kept; a whole one is, even when
+        closed after its last piece but before the iteration's end)."""
+        if not self._settled and self._pieces.completed:
+            self._conversation._keep(self._text, self._pieces.text, self._epoch)
+        self._settled = True
         await self._pieces.aclose()
 
     async def __aenter__(self) -> Self:

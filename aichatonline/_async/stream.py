@@ -40,7 +40,7 @@ from .._core import (
     Sleep,
 )
 from .._exceptions import APIConnectionError, APIError, InvalidRequestError
-from .._synchronization import AsyncNext, async_close_now, async_sleep
+from .._synchronization import AsyncNext, AsyncWakeup, async_close_now
 from .transport import AsyncResponse, AsyncTransport
 
 if TYPE_CHECKING:
@@ -61,17 +61,16 @@ class AsyncStream:
 
     __slots__ = (
         "__weakref__",
+        "_batch",
         "_call",
         "_client_closed",
         "_closed",
-        "_handed",
         "_iterating",
-        "_pieces",
         "_pieces_out",
         "_response",
         "_tokens",
         "_transport",
-        "conversation_id",
+        "_wakeup",
     )
 
     def __init__(self, call: Call, transport: AsyncTransport, tokens: AsyncTokenSource) -> None:
@@ -79,31 +78,36 @@ class AsyncStream:
         self._transport = transport
         self._tokens = tokens
         self._response: AsyncResponse | None = None
-        # The batch being handed out, and the iterator over it (how far it got).
-        self._pieces: list[str] = []
-        self._handed: Iterator[str] = iter(())
+        # The batch being handed out, the iterator over it (how far it got), and the
+        # transcript's length once the batch was recorded: one tuple, published at once,
+        # so that another thread reading ``text`` sees the three agree.
+        self._batch: tuple[list[str], Iterator[str], int] = ([], iter(()), 0)
+        self._wakeup = AsyncWakeup()  # a back-off wait that closing cuts short
         # The generator sees the stream through a weak proxy: no reference cycle, so a
         # stream dropped mid-answer is finalized (and its connection closed) at once.
         self._pieces_out = _hand_out(cast("AsyncStream", weakref.proxy(self)))
         self._closed = False
         self._client_closed = False
         self._iterating = False
-        #: The ``conversationId`` sent with every attempt of this stream.
-        self.conversation_id = call.chat.conversation_id
 
     # -- what the caller sees ---------------------------------------------------------
 
     @property
     def text(self) -> str:
         """All text delivered so far (another thread may read it while the stream runs)."""
-        pieces, handed = self._pieces, self._handed
-        text = self._call.transcript.text
-        # The call counts a batch of pieces as delivered when it hands them over; the
-        # caller has seen them up to where the batch's iterator stands.
+        pieces, handed, end = self._batch
+        # The call counts a batch of pieces as delivered when it hands them over (and may
+        # have recorded the next one already); the caller has seen them up to where the
+        # published batch's iterator stands.
         pending = pieces[len(pieces) - operator.length_hint(handed) :] if pieces else pieces
         if pending:
-            text = text[: len(text) - sum(map(len, pending))]
-        return text
+            end -= sum(map(len, pending))
+        return self._call.transcript.text[:end]
+
+    @property
+    def conversation_id(self) -> str:
+        """The ``conversationId`` sent with every attempt of this stream."""
+        return self._call.chat.conversation_id
 
     @property
     def anomalies(self) -> int:
@@ -122,8 +126,12 @@ class AsyncStream:
 
     @property
     def completed(self) -> bool:
-        """Whether the whole answer arrived (not stopped early, not failed)."""
-        return self._call.next_action() is DONE
+        """Whether the whole answer arrived and was handed out (not stopped early, not
+        failed)."""
+        if self._call.next_action() is not DONE:
+            return False
+        pieces, handed, _ = self._batch
+        return not pieces or not operator.length_hint(handed)
 
     def __aiter__(self) -> Self:
         return self
@@ -136,12 +144,20 @@ class AsyncStream:
     async def aclose(self) -> None:
         """Stop the stream and release its connection (from any task, any time)."""
         self._closed = True
+        self._wakeup.wake()
         response = self._response
         if self._iterating:  # another task waits on it: wake it, and it cleans up
             if response is not None:
                 response.abort()
             return
-        await self._pieces_out.aclose()  # not running: it just ends
+        try:
+            await self._pieces_out.aclose()  # not running: it just ends
+        except (ValueError, RuntimeError):
+            # Another thread is handing out a piece of a batch this moment (``generator
+            # already executing``): end that batch after the piece, and the thread's loop
+            # sees ``_closed`` and cleans up.
+            self._cut_batch()
+            return
         if response is None:
             return
         self._response = None
@@ -181,6 +197,7 @@ class AsyncStream:
     def client_closed(self) -> None:
         """The client is closing: end this stream (from the client, any task or thread)."""
         self._client_closed = True
+        self._wakeup.wake()
         response = self._response
         if response is not None:
             response.abort()
@@ -223,8 +240,7 @@ class AsyncStream:
                     await self._release()
                     call.error_body(body)
                 elif type(action) is Sleep:
-                    left = limits.remaining()
-                    await async_sleep(action.seconds if left is None else min(action.seconds, left))
+                    await self._wakeup.sleep(action.seconds)  # the call never sleeps past total
                     call.slept()
                 elif type(action) is Raise:
                     self._closed = True
@@ -260,6 +276,15 @@ class AsyncStream:
         if response is not None:
             response.discard()
 
+    def _cut_batch(self) -> None:
+        """End the batch being handed out after the piece that may be on its way now."""
+        pieces, handed, end = self._batch
+        keep = len(pieces) - operator.length_hint(handed) + 1
+        if keep < len(pieces):
+            # Published first: a reader of ``text`` may see it short a moment, never ahead.
+            self._batch = (pieces, handed, end - sum(map(len, pieces[keep:])))
+            del pieces[keep:]  # the list's iterator stops at its new end
+
 
 async def _hand_out(stream: AsyncStream) -> AsyncGenerator[str, None]:
     """The pieces, batch by batch as the call gives them (the generator behind
@@ -273,9 +298,10 @@ async def _hand_out(stream: AsyncStream) -> AsyncGenerator[str, None]:
         if not pieces:
             return
         handed = iter(pieces)
-        stream._pieces, stream._handed = pieces, handed
+        stream._batch = (pieces, handed, stream._call.transcript.length)
         for piece in handed:
             yield piece
+    stream._discard()  # closed from another thread while a batch was handed out
 
 
 class AsyncTokenSource(Protocol):

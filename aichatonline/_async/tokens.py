@@ -4,8 +4,10 @@ Every call of a client (and of the clients ``with_options`` made from it) takes 
 from one :class:`~aichatonline._core.TokenCache`. When there is none, the first caller takes
 the lock and fetches it while the others wait (within their own time limits); whoever
 waited for a fetch that failed gets that failure too instead of fetching again
-(``TokenCache.shared_failure``). The fetch itself is a :class:`~aichatonline._core.TokenFetch`
-carried out by :func:`async_fetch_token`, with its own retries.
+(``TokenCache.shared_failure``), unless the fetcher failed for want of limits the waiter
+has (more retries, other timeouts). The fetch itself is a
+:class:`~aichatonline._core.TokenFetch` carried out by :func:`async_fetch_token`, with its
+own retries.
 
 Written once, async; ``_sync/tokens.py`` is generated from it.
 """
@@ -17,7 +19,7 @@ from typing import Protocol
 
 from .._core import Limits, Raise, Request, RetryPolicy, Send, Sleep, TokenCache, TokenFetch
 from .._exceptions import APIError
-from .._synchronization import AsyncLock, async_sleep
+from .._synchronization import AsyncLock, AsyncWakeup, async_sleep
 from .transport import AsyncTransport
 
 __all__ = ["AsyncFetcher", "AsyncTokens", "async_fetch_token"]
@@ -30,6 +32,8 @@ class AsyncTokens:
         self, transport: AsyncTransport, base_url: str, headers: Mapping[str, str]
     ) -> None:
         self.cache = TokenCache()
+        #: Cuts a fetch's back-off short when the client closes.
+        self.wakeup = AsyncWakeup()
         self._lock = AsyncLock()
         self._transport = transport
         self._base_url = base_url
@@ -48,14 +52,20 @@ class AsyncTokens:
             token = cache.token
             if token is not None:
                 return token
-            shared = cache.shared_failure(fetches_seen)
+            shared = cache.shared_failure(fetches_seen, policy, limits.timeout)
             if shared is not None:
                 raise shared
-            fetch = TokenFetch(self._base_url, self._headers, policy=policy, limits=limits)
+            fetch = TokenFetch(
+                self._base_url,
+                self._headers,
+                policy=policy,
+                limits=limits,
+                secrets=self._transport.secrets,
+            )
             try:
-                token = await async_fetch_token(self._transport, fetch)
+                token = await async_fetch_token(self._transport, fetch, self.wakeup)
             except APIError as exc:
-                cache.failed(exc)
+                cache.failed(exc, policy, limits.timeout)
                 raise
             cache.fetched(token)
             return token
@@ -71,8 +81,11 @@ class AsyncFetcher(Protocol):
     ) -> tuple[int, Mapping[str, str], bytes]: ...
 
 
-async def async_fetch_token(transport: AsyncFetcher, fetch: TokenFetch) -> str:
-    """Carry out ``fetch`` (a token request, retried as its policy says) over ``transport``."""
+async def async_fetch_token(
+    transport: AsyncFetcher, fetch: TokenFetch, wakeup: AsyncWakeup | None = None
+) -> str:
+    """Carry out ``fetch`` (a token request, retried as its policy says) over ``transport``;
+    ``wakeup`` (woken when the client closes) cuts its back-off waits short."""
     limits = fetch.limits
     while True:
         action = fetch.next_action()
@@ -83,9 +96,11 @@ async def async_fetch_token(transport: AsyncFetcher, fetch: TokenFetch) -> str:
                 fetch.failed(exc)
                 continue
             fetch.response(status, headers, body)
-        elif type(action) is Sleep:
-            left = limits.remaining()
-            await async_sleep(action.seconds if left is None else min(action.seconds, left))
+        elif type(action) is Sleep:  # the fetch never sleeps past its total
+            if wakeup is None:
+                await async_sleep(action.seconds)
+            else:
+                await wakeup.sleep(action.seconds)
             fetch.slept()
         elif type(action) is Raise:
             raise action.error

@@ -78,7 +78,11 @@ class AsyncTransport:
             raise InvalidRequestError("the client is closed")
         response = AsyncResponse(self, request)
         if self.pool is not None:
-            await response.start(limits)
+            try:
+                await response.start(limits)
+            except BaseException:  # a cancellation mid-send included: nobody else holds it
+                response.discard()
+                raise
         return response
 
     async def fetch(self, request: Request, limits: Limits) -> tuple[int, Mapping[str, str], bytes]:

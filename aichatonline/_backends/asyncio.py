@@ -22,6 +22,8 @@ task, or by garbage collection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 import threading
 from typing import Any, cast
@@ -205,6 +207,12 @@ class AsyncioStream:
         protocol = self._protocol
         protocol.aborted = True
         protocol.chunks.clear()
+        if self._loop.is_closed():
+            # A loop closed with this connection open cannot close it any more: end the TCP
+            # connection at least (the descriptor goes when the transport is collected).
+            with contextlib.suppress(OSError):
+                self._transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+            return
         self._transport.abort()
         _wake(protocol.waiter)
         _wake(protocol.drain_waiter)

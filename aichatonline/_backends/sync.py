@@ -17,6 +17,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 
 from . import is_socket_readable
 
@@ -77,11 +78,20 @@ class SyncStream:
                 sent = self._sock.send(data, _DONTWAIT)
             except BlockingIOError:
                 sent = 0
+            except OSError:
+                if self._aborted:
+                    raise ConnectionAbortedError("the connection was closed") from None
+                raise
             if sent == len(data):
                 return
             data = data[sent:]
         self._set_timeout(timeout)
-        self._sock.sendall(data)
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            if self._aborted:  # closed by its owner: not a stale connection to retry on
+                raise ConnectionAbortedError("the connection was closed") from None
+            raise
 
     def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str, timeout: float | None
@@ -122,12 +132,34 @@ class SyncBackend:
     """Opens blocking TCP connections."""
 
     def connect_tcp(self, host: str, port: int, timeout: float | None) -> SyncStream:
-        """Connect to ``host:port`` within ``timeout`` seconds."""
+        """Connect to ``host:port`` within ``timeout`` seconds, all addresses together.
+
+        ``socket.create_connection`` would give each address the whole timeout (two
+        addresses that never answer: twice the limit); here they share one deadline. The
+        name lookup itself cannot be bounded by a blocking call (the resolver has no
+        timeout parameter); it is the system resolver's own (a few seconds).
+        """
         if timeout is not None and timeout <= 0:
             raise TimeoutError()
-        if timeout is not None:
-            timeout = min(timeout, _LONGEST)
-        sock = socket.create_connection((host, port), timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + min(timeout, _LONGEST)
+        error: OSError = OSError(f"no address found for {host!r}")
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        ):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError()
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(None if left is None else max(left, 0.001))
+                sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            break
+        else:
+            raise error
         with contextlib.suppress(OSError):  # already gone: the first read says so
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return SyncStream(sock)

@@ -156,6 +156,7 @@ class Call:
         "_inflate",
         "_refreshed",
         "_request",
+        "_secrets",
         "_skipped_before",
         "_status",
         "_token",
@@ -180,8 +181,10 @@ class Call:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         json_loads: Callable[[bytes], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.chat = chat
+        self._secrets = secrets  # the proxy's credentials: a proxy may echo them
         self.tokens = tokens
         #: The retry policy of this call (its token fetch, if it needs one, follows it too).
         self.policy = policy
@@ -220,8 +223,8 @@ class Call:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """What no message may repeat: the token in use."""
-        return (self._token,) if self._token else ()
+        """What no message may repeat: the token in use, and the proxy's credentials."""
+        return (self._token, *self._secrets) if self._token else self._secrets
 
     # -- events in, actions out -------------------------------------------------------
 
@@ -267,14 +270,24 @@ class Call:
     def error_body(self, body: bytes) -> None:
         """The start of a refused response's body: the status becomes a typed error."""
         assert self.headers is not None
-        self.failed(status_error(self._status, self.headers, body, request=self._request))
+        self.failed(
+            status_error(
+                self._status, self.headers, body, request=self._request, secrets=self._secrets
+            )
+        )
 
     def receive(self, data: bytes) -> list[str]:
         """Body bytes arrived: the pieces to hand to the caller now (all of them)."""
-        if self._inflate is not None:
-            data = self._inflate.decompress(data)
-        assert self._decoder is not None
-        pieces = self._decoder.feed(data)
+        decoder, inflate = self._decoder, self._inflate
+        assert decoder is not None
+        if inflate is None:
+            pieces = decoder.feed(data)
+        else:
+            # A bounded chunk at a time (a small read may expand a thousandfold); an error
+            # line stops it, to be raised, in order, by the next feed.
+            pieces = decoder.feed(inflate.decompress(data))
+            while inflate.pending and decoder.error is None:
+                pieces += decoder.feed(inflate.decompress(b""))
         if not pieces:
             return pieces
         self.limits.disarm_first_piece()
@@ -359,7 +372,7 @@ class Call:
 class TokenFetch:
     """One fetch of a unique id, with its own retries: ``Send`` until ``Done`` or ``Raise``."""
 
-    __slots__ = ("_action", "_attempts", "_base_url", "_headers", "_request", "limits")
+    __slots__ = ("_action", "_attempts", "_base_url", "_headers", "_request", "_secrets", "limits")
 
     def __init__(
         self,
@@ -368,8 +381,10 @@ class TokenFetch:
         *,
         policy: RetryPolicy,
         limits: Limits,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self._base_url = base_url
+        self._secrets = secrets  # the proxy's credentials: a proxy may echo them
         self._headers = headers
         self.limits = limits
         self._attempts = Attempts(policy, limits, "the token fetch")
@@ -388,7 +403,9 @@ class TokenFetch:
             except ProtocolError as exc:
                 self.failed(exc)
         else:
-            self.failed(status_error(status, headers, body, request=self._request))
+            self.failed(
+                status_error(status, headers, body, request=self._request, secrets=self._secrets)
+            )
 
     def failed(self, exc: APIError) -> None:
         """The attempt failed: Sleep and try again, or Raise."""

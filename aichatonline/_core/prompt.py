@@ -111,7 +111,10 @@ def normalize_messages(messages: Messages | str) -> list[tuple[str, str]]:
             raise InvalidRequestError(
                 f"messages[{index}] has no 'content'", index=index, field="content"
             )
-        pairs.append((role, _content_text(message["content"], index)))
+        content = message["content"]
+        if content is None and role == "assistant":  # OpenAI's assistant turn without text
+            content = ""
+        pairs.append((role, _content_text(content, index)))
     return pairs
 
 

@@ -5,6 +5,12 @@ Every message the SDK builds from something a server or a library said passes th
 credentials never reaches an error message or a log line. A secret is masked in every
 form a message may show it in: as it is, percent-encoded (as in a URL), and escaped as
 Python's ``repr`` of the text or of its bytes would escape it (as in httpcore's logs).
+
+A secret of at least :data:`MIN_ANYWHERE` characters is masked wherever it appears. A
+shorter one would also match ordinary words (a password ``t`` in "Connection refused"),
+so it is masked only where it can stand as a credential: in the userinfo of a URL (always
+masked whole) and in the value of an ``Authorization``, ``Proxy-Authorization`` or
+``UniqueId`` header.
 """
 
 from __future__ import annotations
@@ -16,7 +22,15 @@ from urllib.parse import quote
 __all__ = ["redact", "sanitized", "secret_forms"]
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]*)@")
+# A credential header and its value, as text, a dict's repr or httpcore's byte pairs show it:
+# ``Authorization: Basic x``, ``'authorization': 'Bearer x'``, ``(b'UniqueId', b'x')``.
+_CREDENTIAL_HEADER = re.compile(
+    r"(?i)(?P<name>\b(?:proxy-)?authorization|\buniqueid)"
+    r"(?P<separator>['\"]?\s*[:=,]\s*b?['\"]?)(?P<value>[^'\"\r\n]*)"
+)
 MASK = "***"
+#: The length from which a secret is masked wherever it appears (shorter ones: see above).
+MIN_ANYWHERE = 4
 
 
 @functools.lru_cache(maxsize=256)
@@ -33,13 +47,40 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """``text`` with URL credentials and each of ``secrets`` (in any form) replaced by ``***``."""
+    """``text`` with URL credentials and each of ``secrets`` (in any form) replaced by ``***``.
+
+    A secret shorter than :data:`MIN_ANYWHERE` is masked only where a credential stands:
+    in a URL's userinfo and in the value of a credential header.
+    """
+    short: list[str] = []
     for secret in secrets:
-        if secret:
-            for form in secret_forms(secret):
-                if form in text:
-                    text = text.replace(form, MASK)
-    return _USERINFO.sub(r"\g<scheme>***@", text)
+        if not secret:
+            continue
+        if len(secret) < MIN_ANYWHERE:
+            short.append(secret)
+            continue
+        text = _mask(text, secret)
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    if short:
+        text = _CREDENTIAL_HEADER.sub(lambda match: _mask_header(match, short), text)
+    return text
+
+
+def _mask(text: str, secret: str) -> str:
+    for form in secret_forms(secret):
+        if form in text:
+            text = text.replace(form, MASK)
+    return text
+
+
+def _mask_header(match: re.Match[str], secrets: list[str]) -> str:
+    value = match["value"]
+    scheme, space, credentials = value.partition(" ")
+    if not space:  # no auth scheme before the credentials (the UniqueId header)
+        scheme, credentials = "", value
+    for secret in sorted(secrets, key=len, reverse=True):
+        credentials = _mask(credentials, secret)
+    return f"{match['name']}{match['separator']}{scheme}{space}{credentials}"
 
 
 def sanitized(exc: BaseException, *secrets: str | None) -> BaseException:
@@ -66,7 +107,10 @@ def _sanitized(exc: BaseException, secrets: tuple[str, ...], depth: int) -> Base
         try:
             copy = type(exc).__new__(type(exc))
             copy.__dict__.update(getattr(exc, "__dict__", {}))
-            copy.args = (redact(text, *secrets),)
+            if isinstance(exc, OSError) and isinstance(copy, OSError):
+                _copy_os_error(exc, copy, secrets)
+            else:
+                copy.args = (redact(text, *secrets),)
         except (TypeError, AttributeError):
             copy = RuntimeError(f"{type(exc).__name__}: {redact(text, *secrets)}")
         copy.__traceback__ = exc.__traceback__
@@ -76,3 +120,18 @@ def _sanitized(exc: BaseException, secrets: tuple[str, ...], depth: int) -> Base
         copy.__cause__ = clean_cause
         copy.__suppress_context__ = True
     return copy
+
+
+def _copy_os_error(exc: OSError, copy: OSError, secrets: tuple[str, ...]) -> None:
+    """Fill ``copy`` as ``exc`` with its texts masked: ``errno``, ``strerror`` and the file
+    names kept apart, as ``str()`` and code that reads ``errno`` expect them."""
+
+    def clean(value: object) -> object:
+        return redact(value, *secrets) if isinstance(value, str) else value
+
+    copy.args = tuple(clean(arg) for arg in exc.args)
+    # Set only when the original has them: a file name set to None would still be shown.
+    for name in ("errno", "strerror", "filename", "filename2"):
+        value = getattr(exc, name)
+        if value is not None:
+            setattr(copy, name, clean(value))

@@ -189,11 +189,10 @@ def _retrying(policy: RetryPolicy, limits: Limits, what: str) -> tenacity.Retryi
 class Attempts:
     """The attempts of one call or token fetch: ``failed(exc)`` says wait this long, or stop.
 
-    ``retries`` counts the retries granted so far (over every budget, see :meth:`reset`);
-    ``idle_for`` the seconds of back-off tenacity planned.
+    ``retries`` counts the retries granted so far (over every budget, see :meth:`reset`).
     """
 
-    __slots__ = ("_limits", "_policy", "_retrying", "_state", "_what", "idle_for", "retries")
+    __slots__ = ("_limits", "_policy", "_retrying", "_state", "_what", "retries")
 
     def __init__(self, policy: RetryPolicy, limits: Limits, what: str) -> None:
         self._policy = policy
@@ -202,7 +201,6 @@ class Attempts:
         self._retrying: tenacity.Retrying | None = None
         self._state: tenacity.RetryCallState | None = None
         self.retries = 0
-        self.idle_for = 0.0
 
     def failed(self, exc: APIError) -> float | None:
         """Record a failed attempt: the seconds to wait before the next, or ``None`` to stop."""
@@ -228,7 +226,6 @@ class Attempts:
             return None
         state.prepare_for_next_attempt()
         self.retries += 1
-        self.idle_for += float(action)
         return float(action)
 
     def reset(self) -> None:

@@ -4,8 +4,9 @@
 with ``with_options``) shares, and the bookkeeping of fetching it in a single flight: the
 I/O layer takes a lock, and the first caller fetches while the others wait; whoever waited
 for a fetch that failed gets that same failure instead of starting a fetch of its own
-(``shared_failure``). A rejected token is dropped only if it is still the current one, as a
-concurrent call may have replaced it already.
+(``shared_failure``), unless the failure came from the fetcher's own limits. A rejected
+token is dropped only if it is still the current one, as a concurrent call may have
+replaced it already.
 
 :class:`CookieJar` keeps the cookies the service sets, as the original's browser-like
 session did, and sends them back. The client talks to one origin only, so there is no
@@ -19,6 +20,8 @@ import copy
 from collections.abc import Iterable
 
 from .._exceptions import APIError, InvalidRequestError
+from .retries import RetryPolicy
+from .timeouts import Timeout
 from .wire import is_header_token
 
 __all__ = ["CookieJar", "TokenCache"]
@@ -27,13 +30,16 @@ __all__ = ["CookieJar", "TokenCache"]
 class TokenCache:
     """The unique id a client's calls share, and the single-flight bookkeeping of its fetch."""
 
-    __slots__ = ("_error", "_token", "fetches")
+    __slots__ = ("_error", "_limits_of_error", "_token", "fetches")
 
     def __init__(self) -> None:
         self._token: str | None = None
         #: How many fetches finished (a waiter compares it with what it saw before waiting).
         self.fetches = 0
         self._error: APIError | None = None
+        # The retry budget and time limits of the fetch that failed: a waiter with more
+        # of either would not have failed the same way (see shared_failure).
+        self._limits_of_error: tuple[RetryPolicy, Timeout] | None = None
 
     @property
     def token(self) -> str | None:
@@ -59,15 +65,30 @@ class TokenCache:
         self.fetches += 1
         self._token, self._error = token, None
 
-    def failed(self, error: APIError) -> None:
-        """A fetch failed: whoever was waiting for it gets ``error`` too."""
+    def failed(self, error: APIError, policy: RetryPolicy, timeout: Timeout) -> None:
+        """A fetch made with ``policy`` and ``timeout`` failed with ``error``."""
         self.fetches += 1
         self._error = error
+        self._limits_of_error = (policy, timeout)
 
-    def shared_failure(self, fetches_seen: int) -> APIError | None:
-        """The failure of a fetch that finished while the caller waited, as its own copy."""
+    def shared_failure(
+        self, fetches_seen: int, policy: RetryPolicy, timeout: Timeout
+    ) -> APIError | None:
+        """The failure of a fetch that finished while the caller waited, as its own copy.
+
+        Shared only when the caller would have failed the same way: the failure does not
+        depend on the caller (a refusal that no retry mends), or the caller has the same
+        time limits and no more retries than the fetcher. Any other caller (the fetcher
+        gave up on its own short ``timeout`` or ``max_retries=0``) fetches for itself.
+        """
         failed = self._error
         if self.fetches == fetches_seen or failed is None:
+            return None
+        assert self._limits_of_error is not None
+        their_policy, their_timeout = self._limits_of_error
+        if their_policy.should_retry(failed) and (
+            policy.max_retries > their_policy.max_retries or timeout != their_timeout
+        ):
             return None
         error = copy.copy(failed)  # each caller raises its own object, cause kept
         error.__cause__ = failed.__cause__
@@ -99,9 +120,11 @@ class CookieJar:
 
     def header(self) -> str | None:
         """The ``Cookie`` header value to send, or ``None`` with no cookies."""
-        if not self._cookies:
+        # A copy first: another thread's update() may add a cookie while this one reads.
+        cookies = self._cookies.copy()  # one C call: atomic under the GIL
+        if not cookies:
             return None
-        return "; ".join(f"{name}={value}" for name, value in self._cookies.items())
+        return "; ".join(f"{name}={value}" for name, value in cookies.items())
 
     def __len__(self) -> int:
         return len(self._cookies)

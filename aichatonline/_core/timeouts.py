@@ -78,7 +78,9 @@ class Timeout:
     ``Timeout(5)`` sets the four per-operation limits to 5 s, as ``httpx.Timeout(5)``
     does; ``Timeout(5, connect=2)`` then changes one. A limit not given keeps its default
     (connect 10 s, read 60 s, write 30 s, pool 30 s). ``read`` is the longest silence
-    between two reads, so a long answer that keeps coming is never cut.
+    between two reads, so a long answer that keeps coming is never cut. ``pool`` only
+    matters for an ``http_client=`` of yours: the SDK's own pool has no cap on open
+    connections, so no call ever waits for one.
 
     ``total`` bounds a whole call: the token fetch, every attempt, the back-off between
     them and the streaming of the answer (default: no bound). ``first_piece`` bounds the

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .._exceptions import (
     APIStatusError,
@@ -78,6 +78,7 @@ _PREVIEW_CHARS = 300
 _json_string = json.encoder.encode_basestring
 _CHALLENGE_MARKER = b"<title>just a moment...</title>"
 _BRACKETED_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[0-9]*)?")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def normalize_base_url(url: str) -> str:
     :class:`InvalidRequestError`: control characters or spaces, a malformed IPv6 host, a
     port out of range, a query or fragment, and credentials (``user:pass@``: the service
     has no such authentication, and they would show wherever the URL is shown; the message
-    never repeats them).
+    never repeats them). A non-ASCII host is IDNA-encoded (``xn--``) and a non-ASCII path
+    percent-encoded as UTF-8, as a browser would: what goes on the wire is ASCII.
     """
     if not isinstance(url, str):
         raise InvalidRequestError(
@@ -158,6 +160,10 @@ def normalize_base_url(url: str) -> str:
         raise InvalidRequestError(
             f"base_url must look like 'https://host[:port]', got {shown!r}", field="base_url"
         )
+    if not rest.isascii():
+        # What goes on the wire is ASCII: an IDNA host, a percent-encoded UTF-8 path.
+        rest = _ascii_rest(rest, shown)
+        url = f"{scheme}://{rest}"
     netloc = rest.split("/", 1)[0]
     if netloc.startswith("[") and _BRACKETED_HOST.fullmatch(netloc) is None:
         raise InvalidRequestError(
@@ -177,6 +183,37 @@ def normalize_base_url(url: str) -> str:
     if parts.query or parts.fragment or "?" in rest or "#" in rest:
         raise InvalidRequestError("base_url must not contain a query or fragment", field="base_url")
     return f"{scheme.lower()}://{rest.rstrip('/')}"
+
+
+def _ascii_rest(rest: str, shown: str) -> str:
+    """``host[:port][/path]`` in ASCII: the host IDNA-encoded, the path's non-ASCII
+    characters percent-encoded as UTF-8 (``%XX`` escapes and ``/`` kept as they are)."""
+    netloc, slash, path = rest.partition("/")
+    if not netloc.isascii():
+        host, colon, port = netloc, "", ""
+        if not netloc.startswith("["):
+            head, colon, tail = netloc.rpartition(":")
+            if colon:
+                host, port = head, tail
+        if not port.isascii():
+            raise InvalidRequestError(
+                f"base_url has a port that is not a number: {shown!r}", field="base_url"
+            )
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:  # an empty or too long label, a prohibited character
+            raise InvalidRequestError(
+                f"base_url has a host name that cannot be encoded for DNS (IDNA): {shown!r}",
+                field="base_url",
+            ) from None
+        netloc = f"{host}{colon}{port}"
+    try:
+        path = _NON_ASCII.sub(lambda match: quote(match.group(), safe=""), path)
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for it
+        raise InvalidRequestError(
+            f"base_url has a path that is not valid Unicode: {shown!r}", field="base_url"
+        ) from None
+    return f"{netloc}{slash}{path}"
 
 
 @dataclass(frozen=True)

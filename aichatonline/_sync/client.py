@@ -9,7 +9,9 @@ in ``stream.py``.
 
 from __future__ import annotations
 
+import functools
 import ssl
+import threading
 import weakref
 from collections.abc import Mapping
 from types import TracebackType
@@ -92,6 +94,9 @@ class Client(BaseClient):
         self._tokens = Tokens(self._transport, self.base_url, self._headers)
         self._tokens_cache = self._tokens.cache
         self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
+        # Streams start in any thread while close() may run in another: a WeakSet is not
+        # safe to copy while it grows (held only around the add and the copy).
+        self._streams_lock = threading.Lock()
 
     def with_options(
         self,
@@ -196,7 +201,7 @@ class Client(BaseClient):
             headers=dict(stream.headers or {}),
         )
 
-    @property
+    @functools.cached_property
     def chat(self) -> Chat:
         """OpenAI's shape: ``client.chat.completions.create(model=..., messages=...)``."""
         return Chat(self)
@@ -217,8 +222,11 @@ class Client(BaseClient):
 
         An httpx client you passed in stays open: it is yours to close.
         """
-        for stream in list(self._streams):
+        with self._streams_lock:
+            streams = list(self._streams)
+        for stream in streams:
             stream.client_closed()
+        self._tokens.wakeup.wake()
         self._transport.close()
 
     @property
@@ -261,5 +269,6 @@ class Client(BaseClient):
         )
         self._check_open()
         stream = Stream(call, self._transport, self._tokens)
-        self._streams.add(stream)
+        with self._streams_lock:
+            self._streams.add(stream)
         return stream

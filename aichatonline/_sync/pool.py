@@ -3,7 +3,8 @@
 
 The SDK talks to one origin, so the pool is a stack of idle connections and nothing more:
 taking one and giving one back are O(1) list operations (which is also why it needs no
-lock in the blocking twin: ``list.pop`` and ``list.append`` are atomic). No cap on open
+lock in the blocking twin: ``list.pop`` and ``list.append`` are atomic, and a connection
+given back while another thread closes the pool is closed by whichever comes second). No cap on open
 connections: a cap would queue one stream behind another. At most ``max_idle`` are kept
 (the keep-alive limit), each for ``keepalive_expiry`` seconds; an idle one the server has
 closed is noticed (it turned readable) and dropped instead of used.
@@ -50,6 +51,7 @@ class ConnectionPool:
         self._idle: list[Connection] = []
         self._kind: str | None = None
         self._loop: object = None
+        self._loop_guard: object = None  # keeps the loop-end hook of self._loop alive
         self.closed = False
         # Connections handed out and not released or discarded yet: closing the pool
         # wakes whoever waits on one of them.
@@ -75,14 +77,19 @@ class ConnectionPool:
                     "make one client per event loop backend"
                 )
             # Connections belong to the loop that made them. Those left from a loop that
-            # ended were closed as it ended (loop_ended); others cannot be touched here.
-            self._idle = []
+            # ended were closed as it ended (loop_ended); a loop closed without finalizing
+            # its generators left some, which are ended now as far as a dead loop allows.
+            idle, self._idle = self._idle, []
+            for connection in idle:
+                connection.close()
             self._kind, self._loop = kind, loop
-            sync_at_loop_end(self.loop_ended)
+            self._loop_guard = sync_at_loop_end(self.loop_ended)
         return kind
 
-    def loop_ended(self) -> None:
-        """The pool's event loop is shutting down: close the idle connections while it can."""
+    def loop_ended(self, loop: object) -> None:
+        """The event loop ``loop`` is shutting down: close the idle connections while it can."""
+        if loop is not self._loop:
+            return  # the guard of an earlier loop, finalized late
         self._loop = None
         idle, self._idle = self._idle, []
         for connection in idle:
@@ -124,11 +131,15 @@ class ConnectionPool:
     def release(self, connection: Connection) -> None:
         """Its answer was read to the end: keep the connection for the next request."""
         self._active.discard(connection)
-        if self.closed or not connection.reusable or len(self._idle) >= self._max_idle:
+        if not connection.reusable or len(self._idle) >= self._max_idle:
             connection.close()
             return
         connection.idle_since = time.monotonic()
         self._idle.append(connection)
+        # Checked after the append: a close() in another thread either took it with the
+        # idle ones or is seen here.
+        if self.closed:
+            connection.close()
 
     def discard(self, connection: Connection) -> None:
         """Its answer broke off (or was abandoned): close the connection, never reuse it."""

@@ -83,6 +83,11 @@ class _Facade:
         """The ``conversationId`` every attempt sent."""
         return self._pieces.conversation_id
 
+    @property
+    def completed(self) -> bool:
+        """Whether the whole answer arrived and was handed out."""
+        return self._pieces.completed
+
 
 class Chat:
     """``client.chat``: holds ``completions``."""
@@ -388,9 +393,11 @@ class ConversationStream(_Facade):
             raise
 
     def close(self) -> None:
-        """Stop the stream (an answer stopped early is not kept)."""
-        if not self._pieces.completed:
-            self._settled = True
+        """Stop the stream (an answer stopped early is not kept; a whole one is, even when
+        closed after its last piece but before the iteration's end)."""
+        if not self._settled and self._pieces.completed:
+            self._conversation._keep(self._text, self._pieces.text, self._epoch)
+        self._settled = True
         self._pieces.close()
 
     def __enter__(self) -> Self:

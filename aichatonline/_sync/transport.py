@@ -77,7 +77,11 @@ class Transport:
             raise InvalidRequestError("the client is closed")
         response = Response(self, request)
         if self.pool is not None:
-            response.start(limits)
+            try:
+                response.start(limits)
+            except BaseException:  # a cancellation mid-send included: nobody else holds it
+                response.discard()
+                raise
         return response
 
     def fetch(self, request: Request, limits: Limits) -> tuple[int, Mapping[str, str], bytes]:
@@ -248,7 +252,7 @@ class Response:
                 response.close()
 
     def abort(self) -> None:
-        """Wake whoever reads this response, from any thread or thread; they discard it."""
+        """Wake whoever reads this response, from any thread; they discard it."""
         connection = self._connection
         if connection is not None:
             connection.abort()

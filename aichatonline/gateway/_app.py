@@ -1,7 +1,8 @@
 """``create_app(...)``: the gateway as an ASGI application (Starlette), for any ASGI server.
 
-Layers, outermost first: CORS (only with ``cors_origins``), the API-key check (only with an
-``api_key``; ``/health`` stays open for load balancers), then Starlette's router::
+Layers, outermost first: CORS (only with ``cors_origins``), the API-key check (with an
+``api_key``) or else the loopback check (without one, unless ``no_auth``), then Starlette's
+router. ``/health`` passes both checks, for load balancers::
 
     GET  /v1/models              the provider's models and aliases (a ModelPage)
     GET  /v1/models/{id}         one of them, or 404 model_not_found
@@ -36,8 +37,14 @@ from .._core import MODEL_ALIASES, MODELS
 from .._openai import check_model
 from ..types import Model, ModelPage
 from ._chat import ChatEndpoint, Gateway
-from ._errors import INVALID_API_KEY, Failure, failure_for
-from ._settings import API_KEY_ENV, DEFAULT_BUFFER_CHARS, DEFAULT_MAX_BODY_BYTES, GatewaySettings
+from ._errors import INVALID_API_KEY, LOOPBACK_ONLY, Failure, failure_for
+from ._settings import (
+    API_KEY_ENV,
+    DEFAULT_BUFFER_CHARS,
+    DEFAULT_MAX_BODY_BYTES,
+    GatewaySettings,
+    is_loopback,
+)
 from ._settings import DEFAULT_MAX_CONCURRENCY as _MAX_CONCURRENCY
 from ._sse import dumps
 
@@ -61,13 +68,18 @@ def create_app(
     buffer_chars: int = DEFAULT_BUFFER_CHARS,
     cors_origins: Sequence[str] = (),
     trust_env: bool = True,
+    no_auth: bool = False,
     settings: GatewaySettings | None = None,
 ) -> Starlette:
     """The OpenAI-compatible gateway as an ASGI app: ``uvicorn --factory
     aichatonline.gateway:create_app`` (configured by the environment) or your own call.
 
     - ``api_key``: the key clients must send (``Authorization: Bearer KEY``); default
-      ``$AICHATONLINE_GATEWAY_API_KEY``; neither: no key is asked for.
+      ``$AICHATONLINE_GATEWAY_API_KEY``. Neither: no key is asked for, and only clients on
+      loopback are served (``scope["client"]`` a loopback address, or absent as on a Unix
+      socket); others get 403 ``api_key_required``, so a server listening on
+      ``0.0.0.0`` without a key is not an open relay. ``no_auth=True`` serves every client
+      without a key (behind a proxy that authenticates them itself).
     - ``base_url``, ``proxy``, ``timeout`` (seconds, as the SDK's ``timeout=``),
       ``max_retries``: the SDK client's settings (defaults: the SDK's, which read
       ``AICHATONLINE_BASE_URL`` and ``AICHATONLINE_PROXY``).
@@ -96,6 +108,7 @@ def create_app(
             buffer_chars=buffer_chars,
             cors_origins=tuple(cors_origins),
             trust_env=trust_env,
+            no_auth=no_auth,
         )
     AsyncClient(**settings.client_options())  # check the SDK settings now (no I/O yet)
     gateway = Gateway(settings)
@@ -124,6 +137,8 @@ def create_app(
         )
     if settings.api_key is not None:
         middleware.append(Middleware(_KeyCheck, api_key=settings.api_key))
+    elif not settings.no_auth:
+        middleware.append(Middleware(_LoopbackOnly))
     app = Starlette(
         routes=[
             Route("/v1/models", _list_models, methods=["GET"]),
@@ -166,6 +181,26 @@ class _KeyCheck:
             digest = hashlib.sha256(token.strip()).digest()
             if scheme.lower() != b"bearer" or not hmac.compare_digest(digest, self._digest):
                 await INVALID_API_KEY.send(send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _LoopbackOnly:
+    """Without an API key: 403 unless the client is on loopback, judged on each request.
+
+    ``scope["client"]`` is the peer's address (behind a reverse proxy on this machine, the
+    address uvicorn takes from ``X-Forwarded-For`` when it trusts the proxy). ``None`` (uvicorn
+    on a Unix socket, which only processes of this machine can reach) counts as loopback.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+            client = scope.get("client")
+            if client is not None and not (client and is_loopback(str(client[0]))):
+                await LOOPBACK_ONLY.send(send)
                 return
         await self.app(scope, receive, send)
 

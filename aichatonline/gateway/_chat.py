@@ -4,8 +4,9 @@ Request flow (a raw ASGI endpoint, so the body, the response head and disconnect
 our hands):
 
 1. Concurrency: past ``max_concurrency`` requests in this worker, 429 at once.
-2. Body: at most ``max_body_bytes`` (413), JSON (400), checked by
-   ``aichatonline._openai.check_chat_params`` (400 naming ``param``, 404 unknown model).
+2. Body: at most ``max_body_bytes`` (413), JSON (400, also when nested too deeply for the
+   parser), checked by ``aichatonline._openai.check_chat_params`` (400 naming ``param``,
+   404 unknown model).
 3. ``stream=false``: ``await client.complete(messages)`` -> one ``chat.completion``.
    ``stream=true``: ``client.stream(messages)``, pumped into a :class:`~._sse.Pipe`; the
    SSE head goes out only once the first piece is in hand, so a request that fails before
@@ -32,7 +33,7 @@ import anyio.abc
 from .. import AsyncClient, AsyncStream
 from .._openai import ChatParams, check_chat_params, new_completion_id
 from ..types import ChatCompletion, ChatCompletionMessage, Choice
-from ._errors import CONCURRENCY_LIMIT, Failure, failure_for
+from ._errors import CLIENT_CLOSED, CONCURRENCY_LIMIT, Failure, failure_for
 from ._settings import GatewaySettings
 from ._sse import ChunkEncoder, Pipe, dumps
 
@@ -104,7 +105,7 @@ class ChatEndpoint:
             return
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply (``[[[[...``)
             await Failure.invalid(
                 400, "We could not parse the JSON body of your request.", code="invalid_json"
             ).send(send)
@@ -152,7 +153,7 @@ class ChatEndpoint:
             text = await client.complete(params.messages)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an error answer
             request.done = True
-            await failure_for(exc).send(send)
+            await _failure(client, exc).send(send)
             return
         completion = ChatCompletion(
             id=new_completion_id(),
@@ -189,7 +190,7 @@ class ChatEndpoint:
             stream = client.stream(params.messages)
         except Exception as exc:  # noqa: BLE001 - e.g. the SDK's own input checks
             request.done = True
-            await failure_for(exc).send(send)
+            await _failure(client, exc).send(send)
             return
         pipe = Pipe(self.gateway.settings.buffer_chars)
         group.start_soon(_pump, stream, pipe)
@@ -197,7 +198,7 @@ class ChatEndpoint:
             pieces = await pipe.take()
             if not pieces and pipe.error is not None:  # failed before the first piece
                 request.done = True
-                await failure_for(pipe.error).send(send)
+                await _failure(client, pipe.error).send(send)
                 return
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             data = encoder.start()
@@ -208,7 +209,7 @@ class ChatEndpoint:
                 if finished:
                     request.done = True
                     error = pipe.error
-                    data += encoder.end() if error is None else failure_for(error).event()
+                    data += encoder.end() if error is None else _failure(client, error).event()
                 await send({"type": "http.response.body", "body": data, "more_body": not finished})
                 if finished:
                     return
@@ -216,6 +217,20 @@ class ChatEndpoint:
                 data = b""
         finally:
             self.gateway.peak_buffered = max(self.gateway.peak_buffered, pipe.peak)
+
+
+def _failure(client: AsyncClient, exc: BaseException) -> Failure:
+    """The answer for ``exc`` from ``client``: 503 if the client was closed under the request.
+
+    A closed SDK client (the lifespan closes it at shutdown) raises whatever the request was
+    doing when it noticed: ``InvalidRequestError("the client is closed")`` for a new attempt,
+    an ``APIConnectionError`` or ``StreamInterrupted`` for one in progress. None of them is the
+    caller's fault or the service's: the gateway is going away, and a retry will find another.
+    ``AsyncClient.aclose()`` marks the client closed before anything in flight can fail.
+    """
+    if client.is_closed:
+        return CLIENT_CLOSED
+    return failure_for(exc)
 
 
 async def _pump(stream: AsyncStream, pipe: Pipe) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import os
 import sys
 from typing import Any
 
 from .._config import BASE_URL_ENV, PROXY_ENV
-from ._settings import API_KEY_ENV, DEFAULT_MAX_CONCURRENCY
+from ._settings import API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, is_loopback
 
 __all__ = ["EXTRA_HINT", "add_parser", "announce_line", "run"]
 
@@ -40,8 +39,10 @@ Clients use it as they use OpenAI's API:
             "content": "Hello"}}]}}'
 
 It listens on 127.0.0.1 unless told otherwise, and refuses another interface without an
-API key (--no-auth to allow it anyway). Each worker process has its own SDK client and
-stores nothing between requests: add workers, processes or machines behind a load balancer.
+API key (--no-auth to allow it anyway). Without a key (and without --no-auth) it answers
+403 to every client not on this machine's loopback. Each worker process has its own SDK
+client and stores nothing between requests: add workers, processes or machines behind a
+load balancer.
 """
 
 
@@ -100,7 +101,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     guard.add_argument(
         "--no-auth",
         action="store_true",
-        help="allow listening on a non-loopback address without an API key",
+        help="serve clients on any address without an API key (behind an authenticating proxy)",
     )
     guard.add_argument(
         "--cors-origin",
@@ -145,15 +146,6 @@ def announce_line(host: str, port: int) -> str:
     return f"aichatonline gateway: serving on http://{shown}:{port}/v1"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
-
-
 def run(args: argparse.Namespace) -> int:
     """The ``gateway`` command: 0 after a clean stop, 1 if it could not start, 2 on bad use."""
     try:
@@ -166,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     from ._settings import GatewaySettings
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    if api_key is None and not args.no_auth and not _is_loopback(args.host):
+    if api_key is None and not args.no_auth and not is_loopback(args.host):
         print(
             f"aichatonline: refusing to serve on {args.host} without an API key: anyone who "
             f"reaches it could use it. Set {API_KEY_ENV} (or --api-key), or pass --no-auth.",
@@ -196,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency,
             cors_origins=tuple(args.cors_origin),
             trust_env=not args.local,
+            no_auth=args.no_auth,
         )
         started = serve(
             settings,

@@ -3,6 +3,8 @@
 =====  =====================  ==============================================================
 400    invalid_request_error  bad JSON, a bad or unsupported parameter (named in ``param``)
 401    invalid_request_error  missing or wrong API key (``invalid_api_key``)
+403    invalid_request_error  no API key is set and the client is not on loopback
+                              (``api_key_required``)
 404    invalid_request_error  unknown model (``model_not_found``) or route
 405    invalid_request_error  a known route with another method
 408    invalid_request_error  the request body did not arrive in time (``request_timeout``)
@@ -12,6 +14,9 @@
                               limit (``concurrency_limit_exceeded``, ``Retry-After: 1``)
 502    server_error           the service failed, blocked us, rejected our token, answered
                               something unreadable, or could not be reached
+503    server_error           the gateway's SDK client was closed under the request (the
+                              worker is shutting down): retry (``gateway_shutting_down``,
+                              ``Retry-After: 1``)
 504    server_error           the service timed out
 500    server_error           a bug in the gateway (logged; no details to the client)
 =====  =====================  ==============================================================
@@ -43,6 +48,7 @@ from .._exceptions import (
 )
 from .._openai import ModelNotFoundError
 from ..types import ErrorObject
+from ._settings import API_KEY_ENV
 
 __all__ = ["Failure", "failure_for", "log"]
 
@@ -177,4 +183,20 @@ INVALID_API_KEY = Failure.invalid(
     401,
     "Incorrect or missing API key: send it as 'Authorization: Bearer KEY'.",
     code="invalid_api_key",
+)
+LOOPBACK_ONLY = Failure.invalid(
+    403,
+    "This gateway has no API key, so it serves clients on its own machine (loopback) only. "
+    f"To serve other addresses, set {API_KEY_ENV} (or --api-key, or create_app(api_key=...)) "
+    "and send the key as 'Authorization: Bearer KEY'.",
+    code="api_key_required",
+)
+CLIENT_CLOSED = Failure(
+    503,
+    ErrorObject(
+        message="The gateway is shutting down and cannot handle the request; retry shortly.",
+        type="server_error",
+        code="gateway_shutting_down",
+    ),
+    [(b"retry-after", b"1")],
 )

@@ -10,6 +10,7 @@ back by ``app_from_env``. No Starlette, no uvicorn here.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "SETTINGS_ENV",
     "GatewaySettings",
+    "is_loopback",
 ]
 
 API_KEY_ENV = "AICHATONLINE_GATEWAY_API_KEY"
@@ -51,6 +53,7 @@ class GatewaySettings:
     buffer_chars: int = DEFAULT_BUFFER_CHARS
     cors_origins: tuple[str, ...] = ()
     trust_env: bool = True
+    no_auth: bool = False
 
     def __post_init__(self) -> None:
         if self.api_key is not None and (
@@ -84,6 +87,8 @@ class GatewaySettings:
                 "cors_origins must be a sequence of origins such as 'https://example.com'",
                 field="cors_origins",
             )
+        if not isinstance(self.no_auth, bool):
+            raise InvalidRequestError("no_auth must be True or False", field="no_auth")
 
     def client_options(self) -> dict[str, Any]:
         """The keyword arguments of the SDK's ``AsyncClient`` that these settings give."""
@@ -111,6 +116,24 @@ class GatewaySettings:
         data = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
         data["cors_origins"] = tuple(data.get("cors_origins", ()))
         return cls(api_key=os.environ.get(API_KEY_ENV) or None, **data)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, ``[v6]`` or ``localhost``) is this machine's loopback.
+
+    An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, as a dual-stack socket reports an
+    IPv4 peer) counts as its IPv4 address; any other host name is not loopback (it may
+    resolve to any interface).
+    """
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _check_int(name: str, value: object, low: int, *, optional: bool = False) -> None:
