@@ -102,11 +102,15 @@ def sync_backend(kind: str) -> NetworkBackend:
 # -- locks ------------------------------------------------------------------------------
 
 
+def _nothing() -> object:
+    return None
+
+
 class AsyncLock:
     """A lock for tasks, made afresh for each event loop it is used on."""
 
     def __init__(self) -> None:
-        self._loop: object = None
+        self._loop: Callable[[], object] = _nothing  # held weakly: a dead loop is freed
         self._lock: anyio.Lock | None = None
 
     async def acquire(self, timeout: float | None) -> bool:
@@ -114,8 +118,12 @@ class AsyncLock:
         import anyio
 
         loop = async_current_loop()[1]
-        if self._lock is None or loop is not self._loop:
-            self._loop, self._lock = loop, anyio.Lock()
+        if self._lock is None or loop is not self._loop():
+            try:
+                self._loop = weakref.ref(loop)
+            except TypeError:  # not weakly referable: held as it is
+                self._loop = lambda: loop
+            self._lock = anyio.Lock()
         if timeout is None:
             await self._lock.acquire()
             return True

@@ -237,6 +237,12 @@ class StreamDecoder:
 
     def _decode_block(self, block: bytes) -> list[str]:
         """The pieces of complete lines (``block`` holds them, joined by ``\\n``)."""
+        if b"\n\n" in block or b"\n\r\n" in block or block[:1] in (b"\n", b"\r"):
+            # Blank lines (keep-alive padding): dropped here in one pass, where each would
+            # cost a failed parse and the slow path (a body of them took a minute).
+            block = b"\n".join([line for line in block.split(b"\n") if line.strip(b"\r")])
+            if not block:
+                return []
         if len(block) > self.max_line_bytes:
             return self._decode_long_block(block)
         pieces = self._decode_whole(block)
