@@ -433,12 +433,17 @@ def test_stream_close_ends_a_retry_backoff_sync(server: LocalServer) -> None:
     assert len(server.chat_requests) == 1  # no retry after the close
 
 
-def test_client_close_ends_a_retry_backoff_sync(server: LocalServer) -> None:
-    _backoff(server)
+@pytest.mark.parametrize("phase", ["chat", "token"])
+def test_client_close_ends_a_backoff_sync(server: LocalServer, phase: str) -> None:
+    # A retry back-off of the chat request, or of the token fetch, ends with the close.
+    if phase == "chat":
+        _backoff(server)
+    else:
+        _backoff(server, "token")
     client = Client(base_url=server.base_url)
     try:
         consumer = _Consumer(client.stream(PROMPT))
-        _in_backoff(server, _chat_requests)
+        _in_backoff(server, _chat_requests if phase == "chat" else _token_requests_of)
         closed_at = time.monotonic()
         client.close()
         consumer.join()
@@ -447,24 +452,10 @@ def test_client_close_ends_a_retry_backoff_sync(server: LocalServer) -> None:
     assert consumer.ended_at - closed_at <= PROMPTLY, consumer.ended_at - closed_at
     assert len(consumer.errors) == 1
     _check_client_closed(consumer.errors[0])
-    assert len(server.chat_requests) == 1
-
-
-def test_client_close_ends_a_token_fetch_backoff_sync(server: LocalServer) -> None:
-    _backoff(server, "token")
-    client = Client(base_url=server.base_url)
-    try:
-        consumer = _Consumer(client.stream(PROMPT))
-        _in_backoff(server, _token_requests_of)
-        closed_at = time.monotonic()
-        client.close()
-        consumer.join()
-    finally:
-        client.close()
-    assert consumer.ended_at - closed_at <= PROMPTLY, consumer.ended_at - closed_at
-    assert len(consumer.errors) == 1
-    _check_client_closed(consumer.errors[0])
-    assert (len(server.token_requests), len(server.chat_requests)) == (1, 0)
+    if phase == "chat":
+        assert len(server.chat_requests) == 1
+    else:
+        assert (len(server.token_requests), len(server.chat_requests)) == (1, 0)
 
 
 async def _aconsume(stream: Any, pieces: list[str]) -> tuple[BaseException | None, float]:

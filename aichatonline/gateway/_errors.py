@@ -170,14 +170,18 @@ def _upstream(exc: APIError) -> Failure:
     return _server(502, "The AiChatOnline service failed.", "upstream_error")
 
 
-CONCURRENCY_LIMIT = Failure(
+def _retry_shortly(status: int, message: str, kind: str, code: str) -> Failure:
+    """A refusal the client should retry in a second (``Retry-After: 1``)."""
+    return Failure(
+        status, ErrorObject(message=message, type=kind, code=code), [(b"retry-after", b"1")]
+    )
+
+
+CONCURRENCY_LIMIT = _retry_shortly(
     429,
-    ErrorObject(
-        message="The gateway is handling as many requests as it may; retry shortly.",
-        type="requests",
-        code="concurrency_limit_exceeded",
-    ),
-    [(b"retry-after", b"1")],
+    "The gateway is handling as many requests as it may; retry shortly.",
+    "requests",
+    "concurrency_limit_exceeded",
 )
 INVALID_API_KEY = Failure.invalid(
     401,
@@ -191,12 +195,9 @@ LOOPBACK_ONLY = Failure.invalid(
     "and send the key as 'Authorization: Bearer KEY'.",
     code="api_key_required",
 )
-CLIENT_CLOSED = Failure(
+CLIENT_CLOSED = _retry_shortly(
     503,
-    ErrorObject(
-        message="The gateway is shutting down and cannot handle the request; retry shortly.",
-        type="server_error",
-        code="gateway_shutting_down",
-    ),
-    [(b"retry-after", b"1")],
+    "The gateway is shutting down and cannot handle the request; retry shortly.",
+    "server_error",
+    "gateway_shutting_down",
 )
