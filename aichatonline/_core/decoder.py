@@ -28,6 +28,11 @@ raised by the next ``feed`` or ``finish`` call. Nothing after the error is
 decoded. The state is all in this one object: the fragments, the counts of
 readable and unreadable lines, a held-back surrogate, and the pending error.
 
+Speed. A block of complete lines is first read whole, by the fast paths in
+``blocks.py`` (the usual line shapes sliced with no parser; else one parse of the block
+as a JSON array); each answers only when it gives exactly what reading the block line by
+line gives, which is what happens otherwise.
+
 Surrogates. A service that cuts its text by UTF-16 units can split an astral
 character (an emoji) into two pieces, each a valid JSON string holding one
 half of a surrogate pair as a ``\\uXXXX`` escape. The stdlib parser yields the
@@ -42,7 +47,6 @@ whose bytes contain such an escape (one C-level search) pays for the check.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import re
@@ -51,6 +55,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import APIError, ProtocolError, ServiceError
+from .blocks import array_texts, shaped_texts
 from .redact import redact
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "StreamDecoder", "default_json_loads"]
@@ -88,14 +93,12 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 # A surrogate pair, or a lone half.
 _SURROGATES = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
 _REPLACEMENT = "\ufffd"
-# Each object's "code" (None when it has none), looked up in C for a whole block.
-_CODE = itertools.repeat("code")
-_OK_CODES = frozenset({200, None})
 
 
 def _may_hold_surrogates(block: bytes) -> bool:
-    # Two substring searches cost a seventh of the pattern's: most blocks hold neither.
-    return b"\\u" in block or b"\xed" in block
+    # Byte searches cost a fraction of the pattern's, and most blocks hold neither. A
+    # one-byte search is memchr (100x a two-byte one), so the backslash goes first.
+    return (b"\\" in block and b"\\u" in block) or b"\xed" in block
 
 
 class StreamDecoder:
@@ -105,7 +108,8 @@ class StreamDecoder:
     half that cannot be paired) raises :class:`ProtocolError` instead of being
     counted in ``anomalies`` and skipped (or replaced by U+FFFD). ``readable``
     counts the lines read as messages. ``max_line_bytes`` bounds one line.
-    ``json_loads`` replaces the JSON parser (it takes ``bytes``). ``secrets``
+    ``json_loads`` replaces the JSON parser (it takes ``bytes``; a parser other than the
+    stdlib's or orjson's reads every line, none sliced without it). ``secrets``
     (the token sent) are masked wherever a line is quoted in an error or a log.
     """
 
@@ -118,6 +122,7 @@ class StreamDecoder:
         "_loads",
         "_pieces_read",
         "_raw_decode",
+        "_shaped",
         "_size",
         "anomalies",
         "max_line_bytes",
@@ -148,6 +153,9 @@ class StreamDecoder:
         # The stdlib parses str lines with raw_decode three times faster than
         # loads(bytes) (no encoding detection, no whitespace regexes).
         self._raw_decode = _STDLIB.raw_decode if self._loads is json.loads else None
+        # Lines are sliced without a parser only when no other parser was asked for: one
+        # given for its own sake (hooks, logging) sees every line.
+        self._shaped = self._loads is json.loads or self._loads is default_json_loads()
         self._fragments: list[bytes] = []
         self._size = 0
         self._error: APIError | None = None
@@ -237,17 +245,24 @@ class StreamDecoder:
 
     def _decode_block(self, block: bytes) -> list[str]:
         """The pieces of complete lines (``block`` holds them, joined by ``\\n``)."""
+        # The fast path first: a block of well-formed lines (nearly every block) pays for
+        # no other search of its bytes.
+        if len(block) <= self.max_line_bytes:
+            pieces = self._decode_fast(block)
+            if pieces is not None:
+                return pieces
         if b"\n\n" in block or b"\n\r\n" in block or block[:1] in (b"\n", b"\r"):
             # Blank lines (keep-alive padding): dropped here in one pass, where each would
             # cost a failed parse and the slow path (a body of them took a minute).
             block = b"\n".join([line for line in block.split(b"\n") if line.strip(b"\r")])
             if not block:
                 return []
+            if len(block) <= self.max_line_bytes:
+                pieces = self._decode_fast(block)
+                if pieces is not None:
+                    return pieces
         if len(block) > self.max_line_bytes:
             return self._decode_long_block(block)
-        pieces = self._decode_whole(block)
-        if pieces is not None:
-            return pieces
         if self._raw_decode is not None:
             try:
                 text = block.decode()
@@ -257,35 +272,15 @@ class StreamDecoder:
                 return self._decode_text_lines(text.split("\n"))
         return self._decode_byte_lines(block.split(b"\n"))
 
-    def _decode_whole(self, block: bytes) -> list[str] | None:
-        """The fast path: a block of well-formed lines, parsed as one JSON array.
-
-        One parser call for the whole block instead of one a line (the call, not the
-        parsing, is most of the cost of a short line). It gives an answer only when every
-        line is an object with a text and no error code, one object a line; otherwise
-        ``None``, and the line-by-line path decides, line by line, exactly as always.
-        """
-        if self._raw_decode is not None:  # the stdlib: str is its fast input
-            try:
-                text = block.decode()
-            except UnicodeDecodeError:
+    def _decode_fast(self, block: bytes) -> list[str] | None:
+        """The pieces of a block of well-formed lines (nearly every block), else ``None``."""
+        texts = shaped_texts(block) if self._shaped else None
+        if texts is None:
+            texts = array_texts(block, self._loads, text=self._raw_decode is not None)
+            if texts is None:
                 return None
-            array: str | bytes = "[" + text.replace("\n", ",") + "]"
-            lines = text.count("\n") + 1
-        else:
-            array = b"[" + block.replace(b"\n", b",") + b"]"
-            lines = block.count(b"\n") + 1
-        try:
-            objects = self._loads(array)  # type: ignore[arg-type]
-            texts = [obj["data"]["message"] for obj in objects]
-        except (*_PARSE_ERRORS, KeyError, TypeError):
-            return None
-        if len(texts) != lines or set(map(type, texts)) != {str}:
-            return None  # two objects on a line (or one over two), or a text not a string
-        if not set(map(dict.get, objects, _CODE)) <= _OK_CODES:
-            return None  # an error code somewhere: the careful path raises it in order
-        empty = texts.count("")
-        if empty:
+        if not all(texts):
+            empty = texts.count("")
             texts = [text for text in texts if text]
             self._empty += empty
         self._pieces_read += len(texts)
