@@ -9,7 +9,7 @@ the other backends raise.
 A plain TCP read checkpoints first and then takes the bytes the kernel has, returning them
 at once: trio's own ``receive_some`` yields once more after a read that got data, and
 holds the data meanwhile, so a thousand streams answered together held a whole read each.
-TLS streams read through trio's ``SSLStream``.
+TLS streams (and sockets on Windows) read through trio's own streams.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 class TrioStream:
     """A TCP or TLS stream on trio."""
 
-    __slots__ = ("_aborted", "_socket", "_stream", "_tls")
+    __slots__ = ("_aborted", "_by_fd", "_socket", "_stream")
 
     def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
         self._stream = stream
         self._socket = socket
         self._aborted = False
-        self._tls = not isinstance(stream, trio.SocketStream)
+        # Read by file descriptor: plain TCP on POSIX (a Windows socket is no descriptor).
+        self._by_fd = isinstance(stream, trio.SocketStream) and os.name == "posix"
 
     def _failure(self, exc: BaseException) -> OSError:
         if self._aborted:
@@ -63,7 +64,7 @@ class TrioStream:
         raise TimeoutError()
 
     async def _receive(self, max_bytes: int) -> bytes:
-        if self._tls:
+        if not self._by_fd:
             return cast(bytes, await self._stream.receive_some(max_bytes))
         # Plain TCP: the checkpoint first, then the bytes, handed over at once. trio's own
         # receive yields once more after a read that got data, holding the data meanwhile:
