@@ -120,3 +120,22 @@ async def test_a_read_with_data_waiting_is_still_a_checkpoint(
         with trio.testing.assert_checkpoints():
             assert await stream.read(65536, 5.0) == b"ready"
     stream.close()
+
+
+async def test_abort_from_another_thread_wakes_the_read(
+    anyio_backend: str, listener: socket.socket
+) -> None:
+    # A finalizer or a client closed elsewhere may abort from a thread that is not the
+    # event loop's: the waiting read still ends at once, as aborted (not as the peer's end).
+    stream, peer = await connect(anyio_backend, listener)
+    with peer:
+        async with anyio.create_task_group() as group:
+
+            async def abort_soon() -> None:
+                await anyio.sleep(0.1)
+                await anyio.to_thread.run_sync(stream.abort)
+
+            group.start_soon(abort_soon)
+            with anyio.fail_after(5), pytest.raises(ConnectionAbortedError):
+                await stream.read(65536, None)
+    stream.close()

@@ -7,8 +7,8 @@ be closed from another task or by garbage collection. trio's errors become the b
 the other backends raise.
 
 A plain TCP read checkpoints first and then takes the bytes the kernel has, returning them
-at once: trio's own ``receive_some`` yields once more after a read that got data, and
-holds the data meanwhile, so a thousand streams answered together held a whole read each.
+at once: when the bytes are already there, trio's own ``receive_some`` takes them and then
+yields, holding them meanwhile, so a thousand busy streams each held a whole read.
 TLS streams (and sockets on Windows) read through trio's own streams.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import ssl
 from typing import cast
 
@@ -52,23 +53,28 @@ class TrioStream:
         """Up to ``max_bytes`` bytes (``b""`` at the end of the stream)."""
         try:
             if timeout is None:
-                return await self._receive(max_bytes)
-            with trio.move_on_after(timeout):
-                return await self._receive(max_bytes)
+                data = await self._receive(max_bytes)
+            else:
+                with trio.move_on_after(timeout) as scope:
+                    data = await self._receive(max_bytes)
+                if scope.cancelled_caught:
+                    raise TimeoutError()
         except _BROKEN as exc:
             raise self._failure(exc) from None
         except ssl.SSLError:
             if self._aborted:
                 raise ConnectionAbortedError("the connection was closed") from None
             raise
-        raise TimeoutError()
+        if not data and self._aborted:  # shut down from another thread: not the peer's end
+            raise ConnectionAbortedError("the connection was closed")
+        return data
 
     async def _receive(self, max_bytes: int) -> bytes:
         if not self._by_fd:
             return cast(bytes, await self._stream.receive_some(max_bytes))
         # Plain TCP: the checkpoint first, then the bytes, handed over at once. trio's own
-        # receive yields once more after a read that got data, holding the data meanwhile:
-        # a thousand streams answered at once held a whole read each (64 MiB).
+        # receive, finding bytes there already, takes them and then yields, holding them
+        # meanwhile: a thousand busy streams held a whole read each (64 MiB).
         await trio.lowlevel.checkpoint()
         while True:
             fd = self._socket.fileno()
@@ -119,8 +125,6 @@ class TrioStream:
             return True
         if fd < 0:
             return True
-        import socket
-
         with socket.socket(fileno=fd) as raw:
             try:
                 return is_socket_readable(raw)
@@ -128,10 +132,20 @@ class TrioStream:
                 raw.detach()
 
     def abort(self) -> None:
-        """End the stream now (no ``await`` needed); a waiting task wakes and raises."""
+        """End the stream now (no ``await`` needed); a waiting task wakes and raises.
+
+        From another thread (a finalizer, a client closed from elsewhere) trio cannot
+        close the socket (its waiters are woken from trio's own thread only): the socket
+        is shut down instead, which wakes a waiting read; its owner then closes it.
+        """
         self._aborted = True
-        with contextlib.suppress(OSError):
+        try:
             self._socket.close()
+        except RuntimeError:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     close = abort
 
