@@ -190,3 +190,55 @@ def test_other_texts_go_to_the_parsers(
     assert shaped_blocks == []
     assert got == outcome(ParsersOnly(json_loads=loads), [body])
     assert got[0][0] == "plain"
+
+
+# -- the one-parse path: no value may span two lines -----------------------------------
+
+
+@st.composite
+def objects_across_lines(draw: st.DrawFn) -> bytes:
+    """Objects (other key orders, extra keys, arrays) written one a line, or two on a
+    line, or broken across lines: the one-parse path must never read such a body as
+    anything but what reading it line by line gives."""
+    texts = st.text(st.sampled_from('ab,"\\[]{}:\n x'), max_size=5)
+    parts: list[bytes] = []
+    for _ in range(draw(st.integers(1, 6))):
+        obj: dict[str, Any] = {"data": {"message": draw(texts)}, "code": 200}
+        if draw(st.booleans()):
+            obj["k"] = draw(st.sampled_from([[1], [[1], [2]], {"x": [{}]}, "s", None]))
+        if draw(st.booleans()):
+            obj = {"code": obj.pop("code"), **obj}
+        raw = json.dumps(obj, separators=draw(st.sampled_from([(",", ":"), (", ", ": ")])))
+        parts.append(raw.encode())
+    body = b""
+    for index, part in enumerate(parts):
+        if index:
+            body += draw(st.sampled_from([b"\n", b"\n", b",", b" , ", b"\n,", b"],["]))
+        if draw(st.integers(0, 3)) == 0:  # break this object's text across lines
+            cut = draw(st.integers(1, max(1, len(part) - 1)))
+            part = part[:cut] + b"\n" + part[cut:]
+        body += part
+    return body + b"\n" if draw(st.booleans()) else body
+
+
+@both_parsers
+@settings(max_examples=600, deadline=None)
+@given(objects_across_lines(), st.lists(st.integers(0, 400), max_size=4), st.booleans())
+@example(  # a text broken across a line, made up for by a line of two objects
+    body=b'{"code":200,"data":{"message":"\\\\"}}\nx"}}\n'
+    b'{"code":200,"data":{"message":"c"}},{"code":200,"data":{"message":"d"}}\n',
+    points=[],
+    strict=False,
+)
+@example(  # an object broken across a line inside an array, made up for the same way
+    body=b'{"data":{"message":"x"},"k":[{}\n{}]}\n'
+    b'{"data":{"message":"c"}},{"data":{"message":"d"}}\n',
+    points=[],
+    strict=False,
+)
+def test_no_value_spans_two_lines(
+    loads: Loads, body: bytes, points: list[int], strict: bool
+) -> None:
+    for chunks in ([body], split_at(body, points)):
+        expected = outcome(ParsersOnly(json_loads=loads, strict=strict), chunks)
+        assert outcome(StreamDecoder(json_loads=loads, strict=strict), chunks) == expected

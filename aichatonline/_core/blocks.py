@@ -7,7 +7,8 @@ parsing. So a block of complete lines is first read whole:
    (``{"code":200,"data":{"message":"..."}}``, compact or as ``json.dumps`` writes it),
    the texts are sliced out between the shape's fixed parts, with no parser at all (a
    text with escapes goes through the stdlib's JSON string scanner);
-2. :func:`array_texts`: else the block is parsed as one JSON array, one parser call.
+2. :func:`array_texts`: else the block is parsed in one parser call, each line an
+   array of its own.
 
 Each answers only when its answer is exactly what the line-by-line path would give, and
 ``None`` otherwise: the decoder then reads the block line by line, as always. Both return
@@ -111,30 +112,34 @@ def shaped_texts(block: bytes) -> list[str] | None:
 
 
 def array_texts(block: bytes, loads: Callable[[Any], Any], *, text: bool) -> list[str] | None:
-    """The texts of a block of well-formed lines, parsed as one JSON array.
+    """The texts of a block of well-formed lines, parsed as one JSON value.
 
     One parser call for the whole block instead of one a line. It answers only when
     every line is an object with a text and no error code, one object a line. ``text``:
     ``loads`` takes ``str`` (the stdlib's fast input) rather than ``bytes``.
+
+    Each line becomes an array of its own, ``[[line 1],\n[line 2]]``, and must hold
+    exactly one value. Why no value can span two lines: a line break stays raw, which no
+    JSON string may hold; and as the block holds no ``[``, the ``]`` put at a break can
+    only close that line's own array (inside an object it is an error). So each array
+    holds one line, whole.
     """
+    if b"[" in block:
+        return None
     if text:
         try:
             decoded = block.decode()
         except UnicodeDecodeError:
             return None
-        array: str | bytes = "[" + decoded.replace("\n", ",") + "]"
-        lines = decoded.count("\n") + 1
+        array: str | bytes = "[[" + decoded.replace("\n", "],\n[") + "]]"
     else:
-        array = b"[" + block.replace(b"\n", b",") + b"]"
-        lines = len(block) - len(block.replace(b"\n", b"")) + 1  # see shaped_texts
+        array = b"[[" + block.replace(b"\n", b"],\n[") + b"]]"
     try:
-        objects = loads(array)
+        objects = [obj for (obj,) in loads(array)]  # ValueError: a line of two values
         texts = [obj["data"]["message"] for obj in objects]
         "".join(texts)  # refuses a text that is not a string (TypeError), in C
     except (*_PARSE_ERRORS, KeyError, TypeError):
         return None
-    if len(texts) != lines:
-        return None  # two objects on a line (or one over two)
     if not set(map(dict.get, objects, _CODE)) <= _OK_CODES:
         return None  # an error code somewhere: the careful path raises it in order
     return texts
