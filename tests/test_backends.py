@@ -62,22 +62,29 @@ async def test_a_silent_peer_is_a_timeout(anyio_backend: str, listener: socket.s
     stream.close()
 
 
-async def test_abort_from_another_task_wakes_the_read(
-    anyio_backend: str, listener: socket.socket
+@pytest.mark.parametrize("where", ["task", "thread"])
+async def test_abort_from_another_task_or_thread_wakes_the_read(
+    anyio_backend: str, listener: socket.socket, where: str
 ) -> None:
+    # A finalizer or a client closed elsewhere may abort from a thread that is not the
+    # event loop's: the waiting read still ends at once, as aborted (not as the peer's end).
     stream, peer = await connect(anyio_backend, listener)
     with peer:
         async with anyio.create_task_group() as group:
 
             async def abort_soon() -> None:
                 await anyio.sleep(0.1)
-                stream.abort()
+                if where == "task":
+                    stream.abort()
+                else:
+                    await anyio.to_thread.run_sync(stream.abort)
 
             group.start_soon(abort_soon)
             with anyio.fail_after(5), pytest.raises(ConnectionAbortedError):
                 await stream.read(65536, None)
         with pytest.raises(ConnectionAbortedError):
             await stream.read(65536, 5.0)
+    stream.close()
 
 
 async def test_a_cancelled_read_loses_no_byte(anyio_backend: str, listener: socket.socket) -> None:
@@ -119,23 +126,4 @@ async def test_a_read_with_data_waiting_is_still_a_checkpoint(
         await anyio.sleep(0.1)
         with trio.testing.assert_checkpoints():
             assert await stream.read(65536, 5.0) == b"ready"
-    stream.close()
-
-
-async def test_abort_from_another_thread_wakes_the_read(
-    anyio_backend: str, listener: socket.socket
-) -> None:
-    # A finalizer or a client closed elsewhere may abort from a thread that is not the
-    # event loop's: the waiting read still ends at once, as aborted (not as the peer's end).
-    stream, peer = await connect(anyio_backend, listener)
-    with peer:
-        async with anyio.create_task_group() as group:
-
-            async def abort_soon() -> None:
-                await anyio.sleep(0.1)
-                await anyio.to_thread.run_sync(stream.abort)
-
-            group.start_soon(abort_soon)
-            with anyio.fail_after(5), pytest.raises(ConnectionAbortedError):
-                await stream.read(65536, None)
     stream.close()

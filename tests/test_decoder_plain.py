@@ -68,6 +68,15 @@ def outcome(
     return pieces, error, decoder.anomalies, decoder.readable
 
 
+def assert_reads_as_line_by_line(
+    body: bytes, points: list[int], *, loads: Loads, strict: bool
+) -> None:
+    """The decoder gives what its line-by-line path gives, whole and split at ``points``."""
+    for chunks in ([body], split_at(body, points)):
+        expected = outcome(ParsersOnly(json_loads=loads, strict=strict), chunks)
+        assert outcome(StreamDecoder(json_loads=loads, strict=strict), chunks) == expected
+
+
 def split_at(body: bytes, points: Iterable[int]) -> list[bytes]:
     cuts = sorted({p for p in points if 0 < p < len(body)})
     return [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
@@ -129,9 +138,7 @@ def shaped_bodies(draw: st.DrawFn) -> bytes:
 def test_the_plain_path_answers_as_the_parsers_do(
     loads: Loads, body: bytes, points: list[int], strict: bool
 ) -> None:
-    for chunks in ([body], split_at(body, points)):
-        expected = outcome(ParsersOnly(json_loads=loads, strict=strict), chunks)
-        assert outcome(StreamDecoder(json_loads=loads, strict=strict), chunks) == expected
+    assert_reads_as_line_by_line(body, points, loads=loads, strict=strict)
 
 
 @both_parsers
@@ -239,6 +246,4 @@ def objects_across_lines(draw: st.DrawFn) -> bytes:
 def test_no_value_spans_two_lines(
     loads: Loads, body: bytes, points: list[int], strict: bool
 ) -> None:
-    for chunks in ([body], split_at(body, points)):
-        expected = outcome(ParsersOnly(json_loads=loads, strict=strict), chunks)
-        assert outcome(StreamDecoder(json_loads=loads, strict=strict), chunks) == expected
+    assert_reads_as_line_by_line(body, points, loads=loads, strict=strict)

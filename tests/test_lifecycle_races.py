@@ -510,43 +510,32 @@ async def test_stream_aclose_ends_a_retry_backoff_async(
 
 
 @pytest.mark.anyio
-async def test_client_aclose_ends_a_retry_backoff_async(
-    anyio_backend: str, server: LocalServer
+@pytest.mark.parametrize("phase", ["chat", "token"])
+async def test_client_aclose_ends_a_backoff_async(
+    anyio_backend: str, server: LocalServer, phase: str
 ) -> None:
-    _backoff(server)
+    """The same on the async client, in the back-off of a chat and of a token fetch."""
+    if phase == "chat":
+        _backoff(server)
+    else:
+        _backoff(server, "token")
     client = AsyncClient(base_url=server.base_url)
     try:
 
         async def close(stream: Any) -> None:
             await client.aclose()
 
-        error, pieces, took = await _aclose_in_backoff(server, client, _chat_requests, close)
+        requests = _chat_requests if phase == "chat" else _token_requests_of
+        error, pieces, took = await _aclose_in_backoff(server, client, requests, close)
     finally:
         await client.aclose()
     assert took <= PROMPTLY, took
     _check_client_closed(error)
     assert pieces == []
-    assert len(server.chat_requests) == 1
-
-
-@pytest.mark.anyio
-async def test_client_aclose_ends_a_token_fetch_backoff_async(
-    anyio_backend: str, server: LocalServer
-) -> None:
-    _backoff(server, "token")
-    client = AsyncClient(base_url=server.base_url)
-    try:
-
-        async def close(stream: Any) -> None:
-            await client.aclose()
-
-        error, pieces, took = await _aclose_in_backoff(server, client, _token_requests_of, close)
-    finally:
-        await client.aclose()
-    assert took <= PROMPTLY, took
-    _check_client_closed(error)
-    assert pieces == []
-    assert (len(server.token_requests), len(server.chat_requests)) == (1, 0)
+    if phase == "chat":
+        assert len(server.chat_requests) == 1
+    else:
+        assert (len(server.token_requests), len(server.chat_requests)) == (1, 0)
 
 
 # --------------------------------------------------------------------------- close vs new streams

@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["array_texts", "shaped_texts"]
+__all__ = ["PARSE_ERRORS", "array_texts", "shaped_texts"]
 
 # The shapes a line is written in, compact and Python's ``json.dumps`` default: the bytes
 # before the text, between two texts (across the line break), and after the last text.
@@ -47,8 +47,9 @@ _ESCAPED_SHARE = 2
 # Each object's "code" (None when it has none), looked up in C for a whole block.
 _CODE = itertools.repeat("code")
 _OK_CODES = frozenset({200, None})
-# json raises RecursionError (not ValueError) for deeply nested input.
-_PARSE_ERRORS = (ValueError, RecursionError)
+#: What a JSON parser raises for input it refuses (json raises RecursionError, not
+#: ValueError, for deeply nested input).
+PARSE_ERRORS = (ValueError, RecursionError)
 
 
 @functools.cache
@@ -138,7 +139,7 @@ def array_texts(block: bytes, loads: Callable[[Any], Any], *, text: bool) -> lis
         objects = [obj for (obj,) in loads(array)]  # ValueError: a line of two values
         texts = [obj["data"]["message"] for obj in objects]
         "".join(texts)  # refuses a text that is not a string (TypeError), in C
-    except (*_PARSE_ERRORS, KeyError, TypeError):
+    except (*PARSE_ERRORS, KeyError, TypeError):
         return None
     if not set(map(dict.get, objects, _CODE)) <= _OK_CODES:
         return None  # an error code somewhere: the careful path raises it in order

@@ -29,8 +29,8 @@ decoded. The state is all in this one object: the fragments, the counts of
 readable and unreadable lines, a held-back surrogate, and the pending error.
 
 Speed. A block of complete lines is first read whole, by the fast paths in
-``blocks.py`` (the usual line shapes sliced with no parser; else one parse of the block
-as a JSON array); each answers only when it gives exactly what reading the block line by
+``blocks.py`` (the usual line shapes sliced with no parser; else one parser call for the
+whole block); each answers only when it gives exactly what reading the block line by
 line gives, which is what happens otherwise.
 
 Surrogates. A service that cuts its text by UTF-16 units can split an astral
@@ -55,6 +55,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import APIError, ProtocolError, ServiceError
+from .blocks import PARSE_ERRORS as _PARSE_ERRORS
 from .blocks import array_texts, shaped_texts
 from .redact import redact
 
@@ -85,8 +86,6 @@ def default_json_loads() -> JSONLoads:
 _STDLIB = json.JSONDecoder()
 _BLANK = b" \t\r"
 _SSE_PREFIX = b"data:"
-# json raises RecursionError (not ValueError) for deeply nested input.
-_PARSE_ERRORS = (ValueError, RecursionError)
 # A JSON escape of a UTF-16 surrogate half, the only way one can reach a piece.
 # (or, through json's surrogatepass decoding of bytes, the UTF-8 bytes of a surrogate).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
@@ -245,22 +244,20 @@ class StreamDecoder:
 
     def _decode_block(self, block: bytes) -> list[str]:
         """The pieces of complete lines (``block`` holds them, joined by ``\\n``)."""
-        # The fast path first: a block of well-formed lines (nearly every block) pays for
+        # The fast paths first: a block of well-formed lines (nearly every block) pays for
         # no other search of its bytes.
-        if len(block) <= self.max_line_bytes:
-            pieces = self._decode_fast(block)
-            if pieces is not None:
-                return pieces
+        pieces = self._decode_fast(block)
+        if pieces is not None:
+            return pieces
         if b"\n\n" in block or b"\n\r\n" in block or block[:1] in (b"\n", b"\r"):
             # Blank lines (keep-alive padding): dropped here in one pass, where each would
             # cost a failed parse and the slow path (a body of them took a minute).
             block = b"\n".join([line for line in block.split(b"\n") if line.strip(b"\r")])
             if not block:
                 return []
-            if len(block) <= self.max_line_bytes:
-                pieces = self._decode_fast(block)
-                if pieces is not None:
-                    return pieces
+            pieces = self._decode_fast(block)
+            if pieces is not None:
+                return pieces
         if len(block) > self.max_line_bytes:
             return self._decode_long_block(block)
         if self._raw_decode is not None:
@@ -274,6 +271,8 @@ class StreamDecoder:
 
     def _decode_fast(self, block: bytes) -> list[str] | None:
         """The pieces of a block of well-formed lines (nearly every block), else ``None``."""
+        if len(block) > self.max_line_bytes:
+            return None  # it may hold a line over the bound: the careful path decides
         texts = shaped_texts(block) if self._shaped else None
         if texts is None:
             texts = array_texts(block, self._loads, text=self._raw_decode is not None)
