@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Mapping
 from typing import ClassVar, Final, TypeVar
 
-from ._config import ProxyURL, redact, resolve_base_url, resolve_proxy
+from ._config import ProxyURL, environment_proxy_secrets, redact, resolve_base_url, resolve_proxy
 from ._core import (
     Call,
     Chat,
@@ -59,14 +59,10 @@ NOT_GIVEN: Final = NotGiven()
 _Self = TypeVar("_Self", bound="BaseClient")
 
 
-def _tls_context(verify: object, *, given: bool, trust_env: bool) -> ssl.SSLContext | None:
-    """The TLS settings ``verify=`` asks for; ``None`` for the default (made when needed)."""
+def _tls_context(verify: object, *, given: bool) -> ssl.SSLContext | bool:
+    """What ``verify=`` asks for, checked now: ``True`` (httpx's default), or a context."""
     if verify is True:
-        if trust_env or given:
-            return None  # the default: certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR
-        import httpx
-
-        return httpx.create_ssl_context(trust_env=False)  # no CA bundle from the environment
+        return True  # certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR with trust_env
     if given:
         raise InvalidRequestError(
             "pass verify= to your own httpx client, not to the SDK's", field="verify"
@@ -135,23 +131,12 @@ class BaseClient:
                 f"trust_env must be a bool, not {trust_env!r}", field="trust_env"
             )
         self._proxy: ProxyURL | None = (
-            None
-            if http_client is not None
-            else resolve_proxy(proxy, self._base_url, trust_env=trust_env)
+            None if http_client is not None else resolve_proxy(proxy, trust_env=trust_env)
         )
-        if (
-            self._http_client_class == "Client"
-            and self._proxy is not None
-            and self._proxy.scheme == "https"
-            and self._base_url.startswith("https:")
-        ):
-            # Python's blocking sockets cannot run TLS inside TLS; asyncio and trio can.
-            raise InvalidRequestError(
-                f"the blocking Client cannot reach an https:// service through the https:// "
-                f"proxy {self._proxy.shown} (TLS inside TLS): use an http:// proxy URL (the "
-                "tunnel is still encrypted end to end) or the AsyncClient",
-                field="proxy",
-            )
+        # What no message may repeat: the proxy's credentials, and those of any proxy the
+        # environment may give httpx (it picks one; any of them could be echoed).
+        secrets = self._proxy.secrets if self._proxy is not None else ()
+        self._secrets = secrets + (environment_proxy_secrets() if trust_env else ())
         self.timeout = timeout
         if retry_policy is not None:
             if not isinstance(max_retries, NotGiven):
@@ -184,7 +169,13 @@ class BaseClient:
             )
         self._user_agent = user_agent
         self._headers = build_headers(self._base_url, user_agent)
-        self._tls = _tls_context(verify, given=http_client is not None, trust_env=trust_env)
+        #: How the SDK makes its own httpx client (with ``http_client=`` unused).
+        self._http_options: dict[str, object] = {
+            "verify": _tls_context(verify, given=http_client is not None),
+            "trust_env": trust_env,
+        }
+        if self._proxy is not None:
+            self._http_options["proxy"] = self._proxy.for_httpx()
 
     def _check_http_client(self, http_client: object) -> None:
         kind = type(http_client)
@@ -265,6 +256,11 @@ class BaseClient:
     def token(self, value: str | None) -> None:
         self._tokens_cache.token = value
 
+    def _secrets_for_logs(self) -> tuple[str, ...]:
+        """What the HTTP libraries' log lines must not show (``_log_secrets``)."""
+        token = self._tokens_cache.token
+        return (token, *self._secrets) if token else self._secrets
+
     def _with_options(
         self: _Self,
         *,
@@ -331,7 +327,7 @@ class BaseClient:
             resume=resume,
             strict=self._strict,
             max_line_bytes=self._max_line_bytes,
-            secrets=self._proxy.secrets if self._proxy is not None else (),
+            secrets=self._secrets,
         )
 
     def __repr__(self) -> str:

@@ -1,10 +1,9 @@
 """Where settings come from when the caller does not give them, and how proxies are read.
 
 ``base_url``: the argument, then ``AICHATONLINE_BASE_URL``, then the real service.
-``proxy``: the argument, then ``AICHATONLINE_PROXY``, then the standard
-``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (minus ``NO_PROXY``) for the base URL, read by
-the standard library's ``urllib.request.getproxies`` (which on macOS and Windows also sees
-the system's proxy settings).
+``proxy``: the argument, then ``AICHATONLINE_PROXY``; without either, the standard
+``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` are httpx's business (its
+``trust_env``), as for any httpx client.
 
 A proxy URL becomes a :class:`ProxyURL`: its parts, its credentials percent-decoded, and a
 ``shown`` form with the credentials replaced by ``***`` whatever characters they hold (the
@@ -14,16 +13,26 @@ URL is taken apart, not searched with a pattern), for reprs, logs and errors.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from ._core import DEFAULT_BASE_URL, normalize_base_url, redact
 from ._exceptions import InvalidRequestError
 
-__all__ = ["BASE_URL_ENV", "PROXY_ENV", "ProxyURL", "redact", "resolve_base_url", "resolve_proxy"]
+__all__ = [
+    "BASE_URL_ENV",
+    "PROXY_ENV",
+    "ProxyURL",
+    "environment_proxy_secrets",
+    "redact",
+    "resolve_base_url",
+    "resolve_proxy",
+]
 
 BASE_URL_ENV = "AICHATONLINE_BASE_URL"
 PROXY_ENV = "AICHATONLINE_PROXY"
@@ -66,6 +75,17 @@ class ProxyURL:
         pair = f"{self.username or ''}:{self.password or ''}".encode()
         return (secret, base64.b64encode(pair).decode("ascii"))
 
+    def for_httpx(self) -> Any:
+        """An ``httpx.Proxy``: the URL without credentials, and the credentials as ``auth``
+        (so a password holding ``/``, ``@`` or ``:`` reaches the proxy whole)."""
+        import httpx
+
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        url = f"{self.scheme}://{host}:{self.port}"
+        if self.username is None and self.password is None:
+            return httpx.Proxy(url)
+        return httpx.Proxy(url, auth=(self.username or "", self.password or ""))
+
     def __repr__(self) -> str:
         return f"ProxyURL({self.shown!r})"
 
@@ -77,24 +97,28 @@ def resolve_base_url(base_url: str | None) -> str:
     return normalize_base_url(base_url)
 
 
-def resolve_proxy(
-    proxy: str | None, base_url: str | None = None, *, trust_env: bool = True
-) -> ProxyURL | None:
-    """The proxy to use for ``base_url``, if any (validated).
+def resolve_proxy(proxy: str | None, *, trust_env: bool = True) -> ProxyURL | None:
+    """The proxy the SDK gives its httpx client, if any (validated).
 
-    The argument, then (unless ``trust_env`` is false) ``AICHATONLINE_PROXY``, then (for
-    ``base_url``) the standard variables: ``HTTPS_PROXY``/``HTTP_PROXY``, ``ALL_PROXY``,
-    and ``NO_PROXY`` to bypass.
+    The argument, then (unless ``trust_env`` is false) ``AICHATONLINE_PROXY``. The
+    standard variables are left to httpx.
     """
-    if proxy is None and not trust_env:
-        return None
-    if proxy is None:
+    if proxy is None and trust_env:
         proxy = os.environ.get(PROXY_ENV) or None
-    if proxy is None and base_url is not None:
-        proxy = _environment_proxy(base_url)
     if proxy is None:
         return None
     return parse_proxy(proxy)
+
+
+def environment_proxy_secrets() -> tuple[str, ...]:
+    """The credentials of every proxy the environment names (``*_PROXY`` variables), to mask
+    wherever a message might repeat them."""
+    secrets: list[str] = []
+    for name, value in os.environ.items():
+        if name.lower().endswith("_proxy") and "@" in value:
+            with contextlib.suppress(InvalidRequestError):
+                secrets += parse_proxy(value if "://" in value else f"http://{value}").secrets
+    return tuple(secrets)
 
 
 def parse_proxy(proxy: object) -> ProxyURL:
@@ -183,17 +207,3 @@ def _shown(scheme: str, at: str, hostport: str) -> str:
     else:
         host = hostport.partition(":")[0]
     return f"{scheme}://{'***@' if at else ''}{host}"
-
-
-def _environment_proxy(base_url: str) -> str | None:
-    # The SDK talks to one origin only, so the proxy can be chosen once for it. Imported
-    # here: urllib.request pulls in http.client and email, a third of httpx's import time.
-    import urllib.request
-
-    scheme, _, rest = base_url.partition("://")
-    host = rest.split("/", 1)[0]
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(host):
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"

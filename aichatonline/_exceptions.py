@@ -82,7 +82,15 @@ class APIError(AiChatOnlineError):
 
 
 class APIConnectionError(APIError):
-    """Could not connect to the service, or the connection broke."""
+    """Could not connect to the service, or the connection broke.
+
+    ``retryable`` says whether the SDK tries again: it does, except when a proxy refused
+    the connection for a reason that another attempt cannot mend (a 407: wrong credentials).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class APITimeoutError(APIConnectionError):
@@ -98,7 +106,7 @@ class APITimeoutError(APIConnectionError):
     def __init__(
         self, message: str, *, limit: str | None = None, seconds: float | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, retryable=True)
         self.limit = limit
         self.seconds = seconds
 

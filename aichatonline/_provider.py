@@ -382,7 +382,9 @@ class _AiohttpFetcher:
         self._session = session
         self._proxy = proxy
 
-    async def fetch(self, request: Request, limits: Limits) -> tuple[int, Mapping[str, str], bytes]:
+    async def fetch(
+        self, request: Request, limits: Limits, socket: object = None
+    ) -> tuple[int, Mapping[str, str], bytes]:
         """GET ``request``: its status, headers and the start of its body."""
         import asyncio  # aiohttp runs on asyncio only
 

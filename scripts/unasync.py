@@ -40,13 +40,17 @@ PHRASES = [
 
 NAMES = [
     (r"\bAsyncNext\[([\w.]+)\]", r"\1"),  # an awaitable of the item / the item
-    (r"\bAsyncNext, ", ""),  # ... so the sync twin does not import it
+    (r"\bAsyncNext,\s*", ""),  # ... so the sync twin does not import it
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\basynccontextmanager\b", "contextmanager"),
     (r"\baclosing\b", "closing"),
     (r"\baiter_raw\b", "iter_raw"),
+    (r"\baiter_bytes\b", "iter_bytes"),
+    (r"\bhandle_async_request\b", "handle_request"),
+    (r"\bhttpx\.AsyncByteStream\b", "httpx.SyncByteStream"),
+    (r"\bDefaultAsyncHttpxClient\b", "DefaultHttpxClient"),
     (r"\b([Aa])n ((?::class:`|``)?)(?=Async[A-Z])", r"\1 \2"),  # "an AsyncX": "a X"
     (r"\bAsync([A-Z][A-Za-z0-9_]*)", r"\1"),
     (r"\basync_([a-z][A-Za-z0-9_]*)", r"sync_\1"),

@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -111,6 +111,27 @@ def issued_tokens(server: LocalServer) -> set[str]:
     return {r.headers["uniqueid"] for r in server.chat_requests if "uniqueid" in r.headers}
 
 
+_E = TypeVar("_E", bound=BaseException)
+
+
+def find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first error of ``kind`` chained below ``exc`` (as a cause or a context): the
+    socket's or TLS's own error, under httpx's."""
+    seen: set[int] = set()
+    current: BaseException | None = exc.__cause__
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether an error of ``kind`` is chained below ``exc``."""
+    return find_cause(exc, kind) is not None
+
+
 def error_texts(exc: BaseException) -> list[str]:
     """``str`` and ``repr`` of an error and of every error chained to it."""
     texts = []
@@ -131,12 +152,12 @@ def closed_port() -> int:
 
 
 def pool_active_requests(client: object) -> int:
-    """Connections the client's pool handed out and has not seen released or discarded.
+    """Responses the client's transport handed out and has not seen closed.
 
-    The SDK's own pool, read through its public counter (no httpx or httpcore internals).
-    Where the server can say the same (``open_connections``, ``disconnects``), tests ask it.
+    The SDK's own count (no httpx or httpcore internals). Where the server can say the
+    same (``open_connections``, ``disconnects``), tests ask it.
     """
-    return int(client._transport.pool.active)  # type: ignore[attr-defined]
+    return int(client._transport.open_responses)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- drivers
@@ -377,8 +398,8 @@ def _interrupted_by_service(code: int, message: str) -> Callable[[BaseException]
 
 def _connection_cause(exc: BaseException) -> None:
     assert isinstance(exc, APIConnectionError)
-    # The socket's failure is chained, not raised (the SDK's own connections: an OSError).
-    assert isinstance(exc.__cause__, OSError), repr(exc.__cause__)
+    # The network's failure is chained, not raised: httpx's error (or a socket's).
+    assert isinstance(exc.__cause__, (OSError, httpx.TransportError)), repr(exc.__cause__)
 
 
 def _timeout(limit: str, seconds: float) -> Callable[[BaseException], None]:

@@ -115,7 +115,9 @@ class HostileServer:
     server that stops reading: the client's send blocks once the buffers are full).
     """
 
-    def __init__(self, handler: Handler, *, read_bodies: bool = True) -> None:
+    def __init__(
+        self, handler: Handler, *, read_bodies: bool = True, host: str = "127.0.0.1"
+    ) -> None:
         self.handler, self.read_bodies = handler, read_bodies
         self.connections = 0  # accepted, in all
         self._lock = threading.Lock()
@@ -125,13 +127,13 @@ class HostileServer:
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
         self._wake_r, self._wake_w = socket.socketpair()
-        self._listener = socket.socket()
+        self._listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         if not read_bodies:
             self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self._listener.bind(("127.0.0.1", 0))
+        self._listener.bind((host, 0))
         self._listener.listen(512)
         self.port: int = self._listener.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def requests(self) -> list[Request]:

@@ -49,6 +49,7 @@ from tests.helpers import (
     assert_timed_out,
     await_server,
     case_params,
+    caused_by,
     closed_port,
     fast,
     pool_active_requests,
@@ -283,7 +284,7 @@ async def test_connection_refused_is_an_api_connection_error(anyio_backend: str)
         with pytest.raises(APIConnectionError) as info:
             await client.complete(PROMPT)
         # The SDK's own connections: the socket's error is the cause.
-        assert isinstance(info.value.__cause__, OSError)
+        assert caused_by(info.value, OSError)
         assert not isinstance(info.value, StreamInterrupted)
         with pytest.raises(APIConnectionError):
             await client.get_token()

@@ -145,7 +145,6 @@ def test_the_core_modules_are_all_there() -> None:
         "retries.py",
         "session.py",
         "call.py",
-        "http11.py",
     }
     assert "policy.py" not in names  # replaced by timeouts.py and retries.py
 

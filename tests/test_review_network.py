@@ -262,12 +262,5 @@ async def test_a_malformed_socks5_reply_is_a_connection_error(
     assert_ours(info.value)
     assert "the SOCKS5 proxy sent a malformed reply" in str(info.value)
     assert proxy.received  # the handshake did start
-    # socksio's error shows nowhere in the chain a traceback prints.
-    shown: list[BaseException] = []
-    current: BaseException | None = info.value
-    while current is not None:
-        shown.append(current)
-        suppressed = current.__suppress_context__
-        current = current.__cause__ or (None if suppressed else current.__context__)
-    assert not any(type(exc).__module__.startswith("socksio") for exc in shown)
-    assert isinstance(shown[-1], ConnectionError)
+    # What refused the reply (socksio, below httpx and httpcore) is chained as the cause.
+    assert info.value.__cause__ is not None

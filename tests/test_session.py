@@ -1,10 +1,10 @@
-"""What a client keeps between calls: ``TokenCache`` and ``CookieJar``."""
+"""What a client keeps between calls: ``TokenCache``."""
 
 from __future__ import annotations
 
 import pytest
 
-from aichatonline._core import CookieJar, RetryPolicy, Timeout, TokenCache, status_error
+from aichatonline._core import RetryPolicy, Timeout, TokenCache, status_error
 from aichatonline._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -187,99 +187,3 @@ def test_the_latest_failure_is_the_one_shared() -> None:
     assert shared is not None
     assert str(shared) == "second"
     assert cache.fetches == 2
-
-
-# -- CookieJar --------------------------------------------------------------------------------
-
-
-def test_an_empty_jar() -> None:
-    jar = CookieJar()
-    assert jar.header() is None
-    assert len(jar) == 0
-    jar.update([])
-    assert jar.header() is None
-
-
-def test_set_and_send_back() -> None:
-    jar = CookieJar()
-    jar.update(["a=1; Path=/; HttpOnly", "b=two; Secure; SameSite=Lax"])
-    assert jar.header() == "a=1; b=two"
-    assert len(jar) == 2
-
-
-def test_a_cookie_set_again_is_replaced_in_place() -> None:
-    jar = CookieJar()
-    jar.update(["a=1", "b=2"])
-    jar.update(["a=3"])
-    assert jar.header() == "a=3; b=2"
-    assert len(jar) == 2
-
-
-def test_names_are_case_sensitive() -> None:
-    jar = CookieJar()
-    jar.update(["sid=1", "SID=2"])
-    assert jar.header() == "sid=1; SID=2"
-
-
-@pytest.mark.parametrize(
-    "attributes", ["Max-Age=0", "max-age=0", "MAX-AGE = 0", "Max-Age=-1", "Path=/; Max-Age=0"]
-)
-def test_max_age_zero_or_below_removes(attributes: str) -> None:
-    jar = CookieJar()
-    jar.update(["a=1", "b=2"])
-    jar.update([f"a=gone; {attributes}"])
-    assert jar.header() == "b=2"
-    assert len(jar) == 1
-
-
-def test_max_age_zero_for_an_unknown_cookie_sets_nothing() -> None:
-    jar = CookieJar()
-    jar.update(["a=1; Max-Age=0"])
-    assert jar.header() is None
-
-
-@pytest.mark.parametrize("attributes", ["Max-Age=60", "Max-Age=soon", "Max-Age="])
-def test_a_positive_or_unreadable_max_age_keeps_the_cookie(attributes: str) -> None:
-    jar = CookieJar()
-    jar.update([f"a=1; {attributes}"])
-    assert jar.header() == "a=1"
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["no-equals-sign", "=value", " =value", "a b=1", "a\tb=1", "a;b=1", "ä=1", "a\x00=1", ""],
-    ids=repr,
-)
-def test_bad_names_are_ignored(value: str) -> None:
-    jar = CookieJar()
-    jar.update(["keep=1"])
-    jar.update([value])
-    assert jar.header() == "keep=1"
-
-
-def test_whitespace_around_name_and_value_is_dropped() -> None:
-    jar = CookieJar()
-    jar.update(["  a =  1  ; Path=/"])
-    assert jar.header() == "a=1"
-
-
-def test_an_empty_value_is_a_cookie() -> None:
-    jar = CookieJar()
-    jar.update(["a="])
-    assert jar.header() == "a="
-    assert len(jar) == 1
-
-
-def test_a_value_that_could_not_be_sent_back_is_not_kept() -> None:
-    jar = CookieJar()
-    jar.update(["a=x\r\nInjected: 1", "b=caf\u00e9"])
-    header = jar.header()
-    assert header is None or ("\r" not in header and "\n" not in header and "é" not in header)
-
-
-def test_the_header_value_is_sendable() -> None:
-    jar = CookieJar()
-    jar.update(["a=1", 'b="quoted"', "c=x%20y"])
-    header = jar.header()
-    assert header == 'a=1; b="quoted"; c=x%20y'
-    assert all(" " <= char <= "~" for char in header)

@@ -18,6 +18,7 @@ import pytest
 
 from aichatonline import APIConnectionError, AsyncClient, Client
 from aichatonline.testing import Fault, ForwardProxy, LocalServer
+from tests.helpers import caused_by
 
 trustme = pytest.importorskip("trustme")
 
@@ -33,6 +34,8 @@ class TLSTerminator:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
+        #: The application protocol each TLS connection agreed on (ALPN).
+        self.protocols: list[str | None] = []
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
 
@@ -52,6 +55,7 @@ class TLSTerminator:
         except (OSError, ssl.SSLError):
             raw.close()
             return
+        self.protocols.append(tls.selected_alpn_protocol())
         upstream = socket.create_connection(self._target)
         self._sockets += [tls, upstream]
         pump = threading.Thread(target=_pump, args=(upstream, tls), daemon=True)
@@ -96,14 +100,20 @@ def server() -> Iterator[LocalServer]:
 
 
 @pytest.fixture(scope="module")
-def tls_url(server: LocalServer, ca: trustme.CA) -> Iterator[str]:
+def terminator(server: LocalServer, ca: trustme.CA) -> Iterator[TLSTerminator]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    context.set_alpn_protocols(["h2", "http/1.1"])  # it would speak HTTP/2 if asked
     terminator = TLSTerminator((server.host, server.port), context)
     try:
-        yield f"https://localhost:{terminator.port}"
+        yield terminator
     finally:
         terminator.close()
+
+
+@pytest.fixture(scope="module")
+def tls_url(terminator: TLSTerminator) -> str:
+    return f"https://localhost:{terminator.port}"
 
 
 @pytest.fixture
@@ -154,7 +164,7 @@ def test_an_unknown_certificate_authority_is_refused(tls_url: str) -> None:
         pytest.raises(APIConnectionError) as info,
     ):
         client.complete("Hi")
-    assert isinstance(info.value.__cause__, ssl.SSLError)
+    assert caused_by(info.value, ssl.SSLError)
     assert "certificate" in str(info.value).lower()
 
 
@@ -178,7 +188,7 @@ def test_trust_env_false_ignores_ssl_cert_file(
             pytest.raises(APIConnectionError) as info,
         ):
             client.complete("Hi")
-    assert isinstance(info.value.__cause__, ssl.SSLError)
+    assert caused_by(info.value, ssl.SSLError)
 
 
 def test_tls_through_a_connect_tunnel(
@@ -206,3 +216,17 @@ def test_verify_with_your_own_http_client_is_refused() -> None:
 
     with httpx.Client() as own, pytest.raises(InvalidRequestError, match="verify"):
         Client(base_url="https://localhost:1", http_client=own, verify=False)
+
+
+def test_a_context_offering_h2_still_speaks_http_1_1(
+    terminator: TLSTerminator, tls_url: str, server: LocalServer, ca: trustme.CA
+) -> None:
+    # The caller's context offers h2 first; HTTP/2 was not asked for, so httpx negotiates
+    # HTTP/1.1 by ALPN (the SDK's own stack used to negotiate h2 and speak HTTP/1.1 on it).
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    before = len(terminator.protocols)
+    with Client(base_url=tls_url, verify=context) as client:
+        assert client.complete("Hi") == "".join(server.pieces_for("Hi"))
+    assert terminator.protocols[before:] and set(terminator.protocols[before:]) == {"http/1.1"}

@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._base_client import NOT_GIVEN, BaseClient, NotGiven
 from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, Limits, RetryPolicy, TimeoutTypes
-from .._exceptions import InvalidRequestError
+from .._exceptions import APIError, InvalidRequestError
+from .._http_clients import DefaultAsyncHttpxClient
+from .._log_secrets import watch
+from .._synchronization import AsyncSocket, AsyncWaits, Expired
 from .._types import Completion, Messages
 from .resources import AsyncChat, AsyncConversation
 from .stream import AsyncStream
@@ -50,11 +53,16 @@ class AsyncClient(BaseClient):
     :class:`~aichatonline.Timeout` can add a bound on the whole call (``total``) and on
     the wait for the first piece (``first_piece``); ``None`` turns every limit off.
     ``max_retries`` counts retries after the first attempt (or pass a whole
-    ``retry_policy``, not both). ``http_client`` lets you bring your own httpx client (the
-    SDK never closes it). ``strict`` makes an unreadable stream line an error instead of a
-    skipped, counted anomaly. ``trust_env=False`` ignores the proxy environment variables.
-    ``verify`` is as in httpx: ``True`` (certifi's CA bundle), a CA bundle's path, an
-    ``ssl.SSLContext``, or ``False`` (no certificate check: for tests only).
+    ``retry_policy``, not both). ``http_client`` is the ``httpx.AsyncClient`` that carries
+    the requests: by default the SDK makes a :class:`~aichatonline.DefaultAsyncHttpxClient`
+    (and closes it with this client); pass your own (one of those, a
+    :class:`~aichatonline.DefaultAioHttpClient`, any ``httpx.AsyncClient``) to add hooks,
+    mounts, auth or another transport: the SDK never closes it. ``strict`` makes an
+    unreadable stream line an error instead of a skipped, counted anomaly.
+    ``trust_env=False`` ignores the proxy environment variables. ``verify`` is as in httpx:
+    ``True`` (certifi's CA bundle), a CA bundle's path, an ``ssl.SSLContext``, or ``False``
+    (no certificate check: for tests only). ``proxy``, ``verify`` and ``trust_env`` configure
+    the SDK's own httpx client; with ``http_client=``, configure yours instead.
     """
 
     _http_client_class = "AsyncClient"
@@ -87,15 +95,25 @@ class AsyncClient(BaseClient):
             trust_env=trust_env,
             verify=verify,
         )
-        self._transport = AsyncTransport(
-            self.base_url, proxy=self._proxy, http_client=http_client, tls=self._tls
-        )
+        if http_client is not None:
+            self._transport = AsyncTransport(http_client, secrets=self._secrets)
+        else:
+            self._transport = AsyncTransport(
+                make=self._default_http_client,
+                proxy_shown=self._proxy.shown if self._proxy is not None else None,
+                secrets=self._secrets,
+            )
         self._tokens = AsyncTokens(self._transport, self.base_url, self._headers)
         self._tokens_cache = self._tokens.cache
+        watch(self)
         self._streams: weakref.WeakSet[AsyncStream] = weakref.WeakSet()
         # Streams start in any thread while close() may run in another: a WeakSet is not
         # safe to copy while it grows (held only around the add and the copy).
         self._streams_lock = threading.Lock()
+
+    def _default_http_client(self) -> DefaultAsyncHttpxClient:
+        """The SDK's own httpx client (``proxy``, ``verify`` and ``trust_env`` as given)."""
+        return DefaultAsyncHttpxClient(**self._http_options)
 
     def with_options(
         self,
@@ -209,12 +227,31 @@ class AsyncClient(BaseClient):
         """A conversation that keeps its history and ``conversationId`` between turns."""
         return AsyncConversation(self, system)
 
+    @property
+    def http_client(self) -> Any:
+        """The ``httpx.AsyncClient`` that carries the requests (the SDK's own, or yours)."""
+        return self._transport.http_client
+
     async def get_token(self, *, refresh: bool = False) -> str:
         """The cached unique id, fetched first if there is none (or ``refresh`` is true)."""
         self._check_open()
         if refresh:
             self._tokens_cache.token = None
-        return await self._tokens.token_for(self.retry_policy, Limits(self.timeout))
+        limits = Limits(self.timeout)
+        waits = AsyncWaits()
+        try:
+            with waits.running():
+                socket = AsyncSocket()
+                waits.bound(limits.bound(), socket)
+                try:
+                    return await self._tokens.token_for(self.retry_policy, limits, socket)
+                except APIError:
+                    waits.check()  # a wait ended at the bound says so
+                    raise
+        except Expired:
+            pass
+        # Raised out of the except block: the error that ended the wait is not its context.
+        raise limits.timeout_error("fetching the token", limits.bound_name())
 
     async def aclose(self) -> None:
         """Close the connections; a stream still running ends with ``StreamInterrupted``.

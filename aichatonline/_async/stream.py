@@ -6,13 +6,19 @@ token, send the request, read the head or the next body bytes, sleep), and repor
 every decision (retry, refresh the token, resume, give up) is the call's. A piece is handed
 out straight from the list the call returned, without a generator in between.
 
+Waiting. Each run of the loop happens inside ``AsyncWaits.running()`` (one cancel scope;
+on the blocking client, a watchdog that shuts the request's socket down): before each wait
+the call's nearer bound (whole call, first piece) is set as its deadline, and a close from
+any task or thread ends the wait at once.
+
 Closing. ``aclose()`` (or the end of an ``async with`` block) stops the stream: its
-connection is closed, or given back to the pool if the answer had ended. It may come from
-another task while one iterates: that task's iteration then simply ends. When the client
+response is closed (httpx keeps the connection if the answer had ended). It may come from
+another task or thread while one iterates: that iteration then simply ends. When the client
 is closed while a stream runs, the stream ends with ``StreamInterrupted`` carrying the text
 so far (or ``APIConnectionError`` with none yet), its cause saying the client was closed.
-A stream dropped without being closed is closed by garbage collection; the stream is not a
-generator, so no event loop has to finalize it and trio has nothing to warn about.
+A stream dropped without being closed is closed after garbage collection, on its loop (on
+the blocking client, by a closer thread); the stream is not a generator, so no event loop
+has to finalize it and trio has nothing to warn about.
 
 Written once, async; ``_sync/stream.py`` is generated from it.
 """
@@ -40,7 +46,15 @@ from .._core import (
     Sleep,
 )
 from .._exceptions import APIConnectionError, APIError, InvalidRequestError
-from .._synchronization import AsyncNext, AsyncWakeup, async_close_now
+from .._synchronization import (
+    AsyncNext,
+    AsyncSocket,
+    AsyncWaits,
+    AsyncWakeup,
+    Expired,
+    Interrupted,
+    async_close_now,
+)
 from .transport import AsyncResponse, AsyncTransport
 
 if TYPE_CHECKING:
@@ -70,6 +84,7 @@ class AsyncStream:
         "_response",
         "_tokens",
         "_transport",
+        "_waits",
         "_wakeup",
     )
 
@@ -82,6 +97,7 @@ class AsyncStream:
         # transcript's length once the batch was recorded: one tuple, published at once,
         # so that another thread reading ``text`` sees the three agree.
         self._batch: tuple[list[str], Iterator[str], int] = ([], iter(()), 0)
+        self._waits = AsyncWaits()  # every wait bounded, and ended by a close
         self._wakeup = AsyncWakeup()  # a back-off wait that closing cuts short
         # The generator sees the stream through a weak proxy: no reference cycle, so a
         # stream dropped mid-answer is finalized (and its connection closed) at once.
@@ -147,8 +163,7 @@ class AsyncStream:
         self._wakeup.wake()
         response = self._response
         if self._iterating:  # another task waits on it: wake it, and it cleans up
-            if response is not None:
-                response.abort()
+            self._waits.interrupt()
             return
         try:
             await self._pieces_out.aclose()  # not running: it just ends
@@ -161,10 +176,7 @@ class AsyncStream:
         if response is None:
             return
         self._response = None
-        if self._call.next_action() is DONE:
-            await response.aclose()
-        else:
-            response.discard()
+        await response.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -182,7 +194,7 @@ class AsyncStream:
         response = getattr(self, "_response", None)
         if response is not None:
             with contextlib.suppress(Exception):
-                response.discard()
+                response.close_later()
         pieces_out = getattr(self, "_pieces_out", None)
         if pieces_out is not None:
             # Ended here, synchronously: a generator collected unfinished makes trio warn.
@@ -198,23 +210,50 @@ class AsyncStream:
         """The client is closing: end this stream (from the client, any task or thread)."""
         self._client_closed = True
         self._wakeup.wake()
-        response = self._response
-        if response is not None:
-            response.abort()
+        self._waits.interrupt()
 
     async def _advance(self) -> list[str]:
         """Run the call until it has pieces for the caller (``[]`` at the end)."""
         call = self._call
+        while True:
+            try:
+                with self._waits.running() as waits:
+                    return await self._run(waits)
+            except Expired:
+                expired = True
+            except Interrupted:
+                expired = False
+            # Handled here, out of the except blocks: the error that ended the wait must
+            # not ride along as the new error's __context__.
+            await self._discard()
+            if expired:  # the whole-call or first-piece bound: one more failed attempt
+                limits = call.limits
+                error = limits.timeout_error(self._doing(), limits.bound_name())
+                error.__cause__ = TimeoutError("the wait was ended at the bound")
+                call.failed(error)
+                continue
+            if self._closed or not self._client_closed:
+                return []
+            call.stop(APIConnectionError("the client was closed while the answer streamed"))
+            self._closed = True
+            action = call.next_action()
+            assert type(action) is Raise
+            raise action.error
+
+    async def _run(self, waits: AsyncWaits) -> list[str]:
+        call = self._call
         limits = call.limits
         while True:
             if self._closed:
-                self._discard()
+                await self._discard()
                 return []
             action = call.next_action()
             try:
                 if action is READ_BODY:
-                    assert self._response is not None
-                    data = await self._response.read(limits)
+                    response = self._response
+                    assert response is not None
+                    waits.bound(limits.bound(), response.socket)
+                    data = await response.read(limits)
                     if data:
                         pieces = call.receive(data)
                     else:
@@ -223,23 +262,31 @@ class AsyncStream:
                     if pieces:
                         return pieces
                 elif type(action) is Send:
-                    self._response = await self._transport.send(action.request, limits)
                     call.sent()
-                    status, headers = await self._response.receive_head(limits)
-                    call.response_head(status, headers)
+                    socket = AsyncSocket()
+                    waits.bound(limits.bound(), socket)
+                    response = await self._transport.send(action.request, limits, socket)
+                    self._response = response
+                    call.response_head(response.status, response.headers)
                 elif action is FETCH_TOKEN:
+                    socket = AsyncSocket()
+                    waits.bound(limits.bound(), socket)
                     try:
-                        token = await self._tokens.token_for(call.policy, limits)
+                        token = await self._tokens.token_for(call.policy, limits, socket)
                     except APIError as exc:
+                        waits.check()  # a wait ended on purpose (a close, a deadline)
                         call.token_failed(exc)
                         continue
                     call.token_ready(token)
                 elif action is READ_ERROR:
-                    assert self._response is not None
-                    body = await self._response.read_limited(limits, ERROR_BODY_LIMIT)
+                    response = self._response
+                    assert response is not None
+                    waits.bound(limits.bound(), response.socket)
+                    body = await response.read_limited(limits, ERROR_BODY_LIMIT)
                     await self._release()
                     call.error_body(body)
                 elif type(action) is Sleep:
+                    waits.bound(limits.bound())
                     await self._wakeup.sleep(action.seconds)  # the call never sleeps past total
                     call.slept()
                 elif type(action) is Raise:
@@ -251,7 +298,8 @@ class AsyncStream:
             except (APIError, InvalidRequestError) as exc:
                 if type(action) is Raise:
                     raise
-                self._discard()
+                await self._discard()
+                waits.check()  # a wait ended on purpose (a close, a deadline) says so
                 if self._closed:
                     return []
                 if self._client_closed:
@@ -263,18 +311,26 @@ class AsyncStream:
                 else:
                     call.failed(exc)
             except BaseException:
-                self._discard()
+                await self._discard()
                 raise
+
+    def _doing(self) -> str:
+        """What the call was doing, for a message: its request, or fetching the token."""
+        request = self._call.request
+        if request is None:
+            return "fetching the token"
+        return self._transport.describe(request)
 
     async def _release(self) -> None:
         response, self._response = self._response, None
         if response is not None:
             await response.aclose()
 
-    def _discard(self) -> None:
+    async def _discard(self) -> None:
+        """Done with a response that did not end well: closed now (its connection too)."""
         response, self._response = self._response, None
         if response is not None:
-            response.discard()
+            await response.aclose()
 
     def _cut_batch(self) -> None:
         """End the batch being handed out after the piece that may be on its way now."""
@@ -307,10 +363,12 @@ async def _hand_out(stream: AsyncStream) -> AsyncGenerator[str, None]:
         for piece in handed:
             yield piece
         stream._batch = ([], handed, end)
-    stream._discard()  # closed from another thread while a batch was handed out
+    await stream._discard()  # closed from another thread while a batch was handed out
 
 
 class AsyncTokenSource(Protocol):
     """Where a stream gets its token: the client's cache, or one fetch for every waiter."""
 
-    async def token_for(self, policy: RetryPolicy, limits: Limits) -> str: ...
+    async def token_for(
+        self, policy: RetryPolicy, limits: Limits, socket: AsyncSocket | None = None
+    ) -> str: ...

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from .._core import Limits, Raise, Request, RetryPolicy, Send, Sleep, TokenCache, TokenFetch
 from .._exceptions import APIError
-from .._synchronization import AsyncLock, AsyncWakeup, async_sleep
+from .._synchronization import AsyncLock, AsyncSocket, AsyncWakeup, async_sleep
 from .transport import AsyncTransport
 
 __all__ = ["AsyncFetcher", "AsyncTokens", "async_fetch_token"]
@@ -39,8 +39,11 @@ class AsyncTokens:
         self._base_url = base_url
         self._headers = headers
 
-    async def token_for(self, policy: RetryPolicy, limits: Limits) -> str:
-        """The cached token, or one fetched now (once for every caller waiting)."""
+    async def token_for(
+        self, policy: RetryPolicy, limits: Limits, socket: AsyncSocket | None = None
+    ) -> str:
+        """The cached token, or one fetched now (once for every caller waiting); ``socket``
+        reports where the fetch waits."""
         cache = self.cache
         token = cache.token
         if token is not None:
@@ -63,7 +66,7 @@ class AsyncTokens:
                 secrets=self._transport.secrets,
             )
             try:
-                token = await async_fetch_token(self._transport, fetch, self.wakeup)
+                token = await async_fetch_token(self._transport, fetch, self.wakeup, socket)
             except APIError as exc:
                 cache.failed(exc, policy, limits.timeout)
                 raise
@@ -77,21 +80,25 @@ class AsyncFetcher(Protocol):
     """What sends a token request: the transport, or the provider's aiohttp session."""
 
     async def fetch(
-        self, request: Request, limits: Limits
+        self, request: Request, limits: Limits, socket: AsyncSocket | None = None
     ) -> tuple[int, Mapping[str, str], bytes]: ...
 
 
 async def async_fetch_token(
-    transport: AsyncFetcher, fetch: TokenFetch, wakeup: AsyncWakeup | None = None
+    transport: AsyncFetcher,
+    fetch: TokenFetch,
+    wakeup: AsyncWakeup | None = None,
+    socket: AsyncSocket | None = None,
 ) -> str:
     """Carry out ``fetch`` (a token request, retried as its policy says) over ``transport``;
-    ``wakeup`` (woken when the client closes) cuts its back-off waits short."""
+    ``wakeup`` (woken when the client closes) cuts its back-off waits short, ``socket``
+    reports where it waits."""
     limits = fetch.limits
     while True:
         action = fetch.next_action()
         if type(action) is Send:
             try:
-                status, headers, body = await transport.fetch(action.request, limits)
+                status, headers, body = await transport.fetch(action.request, limits, socket)
             except APIError as exc:
                 fetch.failed(exc)
                 continue

@@ -1,101 +1,144 @@
-"""The transport: sends a core ``Request`` and hands out the response, translating failures.
+"""The transport: sends a core ``Request`` through an httpx client and hands out the response.
 
-Two ways to move the bytes, one interface (``send`` -> a response with ``receive_head``,
-``read``, ``aclose`` and ``abort``):
+The SDK decides what to send and how to read the answer (``_core``); an
+``httpx.AsyncClient`` carries the bytes: the SDK's own (a ``DefaultAsyncHttpxClient``,
+closed with the SDK's client) or the caller's (``http_client=``: never closed here; an
+``httpx2`` client works too). What this module adds on top of httpx:
 
-- the SDK's own connections (``pool.py``, ``http.py``): every wait sized by the call's
-  limits; a stale keep-alive connection that fails before any byte of the answer is
-  replaced once, transparently; cookies the service sets are kept and sent back;
-- the caller's own ``httpx.AsyncClient`` (``http_client=``): its settings apply (proxy,
-  TLS, event hooks, its own cookies), redirects are never followed whatever it says (the
-  token and the prompt go to the configured origin only), per-operation limits are sized
-  when each request starts, and the whole-call and first-piece bounds are held by a
-  deadline guard (``_synchronization.py``).
-
-Every failure leaves here as one of the SDK's errors, its message naming the request
-(and the proxy, credentials masked) and never a secret; the library's own error is chained
-as ``__cause__`` with the secrets masked in its message too. A timeout names the limit that
-fired (``Limits.timeout_error``).
+- per-operation time limits sized by the call's ``Limits`` at the moment httpcore looks
+  each one up (``_LiveTimeouts``), so a long wait for one phase leaves the next less time;
+- redirects never followed, whatever the client says (the token and the prompt go to the
+  configured origin only);
+- bodies read with ``aiter_bytes``: httpx undoes every content coding (so mocks such as
+  ``httpx.MockTransport``, respx and pytest-httpx work), and ``check_expansion`` stops a
+  decompression bomb at its first read;
+- every failure mapped once to the SDK's errors (``error``), the request and the proxy
+  named, secrets masked, httpx's own error chained as ``__cause__`` (its message masked too);
+- the SDK's own client follows the event loop: on a new loop of the same kind it starts
+  afresh (its connections from the old loop were closed as that loop ended), on another
+  kind it refuses with a clear error (one client per backend).
 
 Written once, async; ``_sync/transport.py`` is generated from it.
 """
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._config import ProxyURL
-from .._core import ERROR_BODY_LIMIT, OPERATIONS, CookieJar, Limits, Request, split_url
-from .._core.http11 import BadResponse, IncompleteResponse
+from .._core import ERROR_BODY_LIMIT, OPERATIONS, Limits, Request, check_expansion
 from .._core.redact import redact, sanitized
 from .._exceptions import AiChatOnlineError, APIConnectionError, InvalidRequestError, ProtocolError
-from .._synchronization import async_deadline_guard, async_shield
-from .http import AsyncConnection, Route, request_bytes
-from .pool import AsyncConnectionPool
+from .._synchronization import (
+    AsyncSocket,
+    async_at_loop_end,
+    async_current_loop,
+    async_later,
+    async_shield,
+)
 
 __all__ = ["AsyncResponse", "AsyncTransport"]
 
-# What a failing socket or connection raises, below our errors.
-_NETWORK_ERRORS = (OSError, IncompleteResponse)
-# How a keep-alive connection the server closed while it was idle fails at first use.
-_STALE = (IncompleteResponse, ConnectionResetError, BrokenPipeError)
+# httpcore's messages for a server that closed the connection: a dropped stream, not a
+# malformed answer.
+_DISCONNECTED = ("disconnected", "peer closed", "connection closed", "connection reset")
 
 
 class AsyncTransport:
-    """Moves requests: over the SDK's own connections, or the caller's ``httpx.AsyncClient``."""
+    """Moves requests over an ``httpx.AsyncClient``: the SDK's own (``make``) or the caller's."""
 
     def __init__(
         self,
-        base_url: str,
-        *,
-        proxy: ProxyURL | None = None,
         http_client: Any = None,
-        cookies: CookieJar | None = None,
-        tls: ssl.SSLContext | None = None,
+        *,
+        make: Callable[[], Any] | None = None,
+        proxy_shown: str | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
-        origin, _ = split_url(base_url)
-        self._http = http_client
-        self.pool = (
-            None if http_client is not None else AsyncConnectionPool(Route(origin, proxy, tls))
-        )
-        self.cookies = cookies if cookies is not None else CookieJar()
-        self.secrets: tuple[str, ...] = proxy.secrets if proxy is not None else ()
-        self._via = f" via the proxy {proxy.shown}" if proxy is not None else ""
+        assert (http_client is None) != (make is None)
+        self._make = make
+        self._http: Any = http_client if http_client is not None else make()  # type: ignore[misc]
+        #: Whether the httpx client is the SDK's (closed with it) or the caller's.
+        self.owned = make is not None
+        self.secrets = secrets
+        self._via = f" via the proxy {proxy_shown}" if proxy_shown else ""
+        self._loop: object = None
+        self._kind: str | None = None
+        self._loop_guard: Any = None
+        self._closed = False
+        #: Responses sent and not closed yet (for leak checks).
+        self.open_responses = 0
+
+    @property
+    def http_client(self) -> Any:
+        """The httpx client that carries the requests."""
+        return self._http
 
     @property
     def closed(self) -> bool:
-        """Whether ``close()`` was called (or the caller's httpx client is closed)."""
-        if self._http is not None:
-            return bool(self._http.is_closed)
-        assert self.pool is not None
-        return self.pool.closed
+        """Whether ``aclose()`` was called (or the caller's httpx client is closed)."""
+        return self._closed or (not self.owned and bool(self._http.is_closed))
 
-    async def send(self, request: Request, limits: Limits) -> AsyncResponse:
-        """Send ``request``; the response's head is read by ``receive_head``."""
+    async def _client(self) -> Any:
+        """The httpx client for a request on the running loop."""
         if self.closed:
             raise InvalidRequestError("the client is closed")
-        response = AsyncResponse(self, request)
-        if self.pool is not None:
-            try:
-                await response.start(limits)
-            except BaseException:  # a cancellation mid-send included: nobody else holds it
-                response.discard()
-                raise
-        return response
+        kind, loop = async_current_loop()
+        if loop is not self._loop:
+            if self._kind is not None and kind != self._kind:
+                raise InvalidRequestError(
+                    f"this AsyncClient was used on {self._kind} and now runs on {kind}: "
+                    "make one client per event loop backend"
+                )
+            if kind == "trio" and getattr(self._http, "asyncio_only", False):
+                raise InvalidRequestError(
+                    "DefaultAioHttpClient runs on asyncio only (aiohttp): on trio, use the "
+                    "default client or a DefaultAsyncHttpxClient"
+                )
+            if self.owned and self._kind is not None:
+                # A new loop: the old loop's connections were closed as it ended.
+                assert self._make is not None
+                self._http = self._make()
+            self._kind, self._loop = kind, loop
+            if self.owned:
+                self._loop_guard = await async_at_loop_end(self._loop_ended)
+        return self._http
 
-    async def fetch(self, request: Request, limits: Limits) -> tuple[int, Mapping[str, str], bytes]:
-        """Send ``request``; its status, headers and body (at most ``ERROR_BODY_LIMIT`` bytes)."""
-        response = await self.send(request, limits)
+    async def _loop_ended(self, loop: object) -> None:
+        """The loop ``loop`` is shutting down: close the SDK's connections while it can."""
+        if loop is self._loop:
+            self._loop = None
+            await self._http.aclose()
+
+    async def send(self, request: Request, limits: Limits, socket: AsyncSocket) -> AsyncResponse:
+        """Send ``request`` and wait for its response head."""
+        http = await self._client()
+        message = http.build_request(
+            request.method, request.url, headers=request.headers, content=request.body
+        )
+        message.extensions["timeout"] = _LiveTimeouts(limits)
+        message.extensions.update(socket.extensions())
+        error: AiChatOnlineError
         try:
-            status, headers = await response.receive_head(limits)
+            response = await http.send(message, stream=True, follow_redirects=False)
+        except Exception as exc:
+            if not _is_transport_failure(exc):
+                raise
+            error = self.error(exc, request, limits)
+        else:
+            return AsyncResponse(self, request, response, socket)
+        raise error  # raised here, not in the except block: httpx's error is no __context__
+
+    async def fetch(
+        self, request: Request, limits: Limits, socket: AsyncSocket | None = None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send ``request``; its status, headers and body (at most ``ERROR_BODY_LIMIT`` bytes)."""
+        response = await self.send(request, limits, socket or AsyncSocket())
+        try:
             body = await response.read_limited(limits, ERROR_BODY_LIMIT)
-        except BaseException:
-            response.discard()
-            raise
-        await response.aclose()
-        return status, headers, body
+        finally:
+            await response.aclose()
+        return response.status, response.headers, body
 
     def describe(self, request: Request) -> str:
         """How a message names ``request``: method, URL (no query) and proxy."""
@@ -107,125 +150,101 @@ class AsyncTransport:
         """Our error for a failure of ``request`` (its cause chained, secrets masked)."""
         secrets = (*request.secrets, *self.secrets)
         where = self.describe(request) + (f" ({during})" if during else "")
-        if isinstance(exc, TimeoutError) or _is_httpx_timeout(exc):
-            error: AiChatOnlineError = limits.timeout_error(where, _httpx_limit(exc))
-        elif isinstance(exc, BadResponse):
-            error = ProtocolError(f"{where}: {exc}", retryable=exc.retryable)
+        detail = _detail(exc, secrets)
+        error: AiChatOnlineError
+        if _is_httpx(exc, "TimeoutException") and not _aiohttp_disconnect(exc):
+            error = limits.timeout_error(where, _httpx_limit(exc))
+        elif isinstance(exc, TimeoutError):
+            error = limits.timeout_error(where)
+        elif type(exc).__module__.startswith("socksio"):
+            error = APIConnectionError(
+                f"{where}: the SOCKS5 proxy sent a malformed reply ({detail})"
+            )
+        elif _is_httpx(exc, "ProxyError"):
+            status = detail.partition(": ")[2][:3]
+            hint = " (check the proxy's credentials)" if status == "407" else ""
+            error = APIConnectionError(
+                f"{where}: the proxy refused the connection: {detail}{hint}",
+                retryable=not status.startswith("4"),
+            )
+        elif _is_httpx(exc, "RemoteProtocolError") and not any(
+            word in str(exc).lower() for word in _DISCONNECTED
+        ):
+            error = ProtocolError(f"{where}: a malformed HTTP answer: {detail}", retryable=True)
         elif _is_httpx(exc, "DecodingError"):
-            error = ProtocolError(
-                f"{where}: the body could not be decoded: {_detail(exc, secrets)}"
-            )
-        elif _is_httpx(exc, "LocalProtocolError", "UnsupportedProtocol"):
-            error = InvalidRequestError(
-                f"{where}: the request cannot be sent: {_detail(exc, secrets)}"
-            )
+            error = ProtocolError(f"{where}: the body could not be decoded: {detail}")
+        elif _is_httpx(exc, "LocalProtocolError", "UnsupportedProtocol", "InvalidURL"):
+            error = InvalidRequestError(f"{where}: the request cannot be sent: {detail}")
+        elif _is_httpx(exc, "StreamError"):
+            error = APIConnectionError(f"{where}: the response was closed: {detail}")
         else:
-            error = APIConnectionError(f"{where}: {_detail(exc, secrets)}")
+            error = APIConnectionError(f"{where}: {detail}")
         error.__cause__ = sanitized(exc, *secrets)
         error.__suppress_context__ = True
         return error
 
     async def aclose(self) -> None:
-        """Close the SDK's connections (a caller's httpx client is the caller's to close)."""
-        if self.pool is not None:
-            self.pool.close()
+        """Close the SDK's own httpx client (a caller's httpx client is the caller's to close)."""
+        self._closed = True
+        loop, self._loop = self._loop, None  # the loop-end hook has nothing left to do
+        guard, self._loop_guard = self._loop_guard, None
+        if guard is not None:
+            await guard.aclose()
+        # The httpx client's connections belong to the loop it last ran on; one closed
+        # without finalizing (loop.close() alone) cannot close them any more.
+        if self.owned and loop in (None, async_current_loop()[1]):
+            with async_shield():
+                await self._http.aclose()
 
 
 class AsyncResponse:
-    """One response: its head, then its body in the chunks the network gives."""
+    """One response: its status and headers, then its body in the chunks httpx gives."""
 
-    __slots__ = ("_chunks", "_connection", "_httpx", "_received", "_request", "_transport")
+    __slots__ = (
+        "_chunks",
+        "_httpx",
+        "_loop",
+        "_request",
+        "_transport",
+        "headers",
+        "socket",
+        "status",
+    )
 
-    def __init__(self, transport: AsyncTransport, request: Request) -> None:
+    def __init__(
+        self, transport: AsyncTransport, request: Request, response: Any, socket: AsyncSocket
+    ) -> None:
         self._transport = transport
         self._request = request
-        self._connection: AsyncConnection | None = None
-        self._httpx: Any = None
-        self._chunks: Any = None
-        self._received = False
-
-    # -- the SDK's own connections ---------------------------------------------------------
-
-    async def start(self, limits: Limits, *, fresh: bool = False) -> None:
-        """Take a connection (an idle one, or a new one) and send the request on it.
-
-        A reused connection that fails at once was closed by the server while idle: the
-        request goes once more, on a new connection (``fresh``).
-        """
-        transport = self._transport
-        pool = transport.pool
-        assert pool is not None
-        request = self._request
-        # Errors are raised after the except blocks, not in them: a library's error must
-        # not ride along as ``__context__`` with its unmasked message.
-        error: AiChatOnlineError
-        try:
-            connection = await pool.acquire(limits, fresh=fresh)
-        except (*_NETWORK_ERRORS, TimeoutError, BadResponse) as exc:
-            error = transport.error(exc, request, limits, "connecting")
-        else:
-            self._connection = connection
-            head = request_bytes(
-                pool.route, request.method, request.target, request.origin, self._headers()
-            )
-            try:
-                await connection.send(request.method, head, request.body, limits)
-                return
-            except (*_NETWORK_ERRORS, TimeoutError) as exc:
-                self.discard()
-                if connection.reused and isinstance(exc, _STALE):
-                    await self.start(limits, fresh=True)
-                    return
-                error = transport.error(exc, request, limits, "sending")
-        raise error
-
-    def _headers(self) -> list[tuple[str, str]]:
-        request = self._request
-        headers = [("Host", request.origin.authority), *request.headers.items()]
-        if request.body is not None:
-            headers.append(("Content-Length", str(len(request.body))))
-        cookie = self._transport.cookies.header()
-        if cookie is not None:
-            headers.append(("Cookie", cookie))
-        return headers
-
-    async def receive_head(self, limits: Limits) -> tuple[int, Mapping[str, str]]:
-        """Wait for the status and headers (header names lower-case)."""
-        if self._connection is None:
-            return await self._httpx_head(limits)
-        connection = self._connection
-        error: AiChatOnlineError
-        try:
-            try:
-                head = await connection.receive_head(limits)
-            except _STALE:
-                if not connection.reused:
-                    raise
-                # A keep-alive connection the server had closed: once more on a new one.
-                self.discard()
-                await self.start(limits, fresh=True)
-                assert self._connection is not None
-                head = await self._connection.receive_head(limits)
-        except (*_NETWORK_ERRORS, TimeoutError, BadResponse) as exc:
-            self.discard()
-            error = self._transport.error(exc, self._request, limits)
-        else:
-            if head.set_cookie:
-                self._transport.cookies.update(head.set_cookie)
-            return head.status, head.headers
-        raise error
+        self._httpx: Any = response
+        self._chunks: Any = response.aiter_bytes()
+        self._loop = async_current_loop()
+        self.status: int = response.status_code
+        #: The response headers (httpx's: case-insensitive, lower-case names).
+        self.headers: Mapping[str, str] = response.headers
+        #: Where a blocking read of this response waits (its connection's socket).
+        self.socket = socket
+        socket.set(response.extensions.get("network_stream"))
+        transport.open_responses += 1
 
     async def read(self, limits: Limits) -> bytes:
-        """The next bytes of the body; ``b""`` at its end."""
-        connection = self._connection
-        if connection is None:
-            return await self._httpx_read(limits)
+        """The next bytes of the body, content-decoded; ``b""`` at its end."""
+        chunks = self._chunks
+        if chunks is None:
+            return b""
         error: AiChatOnlineError
         try:
-            return await connection.receive_body(limits)
-        except (*_NETWORK_ERRORS, TimeoutError, BadResponse) as exc:
-            self.discard()
+            chunk: bytes = await chunks.__anext__()
+        except StopAsyncIteration:
+            self._chunks = None
+            return b""
+        except Exception as exc:
+            if not _is_transport_failure(exc):
+                raise
             error = self._transport.error(exc, self._request, limits, "reading the answer")
+        else:
+            check_expansion(len(chunk))
+            return chunk
         raise error
 
     async def read_limited(self, limits: Limits, limit: int) -> bytes:
@@ -241,86 +260,58 @@ class AsyncResponse:
         return b"".join(parts)[:limit]
 
     async def aclose(self) -> None:
-        """Done with the response: its connection goes back to the pool if it can be reused."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            pool = self._transport.pool
-            assert pool is not None
-            pool.release(connection)
-        elif self._httpx is not None:
-            response, self._httpx = self._httpx, None
-            with async_shield():
-                await response.aclose()
+        """Done with the response: httpx keeps its connection if the body was read to its end,
+        else closes it."""
+        response, self._httpx = self._httpx, None
+        if response is None:
+            return
+        chunks, self._chunks = self._chunks, None
+        self._transport.open_responses -= 1
+        with async_shield():
+            await response.aclose()
+            if chunks is not None:
+                await _finish(chunks)
 
-    def abort(self) -> None:
-        """Wake whoever reads this response, from any task or thread; they discard it."""
-        connection = self._connection
-        if connection is not None:
-            connection.abort()
-        elif self._httpx is not None:
-            _abort_httpx(self._httpx)
+    def close_later(self) -> None:
+        """Close the response soon, from a finalizer (no ``await`` possible here)."""
+        if self._httpx is None:
+            return
+        self.socket.shutdown()  # the server sees the end at once
+        async_later(self._loop, self.aclose)
 
-    def discard(self) -> None:
-        """Done with a response that did not end well: its connection is closed, not reused."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            pool = self._transport.pool
-            assert pool is not None
-            pool.discard(connection)
-        elif self._httpx is not None:
-            response, self._httpx = self._httpx, None
-            _abort_httpx(response)
 
-    # -- the caller's own httpx client --------------------------------------------------
+_LONGEST = 1e9  # seconds (some thirty years): a longer limit is no limit
 
-    async def _httpx_head(self, limits: Limits) -> tuple[int, Mapping[str, str]]:
-        transport, request = self._transport, self._request
-        http = transport._http
-        message = http.build_request(
-            request.method, request.url, headers=request.headers, content=request.body
-        )
-        message.extensions["timeout"] = _LiveTimeouts(limits)
-        error: AiChatOnlineError
+
+async def _finish(chunks: Any) -> None:
+    """Run an unfinished body iterator to its end, its response being closed.
+
+    httpx's body iterators are async generators nested in one another (``aiter_bytes``,
+    ``aiter_raw`` and those of the streams below); closing the outermost leaves the inner
+    ones suspended, and trio warns when they are collected. Reading on from the closed
+    response ends every one of them (with an error, or the end of what was buffered).
+    """
+    for _ in range(_FINISH_READS):
         try:
-            async with async_deadline_guard(limits.bound()):
-                response = await http.send(message, stream=True, follow_redirects=False)
-        except Exception as exc:
-            if not _is_transport_failure(exc):
-                raise
-            error = transport.error(exc, request, limits)
-        else:
-            self._httpx = response
-            self._chunks = response.aiter_raw()
-            return response.status_code, {k.lower(): v for k, v in response.headers.items()}
-        raise error
-
-    async def _httpx_read(self, limits: Limits) -> bytes:
-        if self._chunks is None:
-            return b""
-        error: AiChatOnlineError
-        try:
-            async with async_deadline_guard(limits.bound()):
-                chunk: bytes = await self._chunks.__anext__()
+            await chunks.__anext__()
         except StopAsyncIteration:
-            self._chunks = None
-            return b""
-        except Exception as exc:
-            if not _is_transport_failure(exc):
-                raise
-            self.discard()
-            error = self._transport.error(exc, self._request, limits, "reading the answer")
-        else:
-            return chunk
-        raise error
+            return
+        except Exception:  # noqa: BLE001 - the end we wanted: the response is closed
+            return
+    await chunks.aclose()
+
+
+_FINISH_READS = 64  # buffered chunks a closed response may still give (a few at most)
 
 
 class _LiveTimeouts(dict[str, "float | None"]):
-    """httpx's per-request timeouts, each sized by the call's limits when httpcore reads it.
+    """httpx's per-request timeouts, each sized by the call's limits when it is looked up.
 
     httpcore looks each one up as its phase begins (a free connection, connecting,
     sending, reading), so a long wait for a connection leaves the later phases less time,
-    never more. (Inside one phase the value holds: the SDK's own connections size every
-    single wait instead.)
+    never more. The read limit is looked up once for the whole body, so it is cut to the
+    whole-call bound only: the first-piece bound ends with the first piece. (Within a
+    phase the value holds; the stream's waits hold both bounds.)
     """
 
     def __init__(self, limits: Limits) -> None:
@@ -328,54 +319,56 @@ class _LiveTimeouts(dict[str, "float | None"]):
         self._limits = limits
 
     def get(self, key: str, default: float | None = None) -> float | None:  # type: ignore[override]
-        return self._limits.cap(key) if key in OPERATIONS else default
+        return self[key] if key in OPERATIONS else default
 
     def __getitem__(self, key: str) -> float | None:
-        return self._limits.cap(key)
+        seconds = self._limits.cap(key, first_piece=key != "read")
+        # Sockets refuse timeouts past a few centuries (OverflowError): that long is none.
+        return None if seconds is not None and seconds > _LONGEST else seconds
+
+
+# Libraries under httpx whose own errors can escape it (httpcore lets socksio's refusal of a
+# malformed SOCKS5 reply through, for one).
+_BELOW_HTTPX = ("httpcore", "h11", "h2", "hpack", "socksio", "anyio", "aiohttp")
 
 
 def _is_transport_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` (raised inside a caller's httpx client) is a network or HTTP failure."""
-    return isinstance(exc, OSError) or _is_httpx(exc, "HTTPError", "StreamError")
+    """Whether ``exc`` (raised inside an httpx client) is a network or HTTP failure."""
+    if isinstance(exc, OSError) or _is_httpx(exc, "HTTPError", "StreamError", "InvalidURL"):
+        return True
+    return type(exc).__module__.partition(".")[0] in _BELOW_HTTPX
 
 
 def _is_httpx(exc: BaseException, *names: str) -> bool:
-    module = type(exc).__module__
-    if not module.startswith("httpx"):
+    """Whether ``exc`` is one of httpx's (or httpx2's) errors named ``names``."""
+    if not type(exc).__module__.startswith("httpx"):
         return False
     return any(klass.__name__ in names for klass in type(exc).__mro__)
 
 
-def _is_httpx_timeout(exc: BaseException) -> bool:
-    return _is_httpx(exc, "TimeoutException")
-
-
 def _httpx_limit(exc: BaseException) -> str | None:
     """Which per-operation limit an httpx timeout is (``None``: the last one sized)."""
-    for name, limit in (
-        ("ConnectTimeout", "connect"),
-        ("ReadTimeout", "read"),
-        ("WriteTimeout", "write"),
-        ("PoolTimeout", "pool"),
-    ):
-        if type(exc).__name__ == name and type(exc).__module__.startswith("httpx"):
-            return limit
-    return None
+    return {
+        "ConnectTimeout": "connect",
+        "ReadTimeout": "read",
+        "WriteTimeout": "write",
+        "PoolTimeout": "pool",
+    }.get(type(exc).__name__)
+
+
+def _aiohttp_disconnect(exc: BaseException) -> bool:
+    """httpx-aiohttp maps aiohttp's connection errors (a server that hung up) to
+    ``ConnectTimeout``: the cause says whether it really was a timeout."""
+    cause = exc.__cause__
+    if cause is None or not type(cause).__module__.startswith("aiohttp"):
+        return False
+    return not any("Timeout" in klass.__name__ for klass in type(cause).__mro__)
 
 
 def _detail(exc: BaseException, secrets: tuple[str, ...]) -> str:
+    cause = exc.__cause__
+    if cause is not None and type(cause).__module__.startswith("aiohttp"):
+        exc = cause  # name aiohttp's own error, not httpx-aiohttp's guess at one
     text = redact(str(exc), *secrets)
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
-
-
-def _abort_httpx(response: Any) -> None:
-    """Shut the socket under a caller's httpx response (best effort; no ``await`` possible)."""
-    stream = response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
-    if sock is not None:
-        import contextlib
-        import socket
-
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)

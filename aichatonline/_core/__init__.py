@@ -5,14 +5,14 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
 
 - ``prompt``   validating messages and formatting the prompt string
 - ``wire``     URLs, headers and bodies of the two requests; token parsing; the one status
-               table (``classify``) and the typed error for a status
-- ``content``  undoing the ``Content-Encoding`` we ask for
+               table (``classify``) and the typed error for a status; the content codings
+               we read
 - ``decoder``  the incremental NDJSON stream decoder
 - ``resume``   the text of a call, and resuming a dropped stream exactly
 - ``timeouts`` ``Timeout`` (httpx's per-operation limits, plus ``total`` and
                ``first_piece``) and ``Limits``, one call's view of them
 - ``retries``  ``RetryPolicy``: retry decisions made by tenacity's strategies
-- ``session``  what a client keeps between calls: the token cache, the cookies
+- ``session``  what a client keeps between calls: the token cache
 - ``call``     one chat call and one token fetch as state machines: events in, actions out
 - ``redact``   keeping the token and credentials out of messages
 """
@@ -30,13 +30,12 @@ from .call import (
     Sleep,
     TokenFetch,
 )
-from .content import ContentDecoder, content_decoder
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
 from .prompt import format_prompt, get_random_string, normalize_messages
 from .redact import redact
 from .resume import Transcript
 from .retries import Attempts, RetryPolicy, is_testing, set_testing
-from .session import CookieJar, TokenCache
+from .session import TokenCache
 from .timeouts import (
     DEFAULT_TIMEOUT,
     OPERATIONS,
@@ -51,16 +50,18 @@ from .wire import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     ERROR_BODY_LIMIT,
+    EXPANSION_LIMIT,
     MODEL_ALIASES,
     MODELS,
     RETRYABLE,
     SITE_URL,
     TOKEN_PATH,
     Chat,
-    Origin,
     Outcome,
     Request,
     build_headers,
+    check_content_encoding,
+    check_expansion,
     check_headers,
     classify,
     is_header_text,
@@ -69,7 +70,6 @@ from .wire import (
     parse_retry_after,
     parse_token,
     resolve_model,
-    split_url,
     status_error,
     token_request,
 )
@@ -83,6 +83,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DONE",
     "ERROR_BODY_LIMIT",
+    "EXPANSION_LIMIT",
     "FETCH_TOKEN",
     "MODELS",
     "MODEL_ALIASES",
@@ -96,12 +97,9 @@ __all__ = [
     "Attempts",
     "Call",
     "Chat",
-    "ContentDecoder",
-    "CookieJar",
     "Done",
     "HttpxLikeTimeout",
     "Limits",
-    "Origin",
     "Outcome",
     "Raise",
     "Request",
@@ -115,9 +113,10 @@ __all__ = [
     "TokenFetch",
     "Transcript",
     "build_headers",
+    "check_content_encoding",
+    "check_expansion",
     "check_headers",
     "classify",
-    "content_decoder",
     "format_prompt",
     "get_random_string",
     "is_header_text",
@@ -130,7 +129,6 @@ __all__ = [
     "redact",
     "resolve_model",
     "set_testing",
-    "split_url",
     "status_error",
     "token_request",
 ]

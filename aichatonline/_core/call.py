@@ -46,13 +46,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .._exceptions import APIError, AuthenticationError, ProtocolError
-from .content import ContentDecoder, content_decoder
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
 from .resume import Transcript
 from .retries import Attempts, RetryPolicy
 from .session import TokenCache
 from .timeouts import Limits, Timeout
-from .wire import Chat, Request, parse_token, status_error, token_request
+from .wire import (
+    Chat,
+    Request,
+    check_content_encoding,
+    parse_token,
+    status_error,
+    token_request,
+)
 
 __all__ = [
     "DONE",
@@ -153,7 +159,6 @@ class Call:
         "_best",
         "_decoder",
         "_decoder_options",
-        "_inflate",
         "_refreshed",
         "_request",
         "_secrets",
@@ -195,7 +200,6 @@ class Call:
         self._attempts = Attempts(policy, self.limits, "the chat request")
         self._decoder_options = (strict, max_line_bytes, json_loads)
         self._decoder: StreamDecoder | None = None
-        self._inflate: ContentDecoder | None = None
         self._token: str | None = None
         self._request: Request | None = None
         self._status = 0
@@ -220,6 +224,11 @@ class Call:
         """Unreadable lines skipped (and surrogate halves replaced), over every attempt."""
         current = self._decoder.anomalies if self._decoder is not None else 0
         return self._skipped_before + current
+
+    @property
+    def request(self) -> Request | None:
+        """The chat request of the current attempt (``None`` before there is a token)."""
+        return self._request
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -254,7 +263,7 @@ class Call:
             self._action = READ_ERROR
             return
         try:
-            self._inflate = content_decoder(headers.get("content-encoding"))
+            check_content_encoding(headers.get("content-encoding"))
         except ProtocolError as exc:  # an encoding we did not ask for: unreadable
             raise self._unreadable_error(str(exc)) from None
         strict, max_line_bytes, json_loads = self._decoder_options
@@ -277,17 +286,10 @@ class Call:
         )
 
     def receive(self, data: bytes) -> list[str]:
-        """Body bytes arrived: the pieces to hand to the caller now (all of them)."""
-        decoder, inflate = self._decoder, self._inflate
+        """Body bytes (content-decoded) arrived: the pieces to hand to the caller now."""
+        decoder = self._decoder
         assert decoder is not None
-        if inflate is None:
-            pieces = decoder.feed(data)
-        else:
-            # A bounded chunk at a time (a small read may expand a thousandfold); an error
-            # line stops it, to be raised, in order, by the next feed.
-            pieces = decoder.feed(inflate.decompress(data))
-            while inflate.pending and decoder.error is None:
-                pieces += decoder.feed(inflate.decompress(b""))
+        pieces = decoder.feed(data)
         if not pieces:
             return pieces
         self.limits.disarm_first_piece()
@@ -297,12 +299,7 @@ class Call:
         """The body ended normally: the last pieces; the call is done."""
         decoder = self._decoder
         assert decoder is not None
-        pieces: list[str] = []
-        if self._inflate is not None:
-            rest = self._inflate.flush()
-            if rest:
-                pieces = decoder.feed(rest)
-        pieces += decoder.finish()
+        pieces = decoder.finish()
         error = decoder.error  # an error after the last pieces: they go out first
         if decoder.readable == 0 and error is None:
             raise self._unreadable(decoder)
@@ -353,7 +350,6 @@ class Call:
         if self._decoder is not None:
             self._skipped_before += self._decoder.anomalies
             self._decoder = None
-        self._inflate = None
 
     def _unreadable(self, decoder: StreamDecoder) -> ProtocolError:
         skipped = f"{decoder.anomalies} unreadable lines" if decoder.anomalies else "no lines"

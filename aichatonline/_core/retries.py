@@ -97,8 +97,9 @@ class RetryPolicy:
     and the statuses the protocol calls transient or rate limited (408, 409, 429, 5xx;
     402 only with a ``Retry-After``), honouring ``Retry-After`` (on 429, 402 and 503 alike)
     up to ``max_retry_after`` seconds; a longer wait fails at once. Never retried: other
-    4xx, a Cloudflare block, bad input, and :class:`~aichatonline.StreamInterrupted` (a
-    resumed answer that diverged: sending it again cannot mend that). A call never waits
+    4xx, a Cloudflare block, a proxy that refused our credentials (407), bad input, and
+    :class:`~aichatonline.StreamInterrupted` (a resumed answer that diverged: sending it
+    again cannot mend that). A call never waits
     past its ``Timeout.total``: when the next wait would reach it, the call fails now.
 
     The wait is tenacity's ``wait_exponential`` plus ``wait_random`` (as in stamina):
@@ -126,7 +127,7 @@ class RetryPolicy:
         if isinstance(exc, StreamInterrupted):
             return False
         if isinstance(exc, APIConnectionError):
-            return True
+            return exc.retryable
         if isinstance(exc, ProtocolError):
             return exc.retryable
         if isinstance(exc, APIStatusError):

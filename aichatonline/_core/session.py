@@ -1,4 +1,4 @@
-"""What a client keeps between calls: its unique id (token) and the service's cookies. No I/O.
+"""What a client keeps between calls: its unique id (token). No I/O.
 
 :class:`TokenCache` holds the token every call of a client (and of the clients made from it
 with ``with_options``) shares, and the bookkeeping of fetching it in a single flight: the
@@ -8,23 +8,19 @@ for a fetch that failed gets that same failure instead of starting a fetch of it
 token is dropped only if it is still the current one, as a concurrent call may have
 replaced it already.
 
-:class:`CookieJar` keeps the cookies the service sets, as the original's browser-like
-session did, and sends them back. The client talks to one origin only, so there is no
-domain or path matching to do; a cookie set with ``Max-Age=0`` or ``Max-Age`` below zero is
-removed.
+The service's cookies are the httpx client's business (its cookie jar).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 
 from .._exceptions import APIError, InvalidRequestError
 from .retries import RetryPolicy
 from .timeouts import Timeout
 from .wire import is_header_token
 
-__all__ = ["CookieJar", "TokenCache"]
+__all__ = ["TokenCache"]
 
 
 class TokenCache:
@@ -93,49 +89,3 @@ class TokenCache:
         error = copy.copy(failed)  # each caller raises its own object, cause kept
         error.__cause__ = failed.__cause__
         return error
-
-
-class CookieJar:
-    """The cookies the service set, sent back with every request to it."""
-
-    __slots__ = ("_cookies",)
-
-    def __init__(self) -> None:
-        self._cookies: dict[str, str] = {}
-
-    def update(self, set_cookie_values: Iterable[str]) -> None:
-        """Take the ``Set-Cookie`` header values of a response."""
-        for value in set_cookie_values:
-            pair, _, attributes = value.partition(";")
-            name, sep, cookie = pair.partition("=")
-            name = name.strip()
-            if not sep or not name or not is_header_token(name):
-                continue
-            cookie = cookie.strip()
-            if _expires_now(attributes):
-                self._cookies.pop(name, None)
-            elif all(" " < c <= "~" and c != ";" for c in cookie):
-                self._cookies[name] = cookie
-            # else: a value that cannot be sent back as it came is ignored
-
-    def header(self) -> str | None:
-        """The ``Cookie`` header value to send, or ``None`` with no cookies."""
-        # A copy first: another thread's update() may add a cookie while this one reads.
-        cookies = self._cookies.copy()  # one C call: atomic under the GIL
-        if not cookies:
-            return None
-        return "; ".join(f"{name}={value}" for name, value in cookies.items())
-
-    def __len__(self) -> int:
-        return len(self._cookies)
-
-
-def _expires_now(attributes: str) -> bool:
-    for attribute in attributes.split(";"):
-        key, _, value = attribute.partition("=")
-        if key.strip().lower() == "max-age":
-            try:
-                return int(value.strip()) <= 0
-            except ValueError:
-                return False
-    return False

@@ -79,8 +79,8 @@ class Timeout:
     does; ``Timeout(5, connect=2)`` then changes one. A limit not given keeps its default
     (connect 10 s, read 60 s, write 30 s, pool 30 s). ``read`` is the longest silence
     between two reads, so a long answer that keeps coming is never cut. ``pool`` only
-    matters for an ``http_client=`` of yours: the SDK's own pool has no cap on open
-    connections, so no call ever waits for one.
+    matters when the httpx client caps its connections (the SDK's own client does not,
+    so no call ever waits for one).
 
     ``total`` bounds a whole call: the token fetch, every attempt, the back-off between
     them and the streaming of the answer (default: no bound). ``first_piece`` bounds the
@@ -237,10 +237,14 @@ class Limits:
             self._first_at = None
             self._end = self._total_at
 
-    def cap(self, operation: str) -> float | None:
-        """How long the next ``operation`` (connect/read/write/pool) may wait, in seconds."""
+    def cap(self, operation: str, *, first_piece: bool = True) -> float | None:
+        """How long the next ``operation`` (connect/read/write/pool) may wait, in seconds.
+
+        ``first_piece=False`` leaves the first-piece bound out: for a limit that will hold
+        past the first piece (httpcore looks the read limit up once for a whole body).
+        """
         limit: float | None = getattr(self.timeout, operation)
-        end = self._end
+        end = self._end if first_piece else self._total_at
         if end is None:
             self._binding = operation
             return limit
@@ -264,6 +268,10 @@ class Limits:
             return None
         self._binding = "first_piece" if end == self._first_at else "total"
         return max(0.0, end - self._clock())
+
+    def bound_name(self) -> str:
+        """Which bound :meth:`bound` sizes the wait by: ``"first_piece"`` or ``"total"``."""
+        return "first_piece" if self._end is not None and self._end == self._first_at else "total"
 
     def timeout_error(self, during: str = "", limit: str | None = None) -> APITimeoutError:
         """The error for a wait that ran out: the limit the last :meth:`cap` sized it by.

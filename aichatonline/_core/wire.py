@@ -8,7 +8,6 @@ Every URL, header, body shape and status rule of PROTOCOL.md lives in this file.
 
 from __future__ import annotations
 
-import functools
 import http
 import json
 import re
@@ -36,16 +35,18 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "ERROR_BODY_LIMIT",
+    "EXPANSION_LIMIT",
     "MODELS",
     "MODEL_ALIASES",
     "RETRYABLE",
     "SITE_URL",
     "TOKEN_PATH",
     "Chat",
-    "Origin",
     "Outcome",
     "Request",
     "build_headers",
+    "check_content_encoding",
+    "check_expansion",
     "check_headers",
     "classify",
     "is_header_text",
@@ -54,7 +55,6 @@ __all__ = [
     "parse_retry_after",
     "parse_token",
     "resolve_model",
-    "split_url",
     "status_error",
     "token_request",
 ]
@@ -73,6 +73,13 @@ BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 F
 
 #: How much of an error response body is read: enough to classify it and quote its start.
 ERROR_BODY_LIMIT = 64 * 1024
+#: The most one network read of a compressed body may expand to: 16 MiB. httpx undoes the
+#: content coding a read at a time (at most 64 KiB through httpcore, 16 KiB through
+#: aiohttp); an NDJSON answer compresses some tenfold, so a read that expands past this is
+#: a decompression bomb, not an answer.
+EXPANSION_LIMIT = 16 * 1024 * 1024
+#: The content codings we ask for (``Accept-Encoding: gzip, deflate``) and can read.
+_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "identity"})
 _PREVIEW_CHARS = 300
 # A str as a JSON string literal, non-ASCII kept (json's own C encoder).
 _json_string = json.encoder.encode_basestring
@@ -91,14 +98,6 @@ class Request:
     body: bytes | None = field(default=None, repr=False)
     #: Values the request carries that no error message may repeat (the token).
     secrets: tuple[str, ...] = field(default=(), repr=False)
-    #: Where it goes, and the request target (path and query), from ``url``.
-    origin: Origin = field(init=False, repr=False)
-    target: str = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        origin, target = split_url(self.url)
-        object.__setattr__(self, "origin", origin)  # frozen: set once, here
-        object.__setattr__(self, "target", target)
 
     @property
     def shown_url(self) -> str:
@@ -214,43 +213,6 @@ def _ascii_rest(rest: str, shown: str) -> str:
             f"base_url has a path that is not valid Unicode: {shown!r}", field="base_url"
         ) from None
     return f"{netloc}{slash}{path}"
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where requests go: scheme, host (IPv6 without brackets) and port."""
-
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def authority(self) -> str:
-        """``host[:port]`` as a ``Host`` header says it (the port only when not the default)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-    @property
-    def host_port(self) -> str:
-        """``host:port`` with the port always (the target of a ``CONNECT``)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.authority}"
-
-
-@functools.lru_cache(maxsize=64)
-def split_url(url: str) -> tuple[Origin, str]:
-    """The origin of an absolute ``http(s)`` URL and its request target (path and query)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or (443 if scheme == "https" else 80)
-    target = parts.path or "/"
-    if parts.query:
-        target = f"{target}?{parts.query}"
-    return Origin(scheme, parts.hostname or "", port), target
 
 
 def build_headers(base_url: str, user_agent: str | None = None) -> dict[str, str]:
@@ -472,6 +434,37 @@ def status_error(
     if status >= 500:
         return ServerError(message, **details)  # type: ignore[arg-type]
     return APIStatusError(message, **details)  # type: ignore[arg-type]
+
+
+def check_content_encoding(value: str | None) -> None:
+    """Refuse a body in a coding we did not ask for (httpx would pass it on undecoded).
+
+    Any list of gzip and deflate is fine, in any order: httpx undoes each.
+    """
+    if value is None:
+        return
+    codings = [part.strip().lower() for part in value.split(",") if part.strip()]
+    if not set(codings) <= _CODINGS:
+        raise ProtocolError(
+            f"the body is encoded as {value!r}, which was not asked for (only gzip and "
+            "deflate are)",
+            retryable=False,
+        )
+
+
+def check_expansion(decoded: int) -> None:
+    """Refuse a decoded chunk of the body larger than :data:`EXPANSION_LIMIT`.
+
+    What one network read expands to is in memory at once (deflate reaches about a
+    thousandfold: some 64 MiB for a read of 64 KiB), and is gone once the decoder has read
+    it; a body that expands like that is refused at its first such read.
+    """
+    if decoded > EXPANSION_LIMIT:
+        raise ProtocolError(
+            f"one read of the compressed body expands to {decoded} bytes, past the limit of "
+            f"{EXPANSION_LIMIT}: refused (a decompression bomb)",
+            retryable=False,
+        )
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from .._core import Limits, Raise, Request, RetryPolicy, Send, Sleep, TokenCache, TokenFetch
 from .._exceptions import APIError
-from .._synchronization import Lock, Wakeup, sync_sleep
+from .._synchronization import Lock, Socket, Wakeup, sync_sleep
 from .transport import Transport
 
 __all__ = ["Fetcher", "Tokens", "sync_fetch_token"]
@@ -38,8 +38,9 @@ class Tokens:
         self._base_url = base_url
         self._headers = headers
 
-    def token_for(self, policy: RetryPolicy, limits: Limits) -> str:
-        """The cached token, or one fetched now (once for every caller waiting)."""
+    def token_for(self, policy: RetryPolicy, limits: Limits, socket: Socket | None = None) -> str:
+        """The cached token, or one fetched now (once for every caller waiting); ``socket``
+        reports where the fetch waits."""
         cache = self.cache
         token = cache.token
         if token is not None:
@@ -62,7 +63,7 @@ class Tokens:
                 secrets=self._transport.secrets,
             )
             try:
-                token = sync_fetch_token(self._transport, fetch, self.wakeup)
+                token = sync_fetch_token(self._transport, fetch, self.wakeup, socket)
             except APIError as exc:
                 cache.failed(exc, policy, limits.timeout)
                 raise
@@ -75,18 +76,26 @@ class Tokens:
 class Fetcher(Protocol):
     """What sends a token request: the transport, or the provider's aiohttp session."""
 
-    def fetch(self, request: Request, limits: Limits) -> tuple[int, Mapping[str, str], bytes]: ...
+    def fetch(
+        self, request: Request, limits: Limits, socket: Socket | None = None
+    ) -> tuple[int, Mapping[str, str], bytes]: ...
 
 
-def sync_fetch_token(transport: Fetcher, fetch: TokenFetch, wakeup: Wakeup | None = None) -> str:
+def sync_fetch_token(
+    transport: Fetcher,
+    fetch: TokenFetch,
+    wakeup: Wakeup | None = None,
+    socket: Socket | None = None,
+) -> str:
     """Carry out ``fetch`` (a token request, retried as its policy says) over ``transport``;
-    ``wakeup`` (woken when the client closes) cuts its back-off waits short."""
+    ``wakeup`` (woken when the client closes) cuts its back-off waits short, ``socket``
+    reports where it waits."""
     limits = fetch.limits
     while True:
         action = fetch.next_action()
         if type(action) is Send:
             try:
-                status, headers, body = transport.fetch(action.request, limits)
+                status, headers, body = transport.fetch(action.request, limits, socket)
             except APIError as exc:
                 fetch.failed(exc)
                 continue
