@@ -83,9 +83,11 @@ async def test_a_gzipped_token_body_is_read(api: Api) -> None:
 @pytest.mark.anyio
 async def test_a_gzipped_cloudflare_page_is_recognised(api: Api) -> None:
     chat = answer(gzip.compress(CLOUDFLARE_PAGE), "gzip", status=403)
-    with hostile.HostileServer(hostile.route(chat=chat)) as server:
-        with pytest.raises(BlockedError) as info:
-            await complete(api, server)
+    with (
+        hostile.HostileServer(hostile.route(chat=chat)) as server,
+        pytest.raises(BlockedError) as info,
+    ):
+        await complete(api, server)
     assert_ours(info.value)
     assert len(server.chat_requests) == 1  # a block is not retried
 
@@ -93,9 +95,11 @@ async def test_a_gzipped_cloudflare_page_is_recognised(api: Api) -> None:
 @pytest.mark.anyio
 async def test_a_coding_not_asked_for_is_unreadable(api: Api) -> None:
     chat = answer(BODY, "br")  # not asked for: httpx would pass the bytes on undecoded
-    with hostile.HostileServer(hostile.route(chat=chat)) as server:
-        with pytest.raises(ProtocolError, match="'br'"):
-            await complete(api, server)
+    with (
+        hostile.HostileServer(hostile.route(chat=chat)) as server,
+        pytest.raises(ProtocolError, match="'br'"),
+    ):
+        await complete(api, server)
 
 
 def bomb(block: bytes, blocks: int) -> bytes:
@@ -114,9 +118,12 @@ async def test_a_gzip_bomb_is_a_protocol_error(api: Api) -> None:
     assert len(ANSWER_BOMB) < MiB < EXPANSION_LIMIT
     head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
     chat = hostile.raw(head % len(ANSWER_BOMB), ANSWER_BOMB)
-    with hostile.HostileServer(hostile.route(chat=chat)) as server:
-        # A ProtocolError; or, when a first smaller read gave some text already, the
-        # StreamInterrupted that carries it, for the same reason.
-        with pytest.raises((ProtocolError, StreamInterrupted), match="decompression bomb") as info:
-            await complete(api, server)
+    # A ProtocolError; or, when a first smaller read gave some text already, the
+    # StreamInterrupted that carries it, for the same reason.
+    errors = (ProtocolError, StreamInterrupted)
+    with (
+        hostile.HostileServer(hostile.route(chat=chat)) as server,
+        pytest.raises(errors, match="decompression bomb") as info,
+    ):
+        await complete(api, server)
     assert_ours(info.value)

@@ -229,4 +229,5 @@ def test_a_context_offering_h2_still_speaks_http_1_1(
     before = len(terminator.protocols)
     with Client(base_url=tls_url, verify=context) as client:
         assert client.complete("Hi") == "".join(server.pieces_for("Hi"))
-    assert terminator.protocols[before:] and set(terminator.protocols[before:]) == {"http/1.1"}
+    assert terminator.protocols[before:]
+    assert set(terminator.protocols[before:]) == {"http/1.1"}
