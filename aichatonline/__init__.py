@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         ServiceError,
         StreamInterrupted,
     )
+    from ._http_clients import DefaultAioHttpClient, DefaultAsyncHttpxClient, DefaultHttpxClient
     from ._provider import AiChatOnline, AsyncGeneratorProvider, ProviderModelMixin
     from ._sync.client import Client
     from ._sync.resources import (
@@ -105,6 +106,9 @@ __all__ = [
     "Conversation",
     "ConversationStream",
     "CreateResult",
+    "DefaultAioHttpClient",
+    "DefaultAsyncHttpxClient",
+    "DefaultHttpxClient",
     "HttpxLikeTimeout",
     "InvalidRequestError",
     "Message",
@@ -171,6 +175,7 @@ _EXPORTS = {
         "ServiceError",
         "StreamInterrupted",
     ],
+    "._http_clients": ["DefaultAioHttpClient", "DefaultAsyncHttpxClient", "DefaultHttpxClient"],
     "._provider": ["AiChatOnline", "AsyncGeneratorProvider", "ProviderModelMixin"],
     "._sync.client": ["Client"],
     "._sync.resources": [

@@ -17,23 +17,23 @@ from aichatonline._core import (
     CHAT_PATH,
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
+    EXPANSION_LIMIT,
     MODEL_ALIASES,
     MODELS,
     RETRYABLE,
     TOKEN_PATH,
     Chat,
-    Origin,
     Outcome,
     Request,
     build_headers,
+    check_content_encoding,
+    check_expansion,
     check_headers,
     classify,
-    content_decoder,
     normalize_base_url,
     parse_retry_after,
     parse_token,
     resolve_model,
-    split_url,
     status_error,
     token_request,
 )
@@ -526,59 +526,26 @@ def test_normalize_base_url_never_shows_a_password(url: str, secret: str) -> Non
         assert secret not in text
 
 
-# -- Origin and split_url ------------------------------------------------------------------
+# -- content codings ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("url", "origin", "target"),
-    [
-        ("http://127.0.0.1:8123/a/b", Origin("http", "127.0.0.1", 8123), "/a/b"),
-        ("https://example.com", Origin("https", "example.com", 443), "/"),
-        ("http://example.com", Origin("http", "example.com", 80), "/"),
-        ("HTTPS://Example.COM/Path?q=1&r=2", Origin("https", "example.com", 443), "/Path?q=1&r=2"),
-        ("http://[::1]:8080/x?y", Origin("http", "::1", 8080), "/x?y"),
-        ("http://host/p#frag", Origin("http", "host", 80), "/p"),
-    ],
-)
-def test_split_url(url: str, origin: Origin, target: str) -> None:
-    assert split_url(url) == (origin, target)
+@pytest.mark.parametrize("value", [None, "gzip", "x-gzip", "DEFLATE", "deflate, gzip", "identity"])
+def test_codings_we_ask_for_are_accepted(value: str | None) -> None:
+    check_content_encoding(value)
 
 
-@pytest.mark.parametrize(
-    ("origin", "authority", "host_port", "text"),
-    [
-        (
-            Origin("https", "example.com", 443),
-            "example.com",
-            "example.com:443",
-            "https://example.com",
-        ),
-        (Origin("http", "example.com", 80), "example.com", "example.com:80", "http://example.com"),
-        (Origin("http", "example.com", 443), "example.com:443", "example.com:443", None),
-        (Origin("https", "h", 8443), "h:8443", "h:8443", "https://h:8443"),
-        (Origin("http", "::1", 8080), "[::1]:8080", "[::1]:8080", "http://[::1]:8080"),
-        (Origin("https", "::1", 443), "[::1]", "[::1]:443", "https://[::1]"),
-    ],
-)
-def test_origin(origin: Origin, authority: str, host_port: str, text: str | None) -> None:
-    assert origin.authority == authority
-    assert origin.host_port == host_port
-    assert str(origin) == (text or f"{origin.scheme}://{authority}")
+@pytest.mark.parametrize("value", ["br", "zstd", "gzip, br", "compress"])
+def test_a_coding_not_asked_for_is_refused(value: str) -> None:
+    with pytest.raises(ProtocolError, match=repr(value)) as info:
+        check_content_encoding(value)
+    assert not info.value.retryable
 
 
-def test_origins_are_values() -> None:
-    assert Origin("http", "h", 80) == Origin("http", "h", 80)
-    assert len({Origin("http", "h", 80), Origin("http", "h", 80), Origin("http", "h", 81)}) == 2
-
-
-def test_request_knows_its_origin_target_and_shown_url() -> None:
-    request = token_request("http://[::1]:8123/prefix", {})
-    assert request.origin == Origin("http", "::1", 8123)
-    assert request.target.startswith("/prefix/api/v1/user/getUniqueId?canvas=-")
-    assert request.shown_url == "http://[::1]:8123/prefix/api/v1/user/getUniqueId"
-    chat = Chat(BASE, {}, "p").request("t")
-    assert chat.target == CHAT_PATH
-    assert chat.shown_url == chat.url
+def test_a_read_that_expands_past_the_limit_is_a_bomb() -> None:
+    check_expansion(EXPANSION_LIMIT)
+    with pytest.raises(ProtocolError, match="decompression bomb") as info:
+        check_expansion(EXPANSION_LIMIT + 1)
+    assert not info.value.retryable
 
 
 # -- check_headers -------------------------------------------------------------------------
@@ -730,75 +697,6 @@ def test_a_redirect_without_a_location() -> None:
 def test_a_redirect_to_a_url_with_credentials_is_masked() -> None:
     error = status_error(302, {"location": "https://user:hunter2@elsewhere.example/"}, b"")
     assert "hunter2" not in str(error)
-
-
-# -- content_decoder -----------------------------------------------------------------------
-
-PLAIN = b"".join(
-    json.dumps({"data": {"message": f"piece {i} \u00e9\U0001f600"}}).encode() + b"\n"
-    for i in range(50)
-)
-
-
-def _gzip(data: bytes) -> bytes:
-    import gzip
-
-    return gzip.compress(data)
-
-
-def _zlib(data: bytes) -> bytes:
-    import zlib
-
-    return zlib.compress(data)
-
-
-def _raw(data: bytes) -> bytes:
-    import zlib
-
-    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-    return compressor.compress(data) + compressor.flush()
-
-
-@pytest.mark.parametrize("encoding", [None, "identity", "", " ", "Identity", "identity, identity"])
-def test_no_decoder_for_no_encoding(encoding: str | None) -> None:
-    assert content_decoder(encoding) is None
-
-
-@pytest.mark.parametrize(
-    ("encoding", "encode"),
-    [
-        ("gzip", _gzip),
-        ("x-gzip", _gzip),
-        (" GZip ", _gzip),
-        ("identity, gzip", _gzip),
-        ("deflate", _zlib),
-        ("deflate", _raw),
-    ],
-    ids=["gzip", "x-gzip", "GZip", "identity, gzip", "deflate", "raw deflate"],
-)
-@pytest.mark.parametrize("size", [1, 2, 3, 7, 100_000])
-def test_content_decoder_decodes_any_split(encoding: str, encode: object, size: int) -> None:
-    encoded = encode(PLAIN)  # type: ignore[operator]
-    decoder = content_decoder(encoding)
-    assert decoder is not None
-    out = b"".join(decoder.decompress(encoded[i : i + size]) for i in range(0, len(encoded), size))
-    assert out + decoder.flush() == PLAIN
-
-
-@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br", "gzip, gzip", "x"])
-def test_an_encoding_not_asked_for(encoding: str) -> None:
-    with pytest.raises(ProtocolError) as info:
-        content_decoder(encoding)
-    assert repr(encoding) in str(info.value)
-    assert not info.value.retryable
-
-
-@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
-def test_a_corrupt_body(encoding: str) -> None:
-    decoder = content_decoder(encoding)
-    assert decoder is not None
-    with pytest.raises(ProtocolError, match="decompress"):
-        decoder.decompress(b"\x00\xffthis is not compressed at all" * 4)
 
 
 # -- resolve_model -------------------------------------------------------------------------
