@@ -49,7 +49,7 @@ from ._settings import GatewaySettings, is_loopback
 from ._sse import dumps
 from ._worker import Gateway, drain_on_signals
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["app_from_env", "check_settings", "create_app"]
 
 #: ``created`` of the models we list: gpt-4o-mini's release (2024-07-18), as OpenAI lists it.
 MODELS_CREATED = 1721172741
@@ -149,7 +149,7 @@ def create_app(
             drop_params=drop_params,
             aiohttp=aiohttp,
         )
-    AsyncClient(**settings.client_options())  # check the SDK settings now (no I/O yet)
+    check_settings(settings)
     gateway = Gateway(settings)
 
     @asynccontextmanager
@@ -204,6 +204,11 @@ def create_app(
     )
     app.state.gateway = gateway
     return app
+
+
+def check_settings(settings: GatewaySettings) -> None:
+    """Raise :class:`~aichatonline.InvalidRequestError` for settings the SDK refuses (no I/O)."""
+    AsyncClient(**settings.client_options())
 
 
 def app_from_env() -> Starlette:

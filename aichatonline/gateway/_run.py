@@ -27,7 +27,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from ._app import create_app
+from ._app import check_settings, create_app
 from ._logs import log_config
 from ._metrics import metrics_directory
 from ._settings import API_KEY_ENV, SETTINGS_ENV, GatewaySettings
@@ -111,7 +111,7 @@ def serve(
         except SystemExit:  # uvicorn's exit on a startup failure (it logged why)
             return False
         return server.started
-    create_app(settings=settings)  # bad settings fail here, before any worker starts
+    check_settings(settings)  # bad settings fail here, before any worker starts
     os.environ[SETTINGS_ENV] = settings.to_env()
     if settings.api_key is not None:
         os.environ[API_KEY_ENV] = settings.api_key
