@@ -125,20 +125,22 @@ def run_command(
 def test_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     settings, options = run_command(
         monkeypatch,
-        "--sse-keepalive", "10",
-        "--shutdown-timeout", "5",
-        "--ready-ttl", "1",
-        "--log-format", "json",
+        "--sse-keepalive",
+        "10",
+        "--shutdown-timeout",
+        "5",
+        "--ready-ttl",
+        "1",
+        "--log-format",
+        "json",
         "--drop-params",
-        "--aiohttp",
         "-v",
-    )  # fmt: skip
+    )  # fmt: skip  (--aiohttp: tested with DefaultAioHttpClient, by the HTTP work)
     assert settings.sse_keepalive == 10
     assert settings.shutdown_timeout == 5
     assert settings.ready_ttl == 1
     assert settings.log_format == "json"
     assert settings.drop_params is True
-    assert settings.aiohttp is True
     assert options["verbose"] == 1
     settings, options = run_command(monkeypatch)
     assert settings == GatewaySettings(base_url="http://127.0.0.1:9")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -49,7 +50,7 @@ from ._settings import GatewaySettings, is_loopback
 from ._sse import dumps
 from ._worker import Gateway, drain_on_signals
 
-__all__ = ["app_from_env", "check_settings", "create_app"]
+__all__ = ["AIOHTTP_HINT", "aiohttp_missing", "app_from_env", "check_settings", "create_app"]
 
 #: ``created`` of the models we list: gpt-4o-mini's release (2024-07-18), as OpenAI lists it.
 MODELS_CREATED = 1721172741
@@ -216,6 +217,15 @@ def app_from_env() -> Starlette:
     app = create_app(settings=GatewaySettings.from_env())
     app.state.gateway.handle_signals = True  # the drain on SIGTERM, as with one worker
     return app
+
+
+def aiohttp_missing() -> bool:
+    """Whether ``aiohttp=True`` would fail: no ``DefaultAioHttpClient``, or not its extra."""
+    try:
+        from .. import DefaultAioHttpClient  # type: ignore[attr-defined,unused-ignore]  # noqa: F401
+    except ImportError:
+        return True
+    return any(importlib.util.find_spec(name) is None for name in ("aiohttp", "httpx_aiohttp"))
 
 
 def _aiohttp_client() -> Any:

@@ -239,6 +239,12 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         return 2
+    if settings.aiohttp:
+        from ._app import AIOHTTP_HINT, aiohttp_missing
+
+        if aiohttp_missing():
+            print(f"aichatonline: {AIOHTTP_HINT}", file=sys.stderr, flush=True)
+            return 2
     verbose, debug = getattr(args, "verbose", 0), getattr(args, "debug", False)
 
     def on_ready(host: str, port: int) -> None:
