@@ -80,7 +80,7 @@ def test_keepalive_sends_the_head_at_once_and_comments_while_the_service_is_sile
         _, between = raw_stream(url, body())
     assert head_at < 0.6  # the head did not wait for the first piece
     first_data = next(i for i, line in enumerate(texts) if line.startswith("data: "))
-    assert first_data >= 3  # ": keep-alive" lines while the service said nothing
+    assert first_data >= 2  # ": keep-alive" lines while the service said nothing (~4)
     assert set(texts[:first_data]) == {": keep-alive"}
     assert texts[-1] == "data: [DONE]"
     pieces = [json.loads(t[6:]) for t in texts[first_data:-1] if t.startswith("data: ")]
