@@ -251,6 +251,10 @@ def run(args: argparse.Namespace) -> int:
         print(announce_line(host, port), file=sys.stderr, flush=True)
 
     with contextlib.ExitStack() as stack:
+        if args.workers > 1:  # the workers' metrics add up in one directory
+            from ._metrics import metrics_directory
+
+            stack.enter_context(metrics_directory())
         if args.local:
             from ..testing import LocalServer
 

@@ -8,11 +8,11 @@ its own variable), and uvicorn's process supervisor runs ``app_from_env`` in eac
 Each worker has its own SDK client; nothing is shared between them, so more processes or
 more machines behind a load balancer serve more clients.
 
-Every worker logs with the same configuration (``_logs.log_config``), writes its metrics
-to one directory (``PROMETHEUS_MULTIPROC_DIR``, a temporary one unless set) and drains on
-SIGTERM/SIGINT (``_worker.py``). The supervisor closes its own copy of the listening socket
-when told to stop, so once the last worker has drained the port refuses connections at
-once instead of queueing them for nobody.
+Every worker logs with the same configuration (``_logs.log_config``) and drains on
+SIGTERM/SIGINT (``_worker.py``); the command gives the workers one metrics directory
+(``PROMETHEUS_MULTIPROC_DIR``, ``_metrics.metrics_directory``). The supervisor closes its
+own copy of the listening socket when told to stop, so once the last worker has drained
+the port refuses connections at once instead of queueing them for nobody.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from uvicorn.supervisors import Multiprocess
 
 from ._app import check_settings, create_app
 from ._logs import log_config
-from ._metrics import metrics_directory
 from ._settings import API_KEY_ENV, SETTINGS_ENV, GatewaySettings
 
 __all__ = ["serve"]
@@ -115,11 +114,6 @@ def serve(
     os.environ[SETTINGS_ENV] = settings.to_env()
     if settings.api_key is not None:
         os.environ[API_KEY_ENV] = settings.api_key
-    with metrics_directory():
-        return _supervise(workers, options, on_ready)
-
-
-def _supervise(workers: int, options: dict[str, Any], on_ready: OnReady | None) -> bool:
     config = uvicorn.Config(
         "aichatonline.gateway._app:app_from_env", factory=True, workers=workers, **options
     )
@@ -129,13 +123,10 @@ def _supervise(workers: int, options: dict[str, Any], on_ready: OnReady | None) 
         return False
     sock.listen(_BACKLOG)  # connections wait in the backlog until a worker accepts them
     if on_ready is not None:
-        on_ready(config.host, sock.getsockname()[1])
+        on_ready(host, sock.getsockname()[1])
     supervisor: Any = _Supervisor  # its signature changed over uvicorn's versions
-    try:
-        if "target" in inspect.signature(Multiprocess).parameters:
-            supervisor(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
-        else:
-            supervisor(config, sockets=[sock]).run()
-    finally:
-        sock.close()
+    if "target" in inspect.signature(supervisor).parameters:
+        supervisor(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+    else:
+        supervisor(config, sockets=[sock]).run()
     return True
