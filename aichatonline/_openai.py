@@ -22,7 +22,9 @@ The rules, parameter by parameter:
   ``text``, ``logprobs`` / ``top_logprobs``, ``audio`` and ``modalities`` with audio,
   ``web_search_options``, image / audio / file content parts, and ``tool`` / ``function``
   messages (or assistant messages carrying tool calls).
-- Unknown parameters are refused, as OpenAI refuses them.
+- Unknown parameters are refused, as OpenAI refuses them; with ``drop_unknown=True`` (the
+  gateway's ``--drop-params``, as LiteLLM's ``drop_params``) they are accepted, not checked,
+  and named in :attr:`ChatParams.dropped`. The refusals above stay refusals either way.
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ class ChatParams:
     """``stream_options.include_usage``: end the stream with a usage chunk."""
     ignored: tuple[str, ...] = ()
     """The accepted-and-ignored parameters the request set (not null), in request order."""
+    dropped: tuple[str, ...] = ()
+    """The unknown parameters accepted and ignored under ``drop_unknown``, in request order."""
 
 
 def new_completion_id() -> str:
@@ -142,21 +146,22 @@ def check_model(model: object) -> str:
         ) from None
 
 
-def check_chat_params(params: Mapping[str, Any]) -> ChatParams:
+def check_chat_params(params: Mapping[str, Any], *, drop_unknown: bool = False) -> ChatParams:
     """Check OpenAI ``chat.completions.create`` parameters; see the module docstring.
 
     ``params`` maps parameter names to values (``None`` counts as not given, as in the
-    OpenAI API). ``model`` and ``messages`` are required.
+    OpenAI API). ``model`` and ``messages`` are required. ``drop_unknown``: accept and ignore
+    parameters this module does not know (listed in ``dropped``) instead of refusing them.
     """
     if not isinstance(params, Mapping):
         raise InvalidRequestError(
             f"the request must be a JSON object, not {type(params).__name__}", field=None
         )
-    for name in params:
-        if name not in _KNOWN:
-            raise InvalidRequestError(
-                f"Unrecognized request argument supplied: {name}", field=str(name)
-            )
+    dropped = [str(name) for name in params if name not in _KNOWN]
+    if dropped and not drop_unknown:
+        raise InvalidRequestError(
+            f"Unrecognized request argument supplied: {dropped[0]}", field=dropped[0]
+        )
     if params.get("model") is None:
         raise InvalidRequestError("you must provide a model parameter", field="model")
     if params.get("messages") is None:
@@ -172,7 +177,7 @@ def check_chat_params(params: Mapping[str, Any]) -> ChatParams:
         if spec is not None and value is not None:
             _optional(params, name, *spec)
             ignored.append(name)
-    return ChatParams(model, messages, stream, include_usage, tuple(ignored))
+    return ChatParams(model, messages, stream, include_usage, tuple(ignored), tuple(dropped))
 
 
 # --------------------------------------------------------------------------- values

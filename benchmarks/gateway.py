@@ -77,7 +77,7 @@ class GatewayProcess:
                 match = READY.search(line)
                 if match and not found:
                     found.append(match)
-                elif not match:
+                elif not match and not line.startswith("time="):  # not its access lines
                     sys.stderr.write(f"[gateway] {line}")
 
         threading.Thread(target=watch, daemon=True).start()

@@ -141,7 +141,7 @@ def test_streamed_with_usage_and_a_conversation(client: Any, server: LocalServer
     assert chunks[-1].usage is None
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert text == server.reply_for(format_prompt(messages))
-    assert {chunk.model for chunk in chunks} == {MODEL}
+    assert {chunk.model for chunk in chunks} == {"gpt-4o-mini-2024-07-18"}  # echoed as asked
 
 
 def test_async_client(gateway: str, server: LocalServer) -> None:

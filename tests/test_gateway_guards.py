@@ -68,7 +68,7 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     error: dict[str, Any] = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
+    assert set(error) == {"message", "type", "param", "code", "request_id"}
     assert error["code"] == code
     return error
 
@@ -132,7 +132,7 @@ async def test_without_a_key_other_addresses_are_refused_403(
             error = assert_error(response, 403, "api_key_required")
             assert API_KEY_ENV in error["message"]
             assert "--api-key" in error["message"]
-        for path in ("/v1/models", f"/v1/models/{MODEL}", "/v1/embeddings"):
+        for path in ("/v1/models", f"/v1/models/{MODEL}", "/v1/embeddings", "/metrics"):
             assert_error(await http.get(path), 403, "api_key_required")
         # A sent key changes nothing: there is none to match.
         assert (await http.get("/v1/models", headers=AUTH)).status_code == 403

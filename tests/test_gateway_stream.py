@@ -129,7 +129,7 @@ def test_failure_before_the_first_piece_has_a_real_status(
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]
     assert error["code"] == code
-    assert set(error) == {"message", "type", "param", "code"}
+    assert set(error) == {"message", "type", "param", "code", "request_id"}
     if status == 429:
         assert response.headers["retry-after"] == "7"
     # Nothing about the upstream side reaches the client: not its address, not its token.

@@ -252,3 +252,21 @@ def test_completion_ids_are_fresh() -> None:
     ids = {new_completion_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(value.startswith("chatcmpl-") for value in ids)
+
+
+def test_drop_unknown_accepts_unknown_parameters_and_names_them() -> None:
+    params = {"model": DEFAULT_MODEL, "messages": USER, "top_k": 3, "repetition_penalty": None}
+    with pytest.raises(InvalidRequestError) as info:
+        check_chat_params(params)
+    assert info.value.field == "top_k"
+    checked = check_chat_params({**params, "temperature": 0.5}, drop_unknown=True)
+    assert checked.dropped == ("top_k", "repetition_penalty")
+    assert checked.ignored == ("temperature",)
+    assert check().dropped == ()
+    # What would change the answer, or is malformed, stays refused.
+    with pytest.raises(InvalidRequestError) as info:
+        check_chat_params({**params, "n": 2}, drop_unknown=True)
+    assert info.value.field == "n"
+    with pytest.raises(InvalidRequestError) as info:
+        check_chat_params({**params, "temperature": "hot"}, drop_unknown=True)
+    assert info.value.field == "temperature"

@@ -2,8 +2,9 @@
 
 Every OpenAI client and tool (openai-python, LangChain's ``ChatOpenAI``, LlamaIndex, editors'
 assistants, curl) can talk to the service through it: ``GET /v1/models``, ``GET
-/v1/models/{id}``, ``POST /v1/chat/completions`` (streamed and not), ``GET /health``. It
-needs the ``gateway`` extra (Starlette and uvicorn)::
+/v1/models/{id}``, ``POST /v1/chat/completions`` (streamed and not), and for those who run
+it ``GET /health``, ``GET /ready`` and ``GET /metrics``. It needs the ``gateway`` extra
+(Starlette, uvicorn, prometheus_client)::
 
     pip install "aichatonline[gateway]"
     aichatonline gateway --local                    # try it on the bundled server
@@ -11,9 +12,11 @@ needs the ``gateway`` extra (Starlette and uvicorn)::
 
 The package is split by concern: ``_app`` (``create_app``: routes, API key, CORS,
 lifespan), ``_chat`` (the chat endpoint), ``_sse`` (events and the bounded pipe),
-``_errors`` (OpenAI error objects and statuses), ``_settings``, ``_run`` (uvicorn, workers)
-and ``_cli`` (the ``aichatonline gateway`` command). Importing this package imports neither
-Starlette nor uvicorn; ``create_app`` does, on first use.
+``_errors`` (OpenAI error objects and statuses), ``_observe`` (request ids, access lines,
+per-request metrics), ``_metrics`` (Prometheus), ``_worker`` (one worker's state:
+readiness and the drain), ``_settings``, ``_logs`` and ``_run`` (uvicorn, workers, their
+logging) and ``_cli`` (the ``aichatonline gateway`` command). Importing this package
+imports neither Starlette nor uvicorn; ``create_app`` does, on first use.
 """
 
 from __future__ import annotations

@@ -1,28 +1,34 @@
 """``create_app(...)``: the gateway as an ASGI application (Starlette), for any ASGI server.
 
-Layers, outermost first: CORS (only with ``cors_origins``), the API-key check (with an
-``api_key``) or else the loopback check (without one, unless ``no_auth``), then Starlette's
-router. ``/health`` passes both checks, for load balancers::
+Layers, outermost first: the observer (request ids, the drain's refusals, access log,
+metrics: ``_observe.py``), Starlette's error handling, CORS (only with ``cors_origins``),
+the API-key check (with an ``api_key``) or else the loopback check (without one, unless
+``no_auth``), then Starlette's router. ``/health`` and ``/ready`` pass both checks, for
+load balancers; ``/metrics`` follows the same rule as ``/v1``::
 
     GET  /v1/models              the provider's models and aliases (a ModelPage)
     GET  /v1/models/{id}         one of them, or 404 model_not_found
     POST /v1/chat/completions    see ``_chat.py``
-    GET  /health                 {"status": "ok"}
+    GET  /health                 liveness: {"status": "ok"}; 503 while draining
+    GET  /ready                  readiness: 200 when the service answers; else 503 and why
+    GET  /metrics                Prometheus text (``_metrics.py``)
 
 Any other path is a 404 and another method a 405, as OpenAI error objects. The lifespan makes
 the worker's one SDK ``AsyncClient`` at startup and closes it at shutdown, so each worker
-process (``--workers N``, gunicorn's uvicorn workers) has its own pool and token cache.
+process (``--workers N``, gunicorn's uvicorn workers) has its own pool and token cache;
+under ``aichatonline gateway`` it also turns SIGTERM/SIGINT into a drain (``_worker.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
+import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -34,26 +40,33 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import AsyncClient
 from .._core import MODEL_ALIASES, MODELS
+from .._exceptions import InvalidRequestError
 from .._openai import check_model
 from ..types import Model, ModelPage
-from ._chat import ChatEndpoint, Gateway
+from ._chat import ChatEndpoint
 from ._errors import INVALID_API_KEY, LOOPBACK_ONLY, Failure, failure_for
-from ._settings import (
-    API_KEY_ENV,
-    DEFAULT_BUFFER_CHARS,
-    DEFAULT_MAX_BODY_BYTES,
-    GatewaySettings,
-    is_loopback,
-)
-from ._settings import DEFAULT_MAX_CONCURRENCY as _MAX_CONCURRENCY
+from ._observe import Observer, record_of
+from ._settings import GatewaySettings, is_loopback
 from ._sse import dumps
+from ._worker import Gateway, drain_on_signals
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["AIOHTTP_HINT", "aiohttp_missing", "app_from_env", "check_settings", "create_app"]
 
 #: ``created`` of the models we list: gpt-4o-mini's release (2024-07-18), as OpenAI lists it.
 MODELS_CREATED = 1721172741
 OWNED_BY = "aichatonline"
-_OPEN_PATHS = frozenset({"/health"})
+_OPEN_PATHS = frozenset({"/health", "/ready"})
+AIOHTTP_HINT = (
+    "aiohttp=True (--aiohttp) needs aichatonline.DefaultAioHttpClient and the aiohttp extra: "
+    'pip install "aichatonline[aiohttp]"'
+)
+
+
+class _GatewayApp(Starlette):
+    """Starlette with the observer outside everything, Starlette's error handling included."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Observer(super().build_middleware_stack(), self.state.gateway)
 
 
 def create_app(
@@ -63,16 +76,27 @@ def create_app(
     proxy: str | None = None,
     timeout: float | None = None,
     max_retries: int | None = None,
-    max_concurrency: int = _MAX_CONCURRENCY,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    buffer_chars: int = DEFAULT_BUFFER_CHARS,
-    cors_origins: Sequence[str] = (),
-    trust_env: bool = True,
-    no_auth: bool = False,
+    max_concurrency: int | None = None,
+    max_body_bytes: int | None = None,
+    buffer_chars: int | None = None,
+    cors_origins: Sequence[str] | None = None,
+    trust_env: bool | None = None,
+    no_auth: bool | None = None,
+    sse_keepalive: float | None = None,
+    shutdown_timeout: float | None = None,
+    ready_ttl: float | None = None,
+    log_format: str | None = None,
+    drop_params: bool | None = None,
+    aiohttp: bool | None = None,
     settings: GatewaySettings | None = None,
 ) -> Starlette:
     """The OpenAI-compatible gateway as an ASGI app: ``uvicorn --factory
     aichatonline.gateway:create_app`` (configured by the environment) or your own call.
+
+    Every argument left out (or ``None``) is read from its environment variable,
+    ``AICHATONLINE_GATEWAY_<NAME>`` (``AICHATONLINE_GATEWAY_MAX_CONCURRENCY=50``), else its
+    default; ``base_url`` and ``proxy`` from the SDK's ``AICHATONLINE_BASE_URL`` and
+    ``AICHATONLINE_PROXY``.
 
     - ``api_key``: the key clients must send (``Authorization: Bearer KEY``); default
       ``$AICHATONLINE_GATEWAY_API_KEY``. Neither: no key is asked for, and only clients on
@@ -89,15 +113,25 @@ def create_app(
       stops reading from the service). ``cors_origins``: allowed browser origins (none:
       no CORS headers at all). ``trust_env=False``: no proxy from the environment (for a
       server on loopback).
+    - ``sse_keepalive``: seconds of silence after which a stream gets an SSE comment
+      (``: keep-alive``); its head then goes out at once, and a failure before the first
+      piece is an error event and ``data: [DONE]``. Default: off (the status tells).
+    - ``shutdown_timeout``: seconds running requests get once SIGTERM/SIGINT asks the
+      gateway to stop (default 30); then open streams end with an error event
+      (``gateway_shutting_down``) and ``data: [DONE]``.
+    - ``ready_ttl``: ``/ready`` is 200 for this many seconds after the service last answered
+      (a token fetch, or a chat request's first piece); after that it asks again (default 30).
+    - ``log_format``: ``"text"`` (``key=value`` access lines) or ``"json"``.
+    - ``drop_params``: accept and ignore unknown request parameters (named in the
+      ``x-aichatonline-dropped-params`` response header) instead of a 400.
+    - ``aiohttp``: the SDK client carries its requests on ``DefaultAioHttpClient()``.
     - ``settings``: all of the above as one :class:`GatewaySettings` (the arguments are
       then ignored).
 
     Bad settings raise :class:`~aichatonline.InvalidRequestError` now, before any I/O.
     """
     if settings is None:
-        if api_key is None:
-            api_key = os.environ.get(API_KEY_ENV) or None
-        settings = GatewaySettings(
+        settings = GatewaySettings.from_environ(
             api_key=api_key,
             base_url=base_url,
             proxy=proxy,
@@ -106,22 +140,39 @@ def create_app(
             max_concurrency=max_concurrency,
             max_body_bytes=max_body_bytes,
             buffer_chars=buffer_chars,
-            cors_origins=tuple(cors_origins),
+            cors_origins=None if cors_origins is None else tuple(cors_origins),
             trust_env=trust_env,
             no_auth=no_auth,
+            sse_keepalive=sse_keepalive,
+            shutdown_timeout=shutdown_timeout,
+            ready_ttl=ready_ttl,
+            log_format=log_format,
+            drop_params=drop_params,
+            aiohttp=aiohttp,
         )
-    AsyncClient(**settings.client_options())  # check the SDK settings now (no I/O yet)
+    check_settings(settings)
     gateway = Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = AsyncClient(**settings.client_options())
+        http_client = _aiohttp_client() if settings.aiohttp else None
+        options = settings.client_options()
+        if http_client is not None:
+            options["http_client"] = http_client
+        client = AsyncClient(**options)
         gateway.client = client
         try:
-            yield
+            async with anyio.create_task_group() as group:
+                if gateway.handle_signals:
+                    await group.start(drain_on_signals, gateway)
+                yield
+                group.cancel_scope.cancel()
         finally:
             gateway.client = None
             await client.aclose()
+            if http_client is not None:  # ours: the SDK leaves a given client open
+                await http_client.aclose()
+            gateway.metrics.process_stopping()
 
     middleware = []
     if settings.cors_origins:
@@ -139,12 +190,14 @@ def create_app(
         middleware.append(Middleware(_KeyCheck, api_key=settings.api_key))
     elif not settings.no_auth:
         middleware.append(Middleware(_LoopbackOnly))
-    app = Starlette(
+    app = _GatewayApp(
         routes=[
             Route("/v1/models", _list_models, methods=["GET"]),
             Route("/v1/models/{model_id:path}", _get_model, methods=["GET"]),
             Route("/v1/chat/completions", ChatEndpoint(gateway), methods=["POST"]),
             Route("/health", _health, methods=["GET"]),
+            Route("/ready", _ready, methods=["GET"]),
+            Route("/metrics", _metrics, methods=["GET"]),
         ],
         middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
@@ -154,9 +207,37 @@ def create_app(
     return app
 
 
+def check_settings(settings: GatewaySettings) -> None:
+    """Raise :class:`~aichatonline.InvalidRequestError` for settings the SDK refuses (no I/O)."""
+    AsyncClient(**settings.client_options())
+
+
 def app_from_env() -> Starlette:
     """The app for a worker process started by ``aichatonline gateway --workers N``."""
-    return create_app(settings=GatewaySettings.from_env())
+    app = create_app(settings=GatewaySettings.from_env())
+    app.state.gateway.handle_signals = True  # the drain on SIGTERM, as with one worker
+    return app
+
+
+def aiohttp_missing() -> bool:
+    """Whether ``aiohttp=True`` would fail: no ``DefaultAioHttpClient``, or not its extra."""
+    try:
+        from .. import DefaultAioHttpClient  # type: ignore[attr-defined,unused-ignore]  # noqa: F401
+    except ImportError:
+        return True
+    return any(importlib.util.find_spec(name) is None for name in ("aiohttp", "httpx_aiohttp"))
+
+
+def _aiohttp_client() -> Any:
+    """``aichatonline.DefaultAioHttpClient()``, or a clear error saying what is missing."""
+    try:
+        from .. import DefaultAioHttpClient  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        raise InvalidRequestError(AIOHTTP_HINT, field="aiohttp") from exc
+    try:
+        return DefaultAioHttpClient()
+    except ImportError as exc:  # the name exists, the extra (httpx-aiohttp) does not
+        raise InvalidRequestError(AIOHTTP_HINT, field="aiohttp") from exc
 
 
 # --------------------------------------------------------------------------- the key
@@ -180,7 +261,7 @@ class _KeyCheck:
             # Hashing first makes the comparison's time independent of the key's length too.
             digest = hashlib.sha256(token.strip()).digest()
             if scheme.lower() != b"bearer" or not hmac.compare_digest(digest, self._digest):
-                await INVALID_API_KEY.send(send)
+                await _refuse(INVALID_API_KEY, scope, send)
                 return
         await self.app(scope, receive, send)
 
@@ -200,9 +281,15 @@ class _LoopbackOnly:
         if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
             client = scope.get("client")
             if client is not None and not (client and is_loopback(str(client[0]))):
-                await LOOPBACK_ONLY.send(send)
+                await _refuse(LOOPBACK_ONLY, scope, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def _refuse(failure: Failure, scope: Scope, send: Send) -> None:
+    record = record_of(scope)
+    record.outcome = "refused"
+    await failure.send(send, record.request_id)
 
 
 # --------------------------------------------------------------------------- small routes
@@ -229,13 +316,34 @@ async def _get_model(request: Request) -> Response:
     try:
         check_model(name)
     except ValueError as exc:  # ModelNotFoundError: 404 model_not_found
-        failure = failure_for(exc)
-        return _json(failure.error.to_dict(), failure.status)
+        return _error(request, failure_for(exc))
     return _json(_model(name).to_dict())
 
 
 async def _health(request: Request) -> Response:
+    # While the worker drains, the observer answers 503 before this route is reached.
     return _json({"status": "ok"})
+
+
+async def _ready(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    failure = await gateway.not_ready()
+    if failure is not None:
+        record_of(request.scope).outcome = "upstream_error"
+        return _error(request, failure)
+    return _json({"status": "ready"})
+
+
+async def _metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    body, content_type = gateway.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def _error(request: Request, failure: Failure, headers: dict[str, str] | None = None) -> Response:
+    body = failure.body(record_of(request.scope).request_id)
+    all_headers = {name.decode(): value.decode() for name, value in failure.headers}
+    return Response(body, failure.status, {**all_headers, **(headers or {})}, "application/json")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -249,10 +357,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         )
     else:
         failure = Failure.invalid(exc.status_code, str(exc.detail))
-    headers = dict(exc.headers or {})
-    return Response(failure.body(), exc.status_code, headers, media_type="application/json")
+    return _error(request, failure, dict(exc.headers or {}))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    failure = failure_for(exc)  # logs it
-    return Response(failure.body(), failure.status, media_type="application/json")
+    return _error(request, failure_for(exc))  # failure_for logs it

@@ -3,19 +3,28 @@
 :func:`add_parser` registers the subcommand on the main parser (``aichatonline._cli``);
 :func:`run` is its command. Neither imports Starlette or uvicorn until the command runs, so
 ``aichatonline chat`` does not pay for them, and without the ``gateway`` extra the command
-says in one line what to install (exit 2).
+says in one line what to install (exit 2). Every flag has an ``AICHATONLINE_GATEWAY_*``
+environment variable; a flag given wins over its variable.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 from typing import Any
 
 from .._config import BASE_URL_ENV, PROXY_ENV
-from ._settings import API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, is_loopback
+from ._settings import (
+    API_KEY_ENV,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_READY_TTL,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    LOG_FORMATS,
+    is_loopback,
+)
 
 __all__ = ["EXTRA_HINT", "add_parser", "announce_line", "run"]
 
@@ -24,12 +33,18 @@ EXTRA_HINT = 'aichatonline: the gateway needs its extra: pip install "aichatonli
 #: Seconds between the pieces of the bundled server's answers with --local (as ``chat``).
 LOCAL_DELAY = 0.02
 
+#: The variables of the flags that are not gateway settings (where and how many to serve).
+HOST_ENV, PORT_ENV, WORKERS_ENV = (f"AICHATONLINE_GATEWAY_{n}" for n in ("HOST", "PORT", "WORKERS"))
+
 _EPILOG = f"""\
 environment:
   {API_KEY_ENV}  the API key clients must send (better than --api-key,
                                 which other users of this machine can see in ps)
   {BASE_URL_ENV}         the service's base URL
   {PROXY_ENV}            a proxy for the service
+  AICHATONLINE_GATEWAY_<FLAG>   any other flag: --max-concurrency 50 is
+                                AICHATONLINE_GATEWAY_MAX_CONCURRENCY=50, --drop-params is
+                                AICHATONLINE_GATEWAY_DROP_PARAMS=1 (a flag given wins)
 
 Clients use it as they use OpenAI's API:
   export OPENAI_BASE_URL=http://127.0.0.1:{DEFAULT_PORT}/v1 OPENAI_API_KEY=KEY
@@ -72,27 +87,69 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    env = os.environ
     listen = parser.add_argument_group("listening")
-    listen.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     listen.add_argument(
+        "--host",
+        default=env.get(HOST_ENV) or "127.0.0.1",
+        help="address to listen on (%(default)s)",
+    )
+    listen.add_argument(  # a default from the environment is a string: argparse checks it
         "--port",
         type=_number(int, 0, "a port number (0-65535)", 65536),
-        default=DEFAULT_PORT,
+        default=env.get(PORT_ENV) or DEFAULT_PORT,
         help="port to listen on (%(default)s; 0 picks a free one)",
     )
     listen.add_argument(
         "--workers",
         type=_number(int, 1, "a positive integer"),
-        default=1,
+        default=env.get(WORKERS_ENV) or 1,
         metavar="N",
         help="worker processes, each with its own SDK client (%(default)s)",
     )
     listen.add_argument(
         "--max-concurrency",
         type=_number(int, 1, "a positive integer"),
-        default=DEFAULT_MAX_CONCURRENCY,
         metavar="N",
-        help="chat requests at once per worker; past it, 429 (%(default)s)",
+        help=f"chat requests at once per worker; past it, 429 ({DEFAULT_MAX_CONCURRENCY})",
+    )
+    operate = parser.add_argument_group("operating")
+    operate.add_argument(
+        "--sse-keepalive",
+        type=_number(float, 1e-3, "a positive number"),
+        metavar="SECONDS",
+        help="send streams' heads at once and ': keep-alive' after each SECONDS of silence "
+        "(default: off)",
+    )
+    operate.add_argument(
+        "--shutdown-timeout",
+        type=_number(float, 0, "a number >= 0"),
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, what running requests get before open streams are ended "
+        f"({DEFAULT_SHUTDOWN_TIMEOUT:g})",
+    )
+    operate.add_argument(
+        "--ready-ttl",
+        type=_number(float, 0, "a number >= 0"),
+        metavar="SECONDS",
+        help=f"/ready trusts the service's last answer this long ({DEFAULT_READY_TTL:g})",
+    )
+    operate.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="access and other log lines as key=value text or JSON (text)",
+    )
+    operate.add_argument(
+        "--drop-params",
+        action="store_true",
+        default=None,
+        help="accept and ignore unknown request parameters (named in a response header)",
+    )
+    operate.add_argument(
+        "--aiohttp",
+        action="store_true",
+        default=None,
+        help="carry the SDK's requests on aiohttp (DefaultAioHttpClient; the aiohttp extra)",
     )
     guard = parser.add_argument_group("access")
     guard.add_argument(
@@ -101,12 +158,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     guard.add_argument(
         "--no-auth",
         action="store_true",
+        default=None,
         help="serve clients on any address without an API key (behind an authenticating proxy)",
     )
     guard.add_argument(
         "--cors-origin",
         action="append",
-        default=[],
         metavar="ORIGIN",
         help="allow browser requests from ORIGIN (repeatable; default: no CORS at all)",
     )
@@ -149,6 +206,7 @@ def announce_line(host: str, port: int) -> str:
 def run(args: argparse.Namespace) -> int:
     """The ``gateway`` command: 0 after a clean stop, 1 if it could not start, 2 on bad use."""
     try:
+        import prometheus_client  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
@@ -157,8 +215,23 @@ def run(args: argparse.Namespace) -> int:
     from ._run import serve
     from ._settings import GatewaySettings
 
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    if api_key is None and not args.no_auth and not is_loopback(args.host):
+    settings = GatewaySettings.from_environ(  # bad values: InvalidRequestError (exit 2)
+        api_key=args.api_key,
+        base_url=args.base_url,
+        proxy=args.proxy,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        max_concurrency=args.max_concurrency,
+        cors_origins=args.cors_origin,
+        no_auth=args.no_auth,
+        sse_keepalive=args.sse_keepalive,
+        shutdown_timeout=args.shutdown_timeout,
+        ready_ttl=args.ready_ttl,
+        log_format=args.log_format,
+        drop_params=args.drop_params,
+        aiohttp=args.aiohttp,
+    )
+    if settings.api_key is None and not settings.no_auth and not is_loopback(args.host):
         print(
             f"aichatonline: refusing to serve on {args.host} without an API key: anyone who "
             f"reaches it could use it. Set {API_KEY_ENV} (or --api-key), or pass --no-auth.",
@@ -166,37 +239,37 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         return 2
+    if settings.aiohttp:
+        from ._app import AIOHTTP_HINT, aiohttp_missing
+
+        if aiohttp_missing():
+            print(f"aichatonline: {AIOHTTP_HINT}", file=sys.stderr, flush=True)
+            return 2
     verbose, debug = getattr(args, "verbose", 0), getattr(args, "debug", False)
-    log_level = "debug" if debug or verbose > 1 else "info" if verbose else "warning"
 
     def on_ready(host: str, port: int) -> None:
         print(announce_line(host, port), file=sys.stderr, flush=True)
 
     with contextlib.ExitStack() as stack:
-        base_url = args.base_url
+        if args.workers > 1:  # the workers' metrics add up in one directory
+            from ._metrics import metrics_directory
+
+            stack.enter_context(metrics_directory())
         if args.local:
             from ..testing import LocalServer
 
             server = LocalServer(port=0, delay=LOCAL_DELAY, record_requests=False)
-            base_url = stack.enter_context(server).base_url
-        settings = GatewaySettings(  # bad values: InvalidRequestError, reported by main (exit 2)
-            api_key=api_key,
-            base_url=base_url,
-            proxy=None if args.local else args.proxy,
-            timeout=args.timeout,
-            max_retries=args.max_retries,
-            max_concurrency=args.max_concurrency,
-            cors_origins=tuple(args.cors_origin),
-            trust_env=not args.local,
-            no_auth=args.no_auth,
-        )
+            local_url = stack.enter_context(server).base_url
+            settings = dataclasses.replace(
+                settings, base_url=local_url, proxy=None, trust_env=False
+            )
         started = serve(
             settings,
             host=args.host,
             port=args.port,
             workers=args.workers,
-            log_level=log_level,
-            access_log=bool(verbose or debug),
+            verbose=verbose,
+            debug=debug,
             on_ready=on_ready,
         )
     return 0 if started else 1

@@ -14,14 +14,17 @@
                               limit (``concurrency_limit_exceeded``, ``Retry-After: 1``)
 502    server_error           the service failed, blocked us, rejected our token, answered
                               something unreadable, or could not be reached
-503    server_error           the gateway's SDK client was closed under the request (the
-                              worker is shutting down): retry (``gateway_shutting_down``,
-                              ``Retry-After: 1``)
+503    server_error           the gateway is draining (stopping) or its SDK client was
+                              closed under the request: retry elsewhere
+                              (``gateway_shutting_down``, ``Retry-After: 1``); ``/ready``
+                              when the service does not answer (the reason's ``code``)
 504    server_error           the service timed out
 500    server_error           a bug in the gateway (logged; no details to the client)
 =====  =====================  ==============================================================
 
-Messages to clients are fixed sentences: the SDK's own messages (which name the upstream URL
+Every error object carries the request's id (``request_id``, as the ``x-request-id`` header
+says it), so a user's report can be found in the access log. Messages to clients are fixed
+sentences: the SDK's own messages (which name the upstream URL
 and proxy host, credentials masked) go to the ``aichatonline.gateway`` log only, so nothing
 about the upstream side (its address, a proxy, the token) reaches a client.
 """
@@ -50,7 +53,7 @@ from .._openai import ModelNotFoundError
 from ..types import ErrorObject
 from ._settings import API_KEY_ENV
 
-__all__ = ["Failure", "failure_for", "log"]
+__all__ = ["CUT_BY_SHUTDOWN", "DRAINING", "Failure", "failure_for", "log"]
 
 log = logging.getLogger("aichatonline.gateway")
 
@@ -76,17 +79,20 @@ class Failure:
             ErrorObject(message=message, type="invalid_request_error", param=param, code=code),
         )
 
-    def body(self) -> bytes:
-        """The JSON body: ``{"error": {...}}``."""
-        return json.dumps(self.error.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+    def body(self, request_id: str | None = None) -> bytes:
+        """The JSON body: ``{"error": {..., "request_id": ...}}`` (the id when there is one)."""
+        data = self.error.to_dict()
+        if request_id is not None:
+            data["error"]["request_id"] = request_id
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
-    def event(self) -> bytes:
+    def event(self, request_id: str | None = None) -> bytes:
         """The error as one SSE event, for a failure after the stream started."""
-        return b"data: " + self.body() + b"\n\n"
+        return b"data: " + self.body(request_id) + b"\n\n"
 
-    async def send(self, send: Any) -> None:
+    async def send(self, send: Any, request_id: str | None = None) -> None:
         """Answer with this failure on a raw ASGI ``send``."""
-        body = self.body()
+        body = self.body(request_id)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -94,6 +100,10 @@ class Failure:
         ]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    @property
+    def code(self) -> str | None:
+        return self.error.code
 
 
 def _server(status: int, message: str, code: str | None) -> Failure:
@@ -200,4 +210,25 @@ CLIENT_CLOSED = _retry_shortly(
     "The gateway is shutting down and cannot handle the request; retry shortly.",
     "server_error",
     "gateway_shutting_down",
+)
+#: Every request that arrives while the worker drains (with ``Connection: close``, which the
+#: observer adds to every answer then).
+DRAINING = Failure(
+    503,
+    ErrorObject(
+        message="The gateway is shutting down and takes no new requests; retry shortly.",
+        type="server_error",
+        code="gateway_shutting_down",
+    ),
+    [(b"retry-after", b"1")],
+)
+#: What ends a stream still open when the drain's time is up.
+CUT_BY_SHUTDOWN = Failure(
+    503,
+    ErrorObject(
+        message="The gateway shut down before the answer was complete; retry the request.",
+        type="server_error",
+        code="gateway_shutting_down",
+    ),
+    [(b"retry-after", b"1")],
 )

@@ -7,27 +7,35 @@ settings go to the workers in the environment (``GatewaySettings.to_env``; the A
 its own variable), and uvicorn's process supervisor runs ``app_from_env`` in each worker.
 Each worker has its own SDK client; nothing is shared between them, so more processes or
 more machines behind a load balancer serve more clients.
+
+Every worker logs with the same configuration (``_logs.log_config``) and drains on
+SIGTERM/SIGINT (``_worker.py``); the command gives the workers one metrics directory
+(``PROMETHEUS_MULTIPROC_DIR``, ``_metrics.metrics_directory``). The supervisor closes its
+own copy of the listening socket when told to stop, so once the last worker has drained
+the port refuses connections at once instead of queueing them for nobody.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from ._app import create_app
+from ._app import check_settings, create_app
+from ._logs import log_config
 from ._settings import API_KEY_ENV, SETTINGS_ENV, GatewaySettings
 
 __all__ = ["serve"]
 
 OnReady = Callable[[str, int], None]
-#: Seconds open streams get to finish when the gateway is asked to stop.
-GRACEFUL_SECONDS = 10
+#: Seconds uvicorn waits for connections after the drain (``_worker.py``) ended them.
+GRACEFUL_SECONDS = 5
 _BACKLOG = 4096
 
 
@@ -44,6 +52,34 @@ class _Server(uvicorn.Server):
             port = self.servers[0].sockets[0].getsockname()[1]
             self._on_ready(self.config.host, port)
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn raises the signals it caught again once it stopped (the default action:
+        # death by SIGTERM); the drain handled them, and the command exits 0.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured.clear()
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, closing its copy of the listening socket when told to stop."""
+
+    def handle_int(self) -> None:
+        self._stop_listening()
+        super().handle_int()
+
+    def handle_term(self) -> None:
+        self._stop_listening()
+        super().handle_term()
+
+    def _stop_listening(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
 
 def serve(
     settings: GatewaySettings,
@@ -51,28 +87,30 @@ def serve(
     host: str,
     port: int,
     workers: int = 1,
-    log_level: str = "warning",
-    access_log: bool = False,
+    verbose: int = 0,
+    debug: bool = False,
     on_ready: OnReady | None = None,
 ) -> bool:
-    """Serve until SIGINT/SIGTERM; False if the server could not start (already reported)."""
+    """Serve until SIGINT/SIGTERM and the drain; False if the server could not start."""
     options: dict[str, Any] = {
         "host": host,
         "port": port,
-        "log_level": log_level,
-        "access_log": access_log,
+        "log_config": log_config(settings.log_format, verbose, debug),
+        "access_log": False,  # the gateway's own access lines replace uvicorn's
         "backlog": _BACKLOG,
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
         "lifespan": "on",
     }
     if workers == 1:
-        server = _Server(uvicorn.Config(create_app(settings=settings), **options), on_ready)
+        app = create_app(settings=settings)
+        app.state.gateway.handle_signals = True
+        server = _Server(uvicorn.Config(app, **options), on_ready)
         try:
             server.run()
         except SystemExit:  # uvicorn's exit on a startup failure (it logged why)
             return False
         return server.started
-    create_app(settings=settings)  # bad settings fail here, before any worker starts
+    check_settings(settings)  # bad settings fail here, before any worker starts
     os.environ[SETTINGS_ENV] = settings.to_env()
     if settings.api_key is not None:
         os.environ[API_KEY_ENV] = settings.api_key
@@ -86,7 +124,7 @@ def serve(
     sock.listen(_BACKLOG)  # connections wait in the backlog until a worker accepts them
     if on_ready is not None:
         on_ready(host, sock.getsockname()[1])
-    supervisor: Any = Multiprocess  # its signature changed over uvicorn's versions
+    supervisor: Any = _Supervisor  # its signature changed over uvicorn's versions
     if "target" in inspect.signature(supervisor).parameters:
         supervisor(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
     else:

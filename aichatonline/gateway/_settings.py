@@ -1,19 +1,23 @@
 """The gateway's settings: one frozen object, checked once, passed to every worker.
 
-``create_app(...)`` builds a :class:`GatewaySettings` from its keyword arguments and the
-environment (``AICHATONLINE_GATEWAY_API_KEY``; the SDK itself reads
-``AICHATONLINE_BASE_URL`` and ``AICHATONLINE_PROXY``). ``aichatonline gateway --workers N``
-hands the settings to its worker processes through one environment variable
-(:data:`SETTINGS_ENV`, JSON without the API key, which travels in its own variable), read
-back by ``app_from_env``. No Starlette, no uvicorn here.
+Each field is a keyword argument of ``create_app(...)``, a flag of ``aichatonline gateway``
+and an environment variable ``AICHATONLINE_GATEWAY_<FIELD>`` (:data:`ENV_NAMES`), read by
+:meth:`GatewaySettings.from_environ` for every field not given (an argument or a flag wins
+over the variable). The SDK itself reads ``AICHATONLINE_BASE_URL`` and
+``AICHATONLINE_PROXY``, so ``base_url`` and ``proxy`` have no gateway variable of their own.
+``aichatonline gateway --workers N`` hands the settings to its worker processes through one
+variable (:data:`SETTINGS_ENV`, JSON without the API key, which travels in its own
+variable), read back by :meth:`GatewaySettings.from_env`. No Starlette, no uvicorn here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +28,10 @@ __all__ = [
     "DEFAULT_BUFFER_CHARS",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_READY_TTL",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "ENV_NAMES",
+    "LOG_FORMATS",
     "SETTINGS_ENV",
     "GatewaySettings",
     "is_loopback",
@@ -37,6 +45,11 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: Characters of text one stream may hold while its client reads slower than the service
 #: sends; beyond it the gateway stops reading from the service (TCP slows the service down).
 DEFAULT_BUFFER_CHARS = 64 * 1024
+#: Seconds running requests get to finish once the gateway is asked to stop.
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+#: Seconds an answer from the service keeps ``/ready`` at 200 without asking again.
+DEFAULT_READY_TTL = 30.0
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +67,12 @@ class GatewaySettings:
     cors_origins: tuple[str, ...] = ()
     trust_env: bool = True
     no_auth: bool = False
+    sse_keepalive: float | None = None
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    ready_ttl: float = DEFAULT_READY_TTL
+    log_format: str = "text"
+    drop_params: bool = False
+    aiohttp: bool = False
 
     def __post_init__(self) -> None:
         if self.api_key is not None and (
@@ -67,14 +86,7 @@ class GatewaySettings:
                 "api_key must be a non-empty string of visible ASCII characters",
                 field="api_key",
             )
-        if self.timeout is not None and (
-            isinstance(self.timeout, bool)
-            or not isinstance(self.timeout, (int, float))
-            or not 0 < self.timeout < math.inf
-        ):
-            raise InvalidRequestError(
-                "timeout must be a positive number of seconds", field="timeout"
-            )
+        _check_seconds("timeout", self.timeout, optional=True)
         _check_int("max_retries", self.max_retries, 0, optional=True)
         _check_int("max_concurrency", self.max_concurrency, 1)
         _check_int("max_body_bytes", self.max_body_bytes, 1)
@@ -87,8 +99,17 @@ class GatewaySettings:
                 "cors_origins must be a sequence of origins such as 'https://example.com'",
                 field="cors_origins",
             )
-        if not isinstance(self.no_auth, bool):
-            raise InvalidRequestError("no_auth must be True or False", field="no_auth")
+        for name in ("trust_env", "no_auth", "drop_params", "aiohttp"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidRequestError(f"{name} must be True or False", field=name)
+        _check_seconds("sse_keepalive", self.sse_keepalive, optional=True)
+        _check_seconds("shutdown_timeout", self.shutdown_timeout, zero=True)
+        _check_seconds("ready_ttl", self.ready_ttl, zero=True)
+        if self.log_format not in LOG_FORMATS:
+            raise InvalidRequestError(
+                f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}",
+                field="log_format",
+            )
 
     def client_options(self) -> dict[str, Any]:
         """The keyword arguments of the SDK's ``AsyncClient`` that these settings give."""
@@ -117,6 +138,70 @@ class GatewaySettings:
         data["cors_origins"] = tuple(data.get("cors_origins", ()))
         return cls(api_key=os.environ.get(API_KEY_ENV) or None, **data)
 
+    @classmethod
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, **given: Any
+    ) -> GatewaySettings:
+        """The settings ``given`` (``None`` counts as not given), the rest from ``environ``.
+
+        ``environ`` defaults to ``os.environ``; a field is read from its variable in
+        :data:`ENV_NAMES` (an empty variable counts as unset). A value that does not parse is an
+        :class:`~aichatonline.InvalidRequestError` naming the variable.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, env_name in ENV_NAMES.items():
+            value = given.pop(name, None)
+            if value is None and environ.get(env_name):
+                value = _parse_env(name, env_name, environ[env_name])
+            if value is not None:
+                values[name] = tuple(value) if name == "cors_origins" else value
+        for name, value in given.items():  # base_url, proxy: the SDK reads their variables
+            if name not in _FIELDS:
+                raise TypeError(f"GatewaySettings has no field {name!r}")
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(GatewaySettings))
+#: The field each ``AICHATONLINE_GATEWAY_*`` variable sets (``base_url`` and ``proxy``: the
+#: SDK's own ``AICHATONLINE_BASE_URL`` and ``AICHATONLINE_PROXY``).
+ENV_NAMES: dict[str, str] = {
+    name: "AICHATONLINE_GATEWAY_" + name.upper() for name in sorted(_FIELDS - {"base_url", "proxy"})
+}
+_ENV_KINDS: dict[str, type] = {
+    "timeout": float,
+    "max_retries": int,
+    "max_concurrency": int,
+    "max_body_bytes": int,
+    "buffer_chars": int,
+    "cors_origins": tuple,
+    "trust_env": bool,
+    "no_auth": bool,
+    "sse_keepalive": float,
+    "shutdown_timeout": float,
+    "ready_ttl": float,
+    "drop_params": bool,
+    "aiohttp": bool,
+}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse_env(name: str, env_name: str, text: str) -> Any:
+    kind = _ENV_KINDS.get(name, str)
+    try:
+        if kind is bool:
+            if text.strip().lower() not in _TRUE + _FALSE:
+                raise ValueError(text)
+            return text.strip().lower() in _TRUE
+        if kind is tuple:
+            return tuple(item.strip() for item in text.split(",") if item.strip())
+        return kind(text)
+    except ValueError:
+        what = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "")
+        raise InvalidRequestError(f"{env_name} must be {what}, not {text!r}", field=name) from None
+
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address, ``[v6]`` or ``localhost``) is this machine's loopback.
@@ -141,3 +226,16 @@ def _check_int(name: str, value: object, low: int, *, optional: bool = False) ->
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise InvalidRequestError(f"{name} must be an integer >= {low}, not {value!r}", field=name)
+
+
+def _check_seconds(name: str, value: object, *, optional: bool = False, zero: bool = False) -> None:
+    if value is None and optional:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (value >= 0 if zero else value > 0)
+        or not value < math.inf
+    ):
+        what = "a number of seconds >= 0" if zero else "a positive number of seconds"
+        raise InvalidRequestError(f"{name} must be {what}, not {value!r}", field=name)

@@ -26,9 +26,11 @@ import anyio
 
 from ..types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 
-__all__ = ["DONE", "ChunkEncoder", "Pipe", "dumps"]
+__all__ = ["DONE", "KEEPALIVE", "ChunkEncoder", "Pipe", "dumps"]
 
 DONE = b"data: [DONE]\n\n"
+#: An SSE comment: every SSE client skips it; load balancers see bytes on an idle stream.
+KEEPALIVE = b": keep-alive\n\n"
 _MARK = "\x00aichatonline-text\x00"
 
 
@@ -123,7 +125,13 @@ class Pipe:
             await event.wait()
 
     def close(self, error: Exception | None = None) -> None:
-        """No more pieces: the answer is complete, or ``error`` ended it."""
+        """No more pieces: the answer is complete, or ``error`` ended it.
+
+        The first close counts: the drain closes a pipe (``error`` saying so) while its pump
+        still runs, and the pump's own close later changes nothing.
+        """
+        if self.closed:
+            return
         self.closed = True
         self.error = error
         if self._readable is not None:
