@@ -1,8 +1,10 @@
 """``create_app(...)``: the gateway as an ASGI application (Starlette), for any ASGI server.
 
-Layers, outermost first: CORS (only with ``cors_origins``), the API-key check (with an
-``api_key``) or else the loopback check (without one, unless ``no_auth``), then Starlette's
-router. ``/health`` passes both checks, for load balancers::
+Layers, outermost first: ``Connection: close`` on refusals (``_refusals.py``), CORS (only
+with ``cors_origins``), the API-key check (with an ``api_key``) or else the loopback check
+(without one, unless ``no_auth``), then Starlette's router (which never redirects: a URL
+built from the ``Host`` header would be the client's to choose). ``/health`` passes both
+checks, for load balancers::
 
     GET  /v1/models              the provider's models and aliases (a ModelPage)
     GET  /v1/models/{id}         one of them, or 404 model_not_found
@@ -38,11 +40,13 @@ from .._openai import check_model
 from ..types import Model, ModelPage
 from ._chat import ChatEndpoint, Gateway
 from ._errors import INVALID_API_KEY, LOOPBACK_ONLY, Failure, failure_for
+from ._refusals import CloseRefusals
 from ._settings import (
     API_KEY_ENV,
     DEFAULT_BUFFER_CHARS,
     DEFAULT_MAX_BODY_BYTES,
     GatewaySettings,
+    connection_options,
     is_loopback,
 )
 from ._settings import DEFAULT_MAX_CONCURRENCY as _MAX_CONCURRENCY
@@ -69,6 +73,10 @@ def create_app(
     cors_origins: Sequence[str] = (),
     trust_env: bool = True,
     no_auth: bool = False,
+    header_timeout: float | None = None,
+    keep_alive_timeout: float | None = None,
+    max_connections: int | None = None,
+    forwarded_allow_ips: Sequence[str] | str | None = None,
     settings: GatewaySettings | None = None,
 ) -> Starlette:
     """The OpenAI-compatible gateway as an ASGI app: ``uvicorn --factory
@@ -89,6 +97,12 @@ def create_app(
       stops reading from the service). ``cors_origins``: allowed browser origins (none:
       no CORS headers at all). ``trust_env=False``: no proxy from the environment (for a
       server on loopback).
+    - ``header_timeout``, ``keep_alive_timeout``, ``max_connections``,
+      ``forwarded_allow_ips``: the connection limits ``aichatonline gateway`` serves with
+      (see docs/gateway.md; defaults: ``$AICHATONLINE_GATEWAY_HEADER_TIMEOUT`` and the other
+      ``AICHATONLINE_GATEWAY_*`` variables, else 10 s, 5 s, sized from the descriptor
+      limit, nobody). They belong to the server, not the app: under another server, set
+      its own.
     - ``settings``: all of the above as one :class:`GatewaySettings` (the arguments are
       then ignored).
 
@@ -109,6 +123,12 @@ def create_app(
             cors_origins=tuple(cors_origins),
             trust_env=trust_env,
             no_auth=no_auth,
+            **connection_options(
+                header_timeout=header_timeout,
+                keep_alive_timeout=keep_alive_timeout,
+                max_connections=max_connections,
+                forwarded_allow_ips=forwarded_allow_ips,
+            ),
         )
     AsyncClient(**settings.client_options())  # check the SDK settings now (no I/O yet)
     gateway = Gateway(settings)
@@ -123,7 +143,7 @@ def create_app(
             gateway.client = None
             await client.aclose()
 
-    middleware = []
+    middleware = [Middleware(CloseRefusals)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -150,6 +170,7 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # /health/ is a 404, not a redirect to Host's URL
     app.state.gateway = gateway
     return app
 

@@ -15,7 +15,15 @@ import sys
 from typing import Any
 
 from .._config import BASE_URL_ENV, PROXY_ENV
-from ._settings import API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, is_loopback
+from ._settings import (
+    API_KEY_ENV,
+    CONNECTION_ENV,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY,
+    is_loopback,
+    split_addresses,
+)
 
 __all__ = ["EXTRA_HINT", "add_parser", "announce_line", "run"]
 
@@ -30,6 +38,8 @@ environment:
                                 which other users of this machine can see in ps)
   {BASE_URL_ENV}         the service's base URL
   {PROXY_ENV}            a proxy for the service
+  {CONNECTION_ENV["header_timeout"]}, ..._KEEP_ALIVE_TIMEOUT,
+  ..._MAX_CONNECTIONS, ..._FORWARDED_ALLOW_IPS   the connection flags' defaults
 
 Clients use it as they use OpenAI's API:
   export OPENAI_BASE_URL=http://127.0.0.1:{DEFAULT_PORT}/v1 OPENAI_API_KEY=KEY
@@ -94,6 +104,36 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="chat requests at once per worker; past it, 429 (%(default)s)",
     )
+    connections = parser.add_argument_group("connections (per worker)")
+    connections.add_argument(
+        "--header-timeout",
+        type=_number(float, 1e-9, "a positive number"),
+        metavar="SECONDS",
+        help="a request head must be complete within this of the accept or of the last "
+        "response, or the connection is closed (408 if it had started; "
+        f"{DEFAULT_HEADER_TIMEOUT:g})",
+    )
+    connections.add_argument(
+        "--keep-alive-timeout",
+        type=_number(float, 1e-9, "a positive number"),
+        metavar="SECONDS",
+        help="an idle connection is closed this long after its last response "
+        f"({DEFAULT_KEEP_ALIVE_TIMEOUT:g})",
+    )
+    connections.add_argument(
+        "--max-connections",
+        type=_number(int, 1, "a positive integer"),
+        metavar="N",
+        help="open connections at once; past it, 503 and close (default: sized from the "
+        "descriptor limit, which is raised to its hard limit)",
+    )
+    connections.add_argument(
+        "--forwarded-allow-ips",
+        type=split_addresses,
+        metavar="IPS",
+        help="comma-separated proxy addresses (or networks, or *) whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed (default: nobody's)",
+    )
     guard = parser.add_argument_group("access")
     guard.add_argument(
         "--api-key", metavar="KEY", help=f"the key clients must send (default: ${API_KEY_ENV})"
@@ -155,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         print(EXTRA_HINT, file=sys.stderr, flush=True)
         return 2
     from ._run import serve
-    from ._settings import GatewaySettings
+    from ._settings import GatewaySettings, connection_options
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     if api_key is None and not args.no_auth and not is_loopback(args.host):
@@ -189,6 +229,12 @@ def run(args: argparse.Namespace) -> int:
             cors_origins=tuple(args.cors_origin),
             trust_env=not args.local,
             no_auth=args.no_auth,
+            **connection_options(
+                header_timeout=args.header_timeout,
+                keep_alive_timeout=args.keep_alive_timeout,
+                max_connections=args.max_connections,
+                forwarded_allow_ips=args.forwarded_allow_ips,
+            ),
         )
         started = serve(
             settings,

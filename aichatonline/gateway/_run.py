@@ -7,10 +7,18 @@ settings go to the workers in the environment (``GatewaySettings.to_env``; the A
 its own variable), and uvicorn's process supervisor runs ``app_from_env`` in each worker.
 Each worker has its own SDK client; nothing is shared between them, so more processes or
 more machines behind a load balancer serve more clients.
+
+Connections (``_connections.py``): the descriptor limit is raised to its hard limit before
+anything starts (the workers inherit it), each worker serves with the guarded protocol
+class, its deadlines and its budget (:class:`GatewayConfig` carries them to the workers),
+reports a failing ``accept()`` once a second, and escapes control characters in its logs.
+Forwarded headers are believed only from ``forwarded_allow_ips`` (uvicorn's default
+trusts loopback), and WebSocket upgrades are off (the gateway has no WebSocket route).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import socket
@@ -20,7 +28,15 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from . import _log_escape
 from ._app import create_app
+from ._connections import (
+    ConnectionLimits,
+    default_max_connections,
+    guarded_protocol,
+    install_accept_guard,
+    raise_descriptor_limit,
+)
 from ._settings import API_KEY_ENV, SETTINGS_ENV, GatewaySettings
 
 __all__ = ["serve"]
@@ -31,6 +47,14 @@ GRACEFUL_SECONDS = 10
 _BACKLOG = 4096
 
 
+class GatewayConfig(uvicorn.Config):
+    """uvicorn's config with the connection limits, for the guarded protocol to read."""
+
+    def __init__(self, app: Any, *, connection_limits: ConnectionLimits, **options: Any) -> None:
+        self.connection_limits = connection_limits
+        super().__init__(app, http=guarded_protocol(), ws="none", **options)
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that says when it listens (and on which port, for ``--port 0``)."""
 
@@ -39,6 +63,8 @@ class _Server(uvicorn.Server):
         self._on_ready = on_ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        _log_escape.install()  # after uvicorn configured its loggers (in each worker too)
+        install_accept_guard(asyncio.get_running_loop())
         await super().startup(sockets)
         if self.started and self._on_ready is not None:
             port = self.servers[0].sockets[0].getsockname()[1]
@@ -54,9 +80,25 @@ def serve(
     log_level: str = "warning",
     access_log: bool = False,
     on_ready: OnReady | None = None,
+    loop: str = "auto",
 ) -> bool:
-    """Serve until SIGINT/SIGTERM; False if the server could not start (already reported)."""
+    """Serve until SIGINT/SIGTERM; False if the server could not start (already reported).
+
+    ``loop`` is uvicorn's (``auto``: uvloop when it is installed, else asyncio).
+    """
+    descriptors = raise_descriptor_limit()
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        keep_alive_timeout=settings.keep_alive_timeout,
+        max_connections=settings.max_connections
+        or default_max_connections(descriptors, settings.max_concurrency),
+    )
     options: dict[str, Any] = {
+        "connection_limits": limits,
+        "loop": loop,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": list(settings.forwarded_allow_ips),
         "host": host,
         "port": port,
         "log_level": log_level,
@@ -66,7 +108,7 @@ def serve(
         "lifespan": "on",
     }
     if workers == 1:
-        server = _Server(uvicorn.Config(create_app(settings=settings), **options), on_ready)
+        server = _Server(GatewayConfig(create_app(settings=settings), **options), on_ready)
         try:
             server.run()
         except SystemExit:  # uvicorn's exit on a startup failure (it logged why)
@@ -76,7 +118,7 @@ def serve(
     os.environ[SETTINGS_ENV] = settings.to_env()
     if settings.api_key is not None:
         os.environ[API_KEY_ENV] = settings.api_key
-    config = uvicorn.Config(
+    config = GatewayConfig(
         "aichatonline.gateway._app:app_from_env", factory=True, workers=workers, **options
     )
     try:
@@ -88,7 +130,7 @@ def serve(
         on_ready(host, sock.getsockname()[1])
     supervisor: Any = Multiprocess  # its signature changed over uvicorn's versions
     if "target" in inspect.signature(supervisor).parameters:
-        supervisor(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        supervisor(config, target=_Server(config, None).run, sockets=[sock]).run()
     else:
         supervisor(config, sockets=[sock]).run()
     return True

@@ -1,7 +1,8 @@
 """The gateway's settings: one frozen object, checked once, passed to every worker.
 
 ``create_app(...)`` builds a :class:`GatewaySettings` from its keyword arguments and the
-environment (``AICHATONLINE_GATEWAY_API_KEY``; the SDK itself reads
+environment (``AICHATONLINE_GATEWAY_API_KEY``, the connection limits'
+``AICHATONLINE_GATEWAY_*`` variables read by :func:`connection_options`; the SDK itself reads
 ``AICHATONLINE_BASE_URL`` and ``AICHATONLINE_PROXY``). ``aichatonline gateway --workers N``
 hands the settings to its worker processes through one environment variable
 (:data:`SETTINGS_ENV`, JSON without the API key, which travels in its own variable), read
@@ -14,6 +15,7 @@ import ipaddress
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,12 +23,17 @@ from .._exceptions import InvalidRequestError
 
 __all__ = [
     "API_KEY_ENV",
+    "CONNECTION_ENV",
     "DEFAULT_BUFFER_CHARS",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_KEEP_ALIVE_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_CONCURRENCY",
     "SETTINGS_ENV",
     "GatewaySettings",
+    "connection_options",
     "is_loopback",
+    "split_addresses",
 ]
 
 API_KEY_ENV = "AICHATONLINE_GATEWAY_API_KEY"
@@ -37,6 +44,17 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: Characters of text one stream may hold while its client reads slower than the service
 #: sends; beyond it the gateway stops reading from the service (TCP slows the service down).
 DEFAULT_BUFFER_CHARS = 64 * 1024
+#: Seconds a connection has to send a whole request head, from its accept or the last response.
+DEFAULT_HEADER_TIMEOUT = 10.0
+#: Seconds an idle keep-alive connection stays open after a response (uvicorn's default).
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+#: The environment variable of each connection setting (the flag without ``--``, upper-cased).
+CONNECTION_ENV = {
+    "header_timeout": "AICHATONLINE_GATEWAY_HEADER_TIMEOUT",
+    "keep_alive_timeout": "AICHATONLINE_GATEWAY_KEEP_ALIVE_TIMEOUT",
+    "max_connections": "AICHATONLINE_GATEWAY_MAX_CONNECTIONS",
+    "forwarded_allow_ips": "AICHATONLINE_GATEWAY_FORWARDED_ALLOW_IPS",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +72,12 @@ class GatewaySettings:
     cors_origins: tuple[str, ...] = ()
     trust_env: bool = True
     no_auth: bool = False
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
+    #: Open connections per worker; None: sized from the descriptor limit when serving.
+    max_connections: int | None = None
+    #: Addresses whose X-Forwarded-For / X-Forwarded-Proto are believed ("*": any; none: no one).
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.api_key is not None and (
@@ -89,6 +113,10 @@ class GatewaySettings:
             )
         if not isinstance(self.no_auth, bool):
             raise InvalidRequestError("no_auth must be True or False", field="no_auth")
+        _check_seconds("header_timeout", self.header_timeout)
+        _check_seconds("keep_alive_timeout", self.keep_alive_timeout)
+        _check_int("max_connections", self.max_connections, 1, optional=True)
+        _check_addresses(self.forwarded_allow_ips)
 
     def client_options(self) -> dict[str, Any]:
         """The keyword arguments of the SDK's ``AsyncClient`` that these settings give."""
@@ -108,6 +136,7 @@ class GatewaySettings:
         data = asdict(self)
         data.pop("api_key")
         data["cors_origins"] = list(self.cors_origins)
+        data["forwarded_allow_ips"] = list(self.forwarded_allow_ips)
         return json.dumps(data)
 
     @classmethod
@@ -115,6 +144,7 @@ class GatewaySettings:
         """The settings a parent process put in :data:`SETTINGS_ENV` (the key: API_KEY_ENV)."""
         data = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
         data["cors_origins"] = tuple(data.get("cors_origins", ()))
+        data["forwarded_allow_ips"] = tuple(data.get("forwarded_allow_ips", ()))
         return cls(api_key=os.environ.get(API_KEY_ENV) or None, **data)
 
 
@@ -141,3 +171,76 @@ def _check_int(name: str, value: object, low: int, *, optional: bool = False) ->
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise InvalidRequestError(f"{name} must be an integer >= {low}, not {value!r}", field=name)
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InvalidRequestError(
+            f"{name} must be a positive number of seconds, not {value!r}", field=name
+        )
+
+
+def _check_addresses(addresses: object) -> None:
+    """``forwarded_allow_ips``: a tuple of addresses or networks (``10.0.0.0/8``), or ``*``."""
+    if not isinstance(addresses, tuple):
+        raise InvalidRequestError(
+            "forwarded_allow_ips must be a sequence of addresses such as '10.0.0.1'",
+            field="forwarded_allow_ips",
+        )
+    for address in addresses:
+        try:
+            if not isinstance(address, str):
+                raise ValueError(address)
+            if address != "*":
+                ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise InvalidRequestError(
+                f"forwarded_allow_ips: {address!r} is not an address, a network "
+                "(such as 10.0.0.0/8) or '*'",
+                field="forwarded_allow_ips",
+            ) from None
+
+
+def split_addresses(text: str) -> tuple[str, ...]:
+    """``"10.0.0.1, 10.1.0.0/16"`` (a flag's or a variable's value) as a tuple of entries."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def connection_options(
+    *,
+    header_timeout: float | None = None,
+    keep_alive_timeout: float | None = None,
+    max_connections: int | None = None,
+    forwarded_allow_ips: Sequence[str] | str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The connection settings for :class:`GatewaySettings`: each given value, else its
+    ``AICHATONLINE_GATEWAY_*`` variable (:data:`CONNECTION_ENV`), else left to the default.
+
+    A variable that does not hold a valid value is an ``InvalidRequestError`` naming it.
+    """
+    env = os.environ if environ is None else environ
+    given: dict[str, Any] = {
+        "header_timeout": header_timeout,
+        "keep_alive_timeout": keep_alive_timeout,
+        "max_connections": max_connections,
+        "forwarded_allow_ips": forwarded_allow_ips,
+    }
+    options: dict[str, Any] = {}
+    for name, value in given.items():
+        text = env.get(CONNECTION_ENV[name], "").strip()
+        if value is None and text:
+            kind = int if name == "max_connections" else float
+            try:
+                value = split_addresses(text) if name == "forwarded_allow_ips" else kind(text)
+            except ValueError:
+                raise InvalidRequestError(
+                    f"{CONNECTION_ENV[name]}={text!r} is not a valid {name}", field=name
+                ) from None
+        if isinstance(value, str):  # forwarded_allow_ips="10.0.0.1,10.0.0.2", as uvicorn's
+            value = split_addresses(value)
+        elif name == "forwarded_allow_ips" and value is not None:
+            value = tuple(value)
+        if value is not None:
+            options[name] = value
+    return options
