@@ -26,7 +26,7 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from aichatonline.gateway._log_escape import escape  # noqa: E402
+from aichatonline.gateway._log_escape import escape
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"serving on http://127\.0\.0\.1:(\d+)/v1")
@@ -82,7 +82,7 @@ def gateway(
         stderr=subprocess.STDOUT,
         env=_env(),
         cwd=ROOT,
-        preexec_fn=preexec,  # noqa: PLW1509 - only setrlimit, before exec
+        preexec_fn=preexec,  # only setrlimit, before exec
     )
     assert process.stdout is not None
     stderr = process.stdout
@@ -249,6 +249,7 @@ def test_keep_alive_idle_and_trickling_after_a_response(gw: Gateway) -> None:
 
 CHAT = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 AUTH = f"Authorization: Bearer {KEY}\r\n".encode()
+MODELS = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH
 
 
 @pytest.mark.parametrize(
@@ -259,11 +260,7 @@ AUTH = f"Authorization: Bearer {KEY}\r\n".encode()
         (CHAT + AUTH + b"Content-Length: 3\r\n\r\n{x}", "400", False),
         (b"GET /nope HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n", "404", False),
         (b"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n", "405", False),
-        (
-            b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 9\r\n\r\n",
-            "200",
-            True,
-        ),
+        (MODELS + b"Content-Length: 9\r\n\r\n", "200", True),
     ],
     ids=["401-trickling", "413-trickling", "400", "404", "405", "unread-body"],
 )
@@ -348,7 +345,7 @@ def test_log_lines_carry_no_raw_control_characters() -> None:
     text = log.decode("utf-8")
     for line in text.splitlines():
         assert line.isprintable(), line
-    for hostile, status in zip(HOSTILE, statuses):
+    for hostile, status in zip(HOSTILE, statuses, strict=True):
         assert status in ("400", "403")  # forged, so not loopback: refused, and logged
         if status == "403":  # the forged address, escaped, so the operator sees it
             assert escape(hostile.decode("latin-1")) in text
