@@ -31,7 +31,13 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from aichatonline import InvalidRequestError  # noqa: E402
 from aichatonline._cli import main  # noqa: E402
-from aichatonline.gateway import GatewaySettings, _connections, _log_escape, create_app  # noqa: E402
+from aichatonline.gateway import (  # noqa: E402
+    GatewaySettings,
+    _connections,
+    _descriptors,
+    _log_escape,
+    create_app,
+)
 from aichatonline.gateway._connections import ConnectionLimits  # noqa: E402
 from aichatonline.gateway._refusals import REFUSALS, CloseRefusals  # noqa: E402
 from aichatonline.gateway._settings import CONNECTION_ENV, connection_options  # noqa: E402
@@ -261,10 +267,10 @@ def test_the_command_passes_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_budget_leaves_a_reserve() -> None:
-    assert _connections.default_max_connections(1_048_576, 1000) == 1_048_576 - 64 - 1000
-    assert _connections.default_max_connections(1024, 1000) == 480  # half kept for upstream
-    assert _connections.default_max_connections(64, 1000) == 1
-    assert _connections.default_max_connections(0, 1000) == _connections.FALLBACK_MAX_CONNECTIONS
+    assert _descriptors.default_max_connections(1_048_576, 1000) == 1_048_576 - 64 - 1000
+    assert _descriptors.default_max_connections(1024, 1000) == 480  # half kept for upstream
+    assert _descriptors.default_max_connections(64, 1000) == 1
+    assert _descriptors.default_max_connections(0, 1000) == _descriptors.FALLBACK_MAX_CONNECTIONS
 
 
 def test_the_descriptor_limit_is_raised_to_the_hard_limit() -> None:
@@ -275,7 +281,7 @@ def test_the_descriptor_limit_is_raised_to_the_hard_limit() -> None:
         "import resource\n"
         "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))\n"
-        "from aichatonline.gateway._connections import raise_descriptor_limit\n"
+        "from aichatonline.gateway._descriptors import raise_descriptor_limit\n"
         "print(raise_descriptor_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
     )
     result = subprocess.run(
@@ -288,12 +294,12 @@ def test_running_out_of_descriptors_is_one_line_a_second(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A throttle of its own, whatever earlier tests reported.
-    monkeypatch.setattr(_connections, "_accept_failed", _connections._Throttled(_connections.log))
+    monkeypatch.setattr(_descriptors, "_accept_failed", _descriptors.Throttled(_descriptors.log))
     loop = asyncio.new_event_loop()
     others: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda loop, context: others.append(context))
     try:
-        _connections.install_accept_guard(loop)
+        _descriptors.install_accept_guard(loop)
         handler = loop.get_exception_handler()
         assert handler is not None
         failure = OSError(errno.EMFILE, "Too many open files")

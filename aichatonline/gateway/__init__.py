@@ -11,8 +11,10 @@ needs the ``gateway`` extra (Starlette and uvicorn)::
 
 The package is split by concern: ``_app`` (``create_app``: routes, API key, CORS,
 lifespan), ``_chat`` (the chat endpoint), ``_sse`` (events and the bounded pipe),
-``_errors`` (OpenAI error objects and statuses), ``_settings``, ``_run`` (uvicorn, workers)
-and ``_cli`` (the ``aichatonline gateway`` command). Importing this package imports neither
+``_errors`` (OpenAI error objects and statuses), ``_settings``, ``_run`` (uvicorn, workers),
+``_connections`` (deadlines, the connection budget and closes, on uvicorn's protocol),
+``_descriptors``, ``_refusals`` (``Connection: close``), ``_log_escape`` and ``_cli`` (the
+``aichatonline gateway`` command). Importing this package imports neither
 Starlette nor uvicorn; ``create_app`` does, on first use.
 """
 

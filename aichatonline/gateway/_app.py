@@ -38,6 +38,7 @@ from .. import AsyncClient
 from .._core import MODEL_ALIASES, MODELS
 from .._openai import check_model
 from ..types import Model, ModelPage
+from . import _log_escape
 from ._chat import ChatEndpoint, Gateway
 from ._errors import INVALID_API_KEY, LOOPBACK_ONLY, Failure, failure_for
 from ._refusals import CloseRefusals
@@ -135,6 +136,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _log_escape.install()  # once the server configured its logging, under any server
         client = AsyncClient(**settings.client_options())
         gateway.client = client
         try:

@@ -30,13 +30,8 @@ from uvicorn.supervisors import Multiprocess
 
 from . import _log_escape
 from ._app import create_app
-from ._connections import (
-    ConnectionLimits,
-    default_max_connections,
-    guarded_protocol,
-    install_accept_guard,
-    raise_descriptor_limit,
-)
+from ._connections import ConnectionLimits, guarded_protocol
+from ._descriptors import default_max_connections, install_accept_guard, raise_descriptor_limit
 from ._settings import API_KEY_ENV, SETTINGS_ENV, GatewaySettings
 
 __all__ = ["serve"]
