@@ -42,8 +42,11 @@ _RUNNER = (
     "from aichatonline.gateway._run import serve\n"
     "settings = GatewaySettings(base_url=sys.argv[2], trust_env=False, "
     "max_connections=int(sys.argv[3]))\n"
-    "serve(settings, host='127.0.0.1', port=0, loop=sys.argv[1], on_ready=lambda h, p: "
+    "try:\n"
+    "    serve(settings, host='127.0.0.1', port=0, loop=sys.argv[1], on_ready=lambda h, p: "
     "print(announce_line(h, p), file=sys.stderr, flush=True))\n"
+    "except KeyboardInterrupt:\n"  # uvicorn raises the SIGINT again once it has stopped
+    "    pass\n"
 )
 
 
@@ -73,7 +76,7 @@ def gateway(
     *args: str, command: list[str] | None = None, preexec: Callable[[], None] | None = None
 ) -> Iterator[Gateway]:
     """The gateway in a child process; its output (bytes, raw: stderr, and uvicorn's access
-    log on stdout) gathered in ``Gateway.log``."""
+    log on stdout) gathered in ``Gateway.log``, to its end once the block is left."""
     argv = command or [sys.executable, "-m", "aichatonline", "gateway", "--port", "0", *args]
     process = subprocess.Popen(
         argv,
@@ -85,22 +88,21 @@ def gateway(
         preexec_fn=preexec,  # only setrlimit, before exec
     )
     assert process.stdout is not None
-    stderr = process.stdout
-    lines: queue.Queue[bytes] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True).start()
-    try:
-        seen: list[bytes] = []
-        while True:
-            line = lines.get(timeout=30)
-            seen.append(line)
+    output = process.stdout
+    log: list[bytes] = []
+    ports: queue.Queue[int] = queue.Queue()
+
+    def read() -> None:
+        for line in output:
+            log.append(line)
             match = READY.search(line.decode(errors="replace"))
             if match:
-                break
-        running = Gateway(int(match.group(1)), process, seen)
-        threading.Thread(
-            target=lambda: [running.log.append(lines.get()) for _ in iter(int, 1)], daemon=True
-        ).start()
-        yield running
+                ports.put(int(match.group(1)))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield Gateway(ports.get(timeout=30), process, log)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -109,6 +111,9 @@ def gateway(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+                raise AssertionError("the gateway did not stop within 15 s") from None
+            finally:
+                reader.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -410,6 +415,6 @@ def test_out_of_descriptors_it_recovers_and_logs_little(loop: str) -> None:
                 pass
             assert time.monotonic() < deadline, "the gateway did not recover"
             time.sleep(0.2)
-        log = gw.text()
+    log = gw.text()  # all of it: the process has ended
     assert len(log) < 4000, log[:2000]
     assert b"Traceback" not in log

@@ -295,6 +295,7 @@ def test_running_out_of_descriptors_is_one_line_a_second(
 ) -> None:
     # A throttle of its own, whatever earlier tests reported.
     monkeypatch.setattr(_descriptors, "_accept_failed", _descriptors.Throttled(_descriptors.log))
+    monkeypatch.setattr(_descriptors, "_late_retries", _descriptors.Throttled(_descriptors.log))
     loop = asyncio.new_event_loop()
     others: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda loop, context: others.append(context))
@@ -309,12 +310,18 @@ def test_running_out_of_descriptors_is_one_line_a_second(
                     loop,
                     {"message": "socket.accept() out of system resource", "exception": failure},
                 )
+            late = "Exception in callback BaseSelectorEventLoop._start_serving(...)"
+            for _ in range(1000):
+                handler(
+                    loop, {"message": late, "exception": ValueError("Invalid file descriptor: -1")}
+                )
             handler(loop, {"message": "something else", "exception": ValueError("x")})
     finally:
         loop.close()
     lines = [record.getMessage() for record in caplog.records]
-    assert len(lines) == 1
+    assert len(lines) == 2
     assert "socket.accept() out of system resource: Too many open files" in lines[0]
+    assert "accept() retries left over after the listening socket closed" in lines[1]
     assert not any(record.exc_info for record in caplog.records)
     assert [context["message"] for context in others] == ["something else"]
 

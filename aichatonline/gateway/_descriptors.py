@@ -57,6 +57,7 @@ class Throttled:
 
 
 _accept_failed = Throttled(log)
+_late_retries = Throttled(log)
 
 
 def raise_descriptor_limit() -> int:
@@ -96,13 +97,23 @@ def default_max_connections(descriptors: int, max_concurrency: int) -> int:
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
+def _late_accept_retry(context: dict[str, Any]) -> bool:
+    """A retry asyncio scheduled after a failed ``accept()`` that ran once the listening
+    socket was closed (at shutdown): ``_start_serving`` meets descriptor -1."""
+    return isinstance(context.get("exception"), ValueError) and "._start_serving(" in str(
+        context.get("message", "")
+    )
+
+
 def install_accept_guard(loop: asyncio.AbstractEventLoop) -> None:
     """Report running out of descriptors (or memory) on ``loop`` in one line a second.
 
     asyncio's accept loop reports each failed ``accept()`` with a traceback, for every
-    connection waiting in the backlog, and tries again a second later by itself; the
-    connections are served again as soon as descriptors are free. Other reports go to the
-    handler that was there before.
+    connection waiting in the backlog (4,096 of them, every second, while descriptors are
+    exhausted), and schedules a retry a second later for each; the connections are served
+    again as soon as descriptors are free. The retries still pending when the server
+    closes fail on the closed socket, each with a traceback of its own: they are counted
+    in one line too. Other reports go to the handler that was there before.
     """
     previous = loop.get_exception_handler()
 
@@ -114,6 +125,8 @@ def install_accept_guard(loop: asyncio.AbstractEventLoop) -> None:
                 context.get("message", "out of resources"),
                 exc.strerror or exc,
             )
+        elif _late_accept_retry(context):
+            _late_retries.warning("accept() retries left over after the listening socket closed")
         elif previous is not None:
             previous(loop, context)
         else:
