@@ -6,8 +6,8 @@ one uvicorn worker, through ``benchmarks.gateway.GatewayProcess``), and this one
 ``--clients`` streaming clients on raw sockets, each reading ``--read-bytes`` bytes a
 second (``sock_recv`` of that size: the kernel keeps the rest, so the gateway's writes back
 up as they do behind a slow client). The gateway's RSS (``/proc/PID/status`` ``VmRSS``) is
-sampled before, every ``--interval`` seconds during, and ``--settle`` seconds after the
-clients leave.
+sampled before (after one warm-up stream), every ``--interval`` seconds during, and
+``--settle`` seconds after the clients leave.
 
 The aim (issue 22) is memory bounded by the gateway's buffer, not by the answer: about
 256 KiB a stream, and RSS back near its baseline after the streams end. ``--json`` prints
@@ -85,10 +85,23 @@ async def _run_clients(
     return samples, sum(received)
 
 
+def _warm_up(port: int) -> None:
+    """One stream up to its first event: the SDK's token and the server's answer (which it
+    builds once, and may take seconds to for a long one) are ready before the baseline."""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        sock.sendall(_REQUEST)
+        data = b""
+        while b"data: " not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RuntimeError(f"the gateway answered {data[:200]!r}")
+            data += chunk
+
+
 def measure(
     *,
     clients: int = 300,
-    seconds: float = 20.0,
+    seconds: float = 60.0,
     read_bytes: int = 16,
     pieces: int = 1_000_000,
     piece_size: int = 64,
@@ -99,7 +112,8 @@ def measure(
     with spawn_server(pieces=pieces, piece_size=piece_size) as server:
         gateway = GatewayProcess(server.base_url, max_concurrency=max(clients, 1))
         with gateway:
-            time.sleep(1.0)
+            _warm_up(gateway.port)
+            time.sleep(2.0)
             baseline = gateway.memory()[0] / MiB
             samples, read = asyncio.run(
                 _run_clients(gateway, clients, read_bytes, seconds, interval)
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.gateway_memory", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--clients", type=int, default=300)
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long they read")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long they read")
     parser.add_argument("--read-bytes", type=int, default=16, help="bytes each reads a second")
     parser.add_argument("--pieces", type=int, default=1_000_000, help="pieces per answer")
     parser.add_argument("--piece-size", type=int, default=64, help="characters per piece")
