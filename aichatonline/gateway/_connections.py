@@ -13,22 +13,20 @@ Theory of operation
 Each connection is in one phase with at most one deadline: one timer, armed when the phase
 changes (a handful of times per request), never per byte received.
 
-=====  ==========================================  =========================================
-phase  deadline                                    when it passes
-=====  ==========================================  =========================================
-head   accept + ``header_timeout``; after a        nothing of a request received: close;
-       response, the response + ``header_timeout`` part of a head: 408 and close
-       (uvicorn's keep-alive timer still closes
-       an idle connection, once the first byte
-       of the next request cancels it, this one
-       holds)
-body   the head + ``body_timeout``                 408 and close (a response already
-                                                   started: close)
-app    none: the app's own limits apply            -
-=====  ==========================================  =========================================
+=====  =============================================  =====================================
+phase  deadline                                       when it passes
+=====  =============================================  =====================================
+head   ``header_timeout`` after the accept, or after  nothing received: close; part of a
+       the previous response                          head: 408 and close
+body   ``body_timeout`` after the head                408 and close (close, if a response
+                                                      has started)
+app    none: the app's own limits apply               -
+=====  =============================================  =====================================
 
-A keep-alive longer than ``header_timeout`` is honoured: then the next head has
-``header_timeout`` from its first byte instead.
+Between requests uvicorn's own keep-alive timer closes an idle connection first; the first
+byte of a next request cancels that timer, and the head deadline still holds. With a
+keep-alive longer than ``header_timeout``, the next head has ``header_timeout`` from its
+first byte instead.
 
 The budget: a connection accepted while ``max_connections`` others are open is answered
 503 (``Retry-After: 1``, ``Connection: close``) at once and closed, before any of its bytes
@@ -67,7 +65,7 @@ from ..types import ErrorObject
 from ._chat import BODY_SECONDS
 from ._descriptors import FALLBACK_MAX_CONNECTIONS, Throttled
 from ._errors import Failure, log
-from ._settings import DEFAULT_HEADER_TIMEOUT
+from ._settings import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT
 
 __all__ = ["LINGER_SECONDS", "ConnectionLimits", "GuardedH11Protocol", "guarded_protocol"]
 
@@ -84,7 +82,7 @@ class ConnectionLimits:
 
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = BODY_SECONDS + _BODY_GRACE
-    keep_alive_timeout: float = 5.0
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
     max_connections: int = FALLBACK_MAX_CONNECTIONS
     linger: float = LINGER_SECONDS
 
