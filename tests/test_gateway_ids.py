@@ -208,6 +208,7 @@ def test_clients_gone_are_logged_as_such(caplog: pytest.LogCaptureFixture) -> No
     assert list(streamed) == [
         "time",
         "request_id",
+        "client",
         "method",
         "path",
         "status",

@@ -15,8 +15,10 @@ lifespan), ``_chat`` (the chat endpoint), ``_sse`` (events and the bounded pipe)
 ``_errors`` (OpenAI error objects and statuses), ``_observe`` (request ids, access lines,
 per-request metrics), ``_metrics`` (Prometheus), ``_worker`` (one worker's state:
 readiness and the drain), ``_settings``, ``_logs`` and ``_run`` (uvicorn, workers, their
-logging) and ``_cli`` (the ``aichatonline gateway`` command). Importing this package
-imports neither Starlette nor uvicorn; ``create_app`` does, on first use.
+logging), ``_connections`` (deadlines, the connection budget and closes, on uvicorn's
+protocol), ``_descriptors``, ``_refusals`` (``Connection: close``), ``_log_escape`` and
+``_cli`` (the ``aichatonline gateway`` command). Importing this package imports neither
+Starlette nor uvicorn; ``create_app`` does, on first use.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """``create_app(...)``: the gateway as an ASGI application (Starlette), for any ASGI server.
 
 Layers, outermost first: the observer (request ids, the drain's refusals, access log,
-metrics: ``_observe.py``), Starlette's error handling, CORS (only with ``cors_origins``),
-the API-key check (with an ``api_key``) or else the loopback check (without one, unless
-``no_auth``), then Starlette's router. ``/health`` and ``/ready`` pass both checks, for
-load balancers; ``/metrics`` follows the same rule as ``/v1``::
+metrics: ``_observe.py``), ``Connection: close`` on refusals (``_refusals.py``),
+Starlette's error handling, CORS (only with ``cors_origins``), the API-key check (with an
+``api_key``) or else the loopback check (without one, unless ``no_auth``), then Starlette's
+router (which never redirects: a URL built from the ``Host`` header would be the client's
+to choose). ``/health`` and ``/ready`` pass both checks, for load balancers; ``/metrics``
+follows the same rule as ``/v1``::
 
     GET  /v1/models              the provider's models and aliases (a ModelPage)
     GET  /v1/models/{id}         one of them, or 404 model_not_found
@@ -43,9 +45,11 @@ from .._core import MODEL_ALIASES, MODELS
 from .._exceptions import InvalidRequestError
 from .._openai import check_model
 from ..types import Model, ModelPage
+from . import _log_escape
 from ._chat import ChatEndpoint
 from ._errors import INVALID_API_KEY, LOOPBACK_ONLY, Failure, failure_for
 from ._observe import Observer, record_of
+from ._refusals import CloseRefusals
 from ._settings import GatewaySettings, is_loopback
 from ._sse import dumps
 from ._worker import Gateway, drain_on_signals
@@ -88,6 +92,10 @@ def create_app(
     log_format: str | None = None,
     drop_params: bool | None = None,
     aiohttp: bool | None = None,
+    header_timeout: float | None = None,
+    keep_alive_timeout: float | None = None,
+    max_connections: int | None = None,
+    forwarded_allow_ips: Sequence[str] | str | None = None,
     settings: GatewaySettings | None = None,
 ) -> Starlette:
     """The OpenAI-compatible gateway as an ASGI app: ``uvicorn --factory
@@ -125,6 +133,10 @@ def create_app(
     - ``drop_params``: accept and ignore unknown request parameters (named in the
       ``x-aichatonline-dropped-params`` response header) instead of a 400.
     - ``aiohttp``: the SDK client carries its requests on ``DefaultAioHttpClient()``.
+    - ``header_timeout``, ``keep_alive_timeout``, ``max_connections``,
+      ``forwarded_allow_ips``: the connection limits ``aichatonline gateway`` serves with
+      (see docs/gateway.md; defaults 10 s, 5 s, sized from the descriptor limit, nobody).
+      They belong to the server, not the app: under another server, set its own.
     - ``settings``: all of the above as one :class:`GatewaySettings` (the arguments are
       then ignored).
 
@@ -149,12 +161,17 @@ def create_app(
             log_format=log_format,
             drop_params=drop_params,
             aiohttp=aiohttp,
+            header_timeout=header_timeout,
+            keep_alive_timeout=keep_alive_timeout,
+            max_connections=max_connections,
+            forwarded_allow_ips=forwarded_allow_ips,
         )
     check_settings(settings)
     gateway = Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _log_escape.install()  # once the server configured its logging, under any server
         http_client = _aiohttp_client() if settings.aiohttp else None
         options = settings.client_options()
         if http_client is not None:
@@ -174,7 +191,7 @@ def create_app(
                 await http_client.aclose()
             gateway.metrics.process_stopping()
 
-    middleware = []
+    middleware = [Middleware(CloseRefusals)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -203,6 +220,7 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # /health/ is a 404, not a redirect to Host's URL
     app.state.gateway = gateway
     return app
 

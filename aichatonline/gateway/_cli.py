@@ -19,11 +19,14 @@ from typing import Any
 from .._config import BASE_URL_ENV, PROXY_ENV
 from ._settings import (
     API_KEY_ENV,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_READY_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT,
     LOG_FORMATS,
     is_loopback,
+    split_addresses,
 )
 
 __all__ = ["EXTRA_HINT", "add_parser", "announce_line", "run"]
@@ -151,6 +154,36 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="carry the SDK's requests on aiohttp (DefaultAioHttpClient; the aiohttp extra)",
     )
+    connections = parser.add_argument_group("connections (per worker)")
+    connections.add_argument(
+        "--header-timeout",
+        type=_number(float, 1e-9, "a positive number"),
+        metavar="SECONDS",
+        help="a request head must be complete within this of the accept or of the last "
+        "response, or the connection is closed (408 if it had started; "
+        f"{DEFAULT_HEADER_TIMEOUT:g})",
+    )
+    connections.add_argument(
+        "--keep-alive-timeout",
+        type=_number(float, 1e-9, "a positive number"),
+        metavar="SECONDS",
+        help="an idle connection is closed this long after its last response "
+        f"({DEFAULT_KEEP_ALIVE_TIMEOUT:g})",
+    )
+    connections.add_argument(
+        "--max-connections",
+        type=_number(int, 1, "a positive integer"),
+        metavar="N",
+        help="open connections at once; past it, 503 and close (default: sized from the "
+        "descriptor limit, which is raised to its hard limit)",
+    )
+    connections.add_argument(
+        "--forwarded-allow-ips",
+        type=split_addresses,
+        metavar="IPS",
+        help="comma-separated proxy addresses (or networks, or *) whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed (default: nobody's)",
+    )
     guard = parser.add_argument_group("access")
     guard.add_argument(
         "--api-key", metavar="KEY", help=f"the key clients must send (default: ${API_KEY_ENV})"
@@ -230,6 +263,10 @@ def run(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         drop_params=args.drop_params,
         aiohttp=args.aiohttp,
+        header_timeout=args.header_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_connections=args.max_connections,
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
     if settings.api_key is None and not settings.no_auth and not is_loopback(args.host):
         print(

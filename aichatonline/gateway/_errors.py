@@ -7,7 +7,8 @@
                               (``api_key_required``)
 404    invalid_request_error  unknown model (``model_not_found``) or route
 405    invalid_request_error  a known route with another method
-408    invalid_request_error  the request body did not arrive in time (``request_timeout``)
+408    invalid_request_error  the request head or body did not arrive in time
+                              (``request_timeout``)
 413    invalid_request_error  body over the limit (``request_too_large``)
 429    requests               the service rate-limits us (``rate_limit_exceeded``, with the
                               service's ``Retry-After``) or the worker is at its concurrency
@@ -18,6 +19,9 @@
                               closed under the request: retry elsewhere
                               (``gateway_shutting_down``, ``Retry-After: 1``); ``/ready``
                               when the service does not answer (the reason's ``code``)
+503    server_error           the worker has ``max_connections`` connections open
+                              (``too_many_connections``, ``Retry-After: 1``; sent by the
+                              connection guard of ``_connections.py``)
 504    server_error           the service timed out
 500    server_error           a bug in the gateway (logged; no details to the client)
 =====  =====================  ==============================================================

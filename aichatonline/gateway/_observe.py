@@ -77,6 +77,7 @@ class RequestRecord:
     """One request as the access log and the metrics see it."""
 
     __slots__ = (
+        "client",
         "extra_headers",
         "first_piece",
         "method",
@@ -89,10 +90,12 @@ class RequestRecord:
         "stream",
     )
 
-    def __init__(self, request_id: str, method: str, path: str) -> None:
+    def __init__(self, request_id: str, method: str, path: str, client: str = "-") -> None:
         self.request_id = request_id
         self.method = method
         self.path = path
+        #: The peer's address as the server reports it (after trusted forwarded headers).
+        self.client = client
         self.started = time.monotonic()
         self.status: int | None = None
         self.outcome: str | None = None
@@ -152,7 +155,9 @@ class Observer:
             if name == b"x-request-id":
                 given = value
                 break
-        record = RequestRecord(request_id_for(given), scope["method"], scope["path"])
+        peer = scope.get("client")
+        client = f"{peer[0]}:{peer[1]}" if peer else "-"
+        record = RequestRecord(request_id_for(given), scope["method"], scope["path"], client)
         scope[_RECORD_KEY] = record
         gateway = self.gateway
         id_header = (b"x-request-id", record.request_id.encode())
@@ -207,6 +212,7 @@ def access_fields(record: RequestRecord, status: int, outcome: str, now: float) 
     return {
         "time": utc_time(time.time()),
         "request_id": record.request_id,
+        "client": escape(record.client),
         "method": escape(record.method),
         "path": escape(record.path),
         "status": status,

@@ -13,10 +13,18 @@ SIGTERM/SIGINT (``_worker.py``); the command gives the workers one metrics direc
 (``PROMETHEUS_MULTIPROC_DIR``, ``_metrics.metrics_directory``). The supervisor closes its
 own copy of the listening socket when told to stop, so once the last worker has drained
 the port refuses connections at once instead of queueing them for nobody.
+
+Connections (``_connections.py``): the descriptor limit is raised to its hard limit before
+anything starts (the workers inherit it), each worker serves with the guarded protocol
+class, its deadlines and its budget (:class:`GatewayConfig` carries them to the workers),
+reports a failing ``accept()`` once a second, and escapes control characters in its logs.
+Forwarded headers are believed only from ``forwarded_allow_ips`` (uvicorn's default
+trusts loopback), and WebSocket upgrades are off (the gateway has no WebSocket route).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import os
@@ -27,16 +35,27 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from . import _log_escape
 from ._app import check_settings, create_app
+from ._connections import ConnectionLimits, guarded_protocol
+from ._descriptors import default_max_connections, install_accept_guard, raise_descriptor_limit
 from ._logs import log_config
 from ._settings import API_KEY_ENV, SETTINGS_ENV, GatewaySettings
 
-__all__ = ["serve"]
+__all__ = ["GatewayConfig", "serve"]
 
 OnReady = Callable[[str, int], None]
 #: Seconds uvicorn waits for connections after the drain (``_worker.py``) ended them.
 GRACEFUL_SECONDS = 5
 _BACKLOG = 4096
+
+
+class GatewayConfig(uvicorn.Config):
+    """uvicorn's config with the connection limits, for the guarded protocol to read."""
+
+    def __init__(self, app: Any, *, connection_limits: ConnectionLimits, **options: Any) -> None:
+        self.connection_limits = connection_limits
+        super().__init__(app, http=guarded_protocol(), ws="none", **options)
 
 
 class _Server(uvicorn.Server):
@@ -47,6 +66,8 @@ class _Server(uvicorn.Server):
         self._on_ready = on_ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        _log_escape.install()  # after uvicorn configured its loggers (in each worker too)
+        install_accept_guard(asyncio.get_running_loop())
         await super().startup(sockets)
         if self.started and self._on_ready is not None:
             port = self.servers[0].sockets[0].getsockname()[1]
@@ -90,9 +111,25 @@ def serve(
     verbose: int = 0,
     debug: bool = False,
     on_ready: OnReady | None = None,
+    loop: str = "auto",
 ) -> bool:
-    """Serve until SIGINT/SIGTERM and the drain; False if the server could not start."""
+    """Serve until SIGINT/SIGTERM and the drain; False if the server could not start.
+
+    ``loop`` is uvicorn's (``auto``: uvloop when it is installed, else asyncio).
+    """
+    descriptors = raise_descriptor_limit()
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        keep_alive_timeout=settings.keep_alive_timeout,
+        max_connections=settings.max_connections
+        or default_max_connections(descriptors, settings.max_concurrency),
+    )
     options: dict[str, Any] = {
+        "connection_limits": limits,
+        "loop": loop,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": list(settings.forwarded_allow_ips),
         "host": host,
         "port": port,
         "log_config": log_config(settings.log_format, verbose, debug),
@@ -104,7 +141,7 @@ def serve(
     if workers == 1:
         app = create_app(settings=settings)
         app.state.gateway.handle_signals = True
-        server = _Server(uvicorn.Config(app, **options), on_ready)
+        server = _Server(GatewayConfig(app, **options), on_ready)
         try:
             server.run()
         except SystemExit:  # uvicorn's exit on a startup failure (it logged why)
@@ -114,7 +151,7 @@ def serve(
     os.environ[SETTINGS_ENV] = settings.to_env()
     if settings.api_key is not None:
         os.environ[API_KEY_ENV] = settings.api_key
-    config = uvicorn.Config(
+    config = GatewayConfig(
         "aichatonline.gateway._app:app_from_env", factory=True, workers=workers, **options
     )
     try:
@@ -126,7 +163,7 @@ def serve(
         on_ready(host, sock.getsockname()[1])
     supervisor: Any = _Supervisor  # its signature changed over uvicorn's versions
     if "target" in inspect.signature(supervisor).parameters:
-        supervisor(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        supervisor(config, target=_Server(config, None).run, sockets=[sock]).run()
     else:
         supervisor(config, sockets=[sock]).run()
     return True

@@ -26,6 +26,8 @@ from .._exceptions import InvalidRequestError
 __all__ = [
     "API_KEY_ENV",
     "DEFAULT_BUFFER_CHARS",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_KEEP_ALIVE_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_READY_TTL",
@@ -35,6 +37,7 @@ __all__ = [
     "SETTINGS_ENV",
     "GatewaySettings",
     "is_loopback",
+    "split_addresses",
 ]
 
 API_KEY_ENV = "AICHATONLINE_GATEWAY_API_KEY"
@@ -50,6 +53,10 @@ DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 #: Seconds an answer from the service keeps ``/ready`` at 200 without asking again.
 DEFAULT_READY_TTL = 30.0
 LOG_FORMATS = ("text", "json")
+#: Seconds a connection has to send a whole request head, from its accept or the last response.
+DEFAULT_HEADER_TIMEOUT = 10.0
+#: Seconds an idle keep-alive connection stays open after a response (uvicorn's default).
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +80,12 @@ class GatewaySettings:
     log_format: str = "text"
     drop_params: bool = False
     aiohttp: bool = False
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
+    #: Open connections per worker; None: sized from the descriptor limit when serving.
+    max_connections: int | None = None
+    #: Addresses whose X-Forwarded-For / X-Forwarded-Proto are believed ("*": any; none: no one).
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.api_key is not None and (
@@ -110,6 +123,10 @@ class GatewaySettings:
                 f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}",
                 field="log_format",
             )
+        _check_seconds("header_timeout", self.header_timeout)
+        _check_seconds("keep_alive_timeout", self.keep_alive_timeout)
+        _check_int("max_connections", self.max_connections, 1, optional=True)
+        _check_addresses(self.forwarded_allow_ips)
 
     def client_options(self) -> dict[str, Any]:
         """The keyword arguments of the SDK's ``AsyncClient`` that these settings give."""
@@ -129,13 +146,15 @@ class GatewaySettings:
         data = asdict(self)
         data.pop("api_key")
         data["cors_origins"] = list(self.cors_origins)
+        data["forwarded_allow_ips"] = list(self.forwarded_allow_ips)
         return json.dumps(data)
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
         """The settings a parent process put in :data:`SETTINGS_ENV` (the key: API_KEY_ENV)."""
         data = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
-        data["cors_origins"] = tuple(data.get("cors_origins", ()))
+        for name in _TUPLES:
+            data[name] = tuple(data.get(name, ()))
         return cls(api_key=os.environ.get(API_KEY_ENV) or None, **data)
 
     @classmethod
@@ -154,8 +173,10 @@ class GatewaySettings:
             value = given.pop(name, None)
             if value is None and environ.get(env_name):
                 value = _parse_env(name, env_name, environ[env_name])
+            if isinstance(value, str) and name in _TUPLES:  # "a, b", as a flag gives it
+                value = split_addresses(value)
             if value is not None:
-                values[name] = tuple(value) if name == "cors_origins" else value
+                values[name] = tuple(value) if name in _TUPLES else value
         for name, value in given.items():  # base_url, proxy: the SDK reads their variables
             if name not in _FIELDS:
                 raise TypeError(f"GatewaySettings has no field {name!r}")
@@ -165,6 +186,7 @@ class GatewaySettings:
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(GatewaySettings))
+_TUPLES = ("cors_origins", "forwarded_allow_ips")
 #: The field each ``AICHATONLINE_GATEWAY_*`` variable sets (``base_url`` and ``proxy``: the
 #: SDK's own ``AICHATONLINE_BASE_URL`` and ``AICHATONLINE_PROXY``).
 ENV_NAMES: dict[str, str] = {
@@ -184,6 +206,10 @@ _ENV_KINDS: dict[str, type] = {
     "ready_ttl": float,
     "drop_params": bool,
     "aiohttp": bool,
+    "header_timeout": float,
+    "keep_alive_timeout": float,
+    "max_connections": int,
+    "forwarded_allow_ips": tuple,
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -196,7 +222,7 @@ def _parse_env(name: str, env_name: str, text: str) -> Any:
                 raise ValueError(text)
             return text.strip().lower() in _TRUE
         if kind is tuple:
-            return tuple(item.strip() for item in text.split(",") if item.strip())
+            return split_addresses(text)
         return kind(text)
     except ValueError:
         what = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "")
@@ -239,3 +265,29 @@ def _check_seconds(name: str, value: object, *, optional: bool = False, zero: bo
     ):
         what = "a number of seconds >= 0" if zero else "a positive number of seconds"
         raise InvalidRequestError(f"{name} must be {what}, not {value!r}", field=name)
+
+
+def _check_addresses(addresses: object) -> None:
+    """``forwarded_allow_ips``: a tuple of addresses or networks (``10.0.0.0/8``), or ``*``."""
+    if not isinstance(addresses, tuple):
+        raise InvalidRequestError(
+            "forwarded_allow_ips must be a sequence of addresses such as '10.0.0.1'",
+            field="forwarded_allow_ips",
+        )
+    for address in addresses:
+        try:
+            if not isinstance(address, str):
+                raise ValueError(address)
+            if address != "*":
+                ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise InvalidRequestError(
+                f"forwarded_allow_ips: {address!r} is not an address, a network "
+                "(such as 10.0.0.0/8) or '*'",
+                field="forwarded_allow_ips",
+            ) from None
+
+
+def split_addresses(text: str) -> tuple[str, ...]:
+    """``"10.0.0.1, 10.1.0.0/16"`` (a flag's or a variable's value) as a tuple of entries."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
