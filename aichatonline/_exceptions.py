@@ -6,8 +6,8 @@ transport boundary and chained as ``__cause__``.
     AiChatOnlineError                 root of everything below
     ├── InvalidRequestError           bad input (also a ValueError), raised before any I/O;
     │   │                             .index and .field locate it
-    │   └── ModelNotFoundError        a model the provider does not serve (the names there are
-    │                                 are in the message)
+    │   └── ModelNotFoundError        a model the provider does not serve; the message names
+    │                                 those it does
     └── APIError                      the network or the service failed us
         ├── APIConnectionError        could not connect, or the connection broke (or was closed)
         │   └── APITimeoutError       a time limit ran out; .limit names it, .seconds its value

@@ -424,9 +424,11 @@ def cmd_serve(args: argparse.Namespace) -> ExitCode:
     from ..testing import ServerOptions, run_server  # only serve pays for the server's import
 
     def announce(url: str) -> None:
-        print(url, flush=True)  # the first stdout line is exactly the URL, for scripts
+        # stderr first: whoever has read the URL from stdout (a script, a test) may stop the
+        # server at once, and these lines must already be out by then.
         notice(f"serving the bundled local AiChatOnline server at {url}; Ctrl-C stops it")
         print(f"export {BASE_URL_ENV}={url}", file=sys.stderr, flush=True)
+        print(url, flush=True)  # the first stdout line is exactly the URL, for scripts
 
     try:
         run_server(
