@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import subprocess
 import sys
@@ -163,6 +164,30 @@ async def test_an_empty_message_among_others_is_kept(api: Api, client: Any) -> N
         {"role": "user", "content": "Again"},
     ]
     assert await api(client.complete(messages))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("starlette") is None, reason="the gateway extra")
+@pytest.mark.anyio
+@pytest.mark.parametrize("flavor", ["asyncio"])
+async def test_the_gateway_answers_it_with_a_400(server: LocalServer) -> None:
+    import httpx
+
+    from aichatonline.gateway import create_app
+
+    app = create_app(base_url=server.base_url)
+    body = {"model": MODELS[0], "messages": [{"role": "user", "content": " "}]}
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://gateway") as http,
+    ):
+        for stream in (False, True):
+            response = await http.post("/v1/chat/completions", json={**body, "stream": stream})
+            assert response.status_code == 400
+            error = response.json()["error"]
+            assert error["message"].startswith("the prompt is empty: ")
+            assert error["param"] == "messages"
+    assert server.requests == []
 
 
 def test_the_command_line_refuses_it_with_the_same_words(server: LocalServer) -> None:
