@@ -6,6 +6,9 @@ layer written once (``_async``, with its blocking twin generated), with retries
 (tenacity) that never lose or repeat text. :class:`AiChatOnline` is the original g4f
 provider class, kept working. ``aichatonline.testing`` is a local AiChatOnline server.
 
+``AICHATONLINE_LOG=info`` (or ``debug``) in the environment shows the SDK's log lines
+(retries, and at debug skipped stream lines) on stderr, as ``OPENAI_LOG`` does for openai.
+
 The names below are loaded on first use (PEP 562): the package's pytest plugin imports
 ``aichatonline`` in every test run of every project that has it installed, and that
 should not cost the import of the clients. ``_EXPORTS`` says where each name lives;
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
         AuthenticationError,
         BlockedError,
         InvalidRequestError,
+        ModelNotFoundError,
         ProtocolError,
         RateLimitError,
         ServerError,
@@ -113,6 +117,7 @@ __all__ = [
     "InvalidRequestError",
     "Message",
     "Messages",
+    "ModelNotFoundError",
     "NotGiven",
     "ProtocolError",
     "ProviderModelMixin",
@@ -169,6 +174,7 @@ _EXPORTS = {
         "AuthenticationError",
         "BlockedError",
         "InvalidRequestError",
+        "ModelNotFoundError",
         "ProtocolError",
         "RateLimitError",
         "ServerError",
@@ -202,3 +208,17 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def _log_from_env() -> None:
+    # AICHATONLINE_LOG=info|debug, as openai-python's OPENAI_LOG: read at import, and only
+    # when it is set does the import pay for the logging set-up (_config pulls in the core).
+    import os
+
+    if os.environ.get("AICHATONLINE_LOG"):
+        from ._config import log_from_env
+
+        log_from_env()
+
+
+_log_from_env()

@@ -8,6 +8,12 @@
 A proxy URL becomes a :class:`ProxyURL`: its parts, its credentials percent-decoded, and a
 ``shown`` form with the credentials replaced by ``***`` whatever characters they hold (the
 URL is taken apart, not searched with a pattern), for reprs, logs and errors.
+
+``AICHATONLINE_LOG=info`` (retries) or ``debug`` (also skipped stream lines and ignored
+options) shows the ``aichatonline`` logger's lines on stderr, as ``OPENAI_LOG`` does for
+openai-python (:func:`log_from_env`, run by ``import aichatonline``); the command line's
+``-v`` uses the same handler (:func:`log_to_stderr`). Lines pass through :func:`redact`, a
+second guard after the SDK's own masking of tokens and credentials.
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import importlib.util
+import logging
 import os
 import re
+import sys
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -26,9 +36,12 @@ from ._exceptions import InvalidRequestError
 
 __all__ = [
     "BASE_URL_ENV",
+    "LOG_ENV",
     "PROXY_ENV",
     "ProxyURL",
     "environment_proxy_secrets",
+    "log_from_env",
+    "log_to_stderr",
     "redact",
     "resolve_base_url",
     "resolve_proxy",
@@ -36,9 +49,16 @@ __all__ = [
 
 BASE_URL_ENV = "AICHATONLINE_BASE_URL"
 PROXY_ENV = "AICHATONLINE_PROXY"
+LOG_ENV = "AICHATONLINE_LOG"
+#: ``AICHATONLINE_LOG``'s values.
+LOG_LEVELS = {"info": logging.INFO, "debug": logging.DEBUG}
+#: The format of ``AICHATONLINE_LOG``'s lines: when, how grave, which logger, what.
+LOG_FORMAT = "[%(asctime)s %(levelname)s %(name)s] %(message)s"
 _PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+# An OpenAI-style path at the end of a base URL: (the prefix before it, the part itself).
+_OPENAI_PATH = re.compile(r"(.*?)(/v1(?:/chat/completions)?)/?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -91,10 +111,40 @@ class ProxyURL:
 
 
 def resolve_base_url(base_url: str | None) -> str:
-    """The API base URL to use, validated and without a trailing slash."""
+    """The API base URL to use, validated and without a trailing slash.
+
+    A URL whose path ends in ``/v1`` (or ``/v1/chat/completions``) is refused here, before
+    any I/O: that is the shape of an OpenAI-compatible URL (most often this package's own
+    gateway, given to the SDK by mistake), and the service has no such prefix (its paths
+    are ``/api/v1/...`` and ``/aichatonline/api/...`` from its origin), so every request
+    would end in a bare 404. The message names the URL to use instead, and says when the
+    bad one came from the environment.
+    """
+    from_env = False
     if base_url is None:
-        base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-    return normalize_base_url(base_url)
+        base_url = os.environ.get(BASE_URL_ENV) or None
+        from_env = base_url is not None
+        base_url = base_url or DEFAULT_BASE_URL
+    source = f" (from ${BASE_URL_ENV})" if from_env else ""
+    try:
+        url = normalize_base_url(base_url)
+    except InvalidRequestError as exc:
+        if not from_env:
+            raise
+        raise InvalidRequestError(f"{exc}{source}", field="base_url") from None
+    scheme, _, rest = url.partition("://")
+    origin, slash, path = rest.partition("/")
+    openai_style = _OPENAI_PATH.fullmatch(slash + path)
+    if openai_style is not None:
+        suggestion = f"{scheme}://{origin}{openai_style.group(1)}"
+        raise InvalidRequestError(
+            f"base_url {redact(url)!r}{source} ends in {openai_style.group(2)}, the path of an "
+            "OpenAI-compatible API (such as `aichatonline gateway`, for OpenAI clients); this "
+            "SDK talks to the AiChatOnline service itself, from its origin: did you mean "
+            f"{suggestion!r}?",
+            field="base_url",
+        )
+    return url
 
 
 def resolve_proxy(proxy: str | None, *, trust_env: bool = True) -> ProxyURL | None:
@@ -207,3 +257,75 @@ def _shown(scheme: str, at: str, hostport: str) -> str:
     else:
         host = hostport.partition(":")[0]
     return f"{scheme}://{'***@' if at else ''}{host}"
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Log lines with URL credentials hidden (the SDK hides them too: a second guard)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class _StderrHandler(logging.Handler):
+    """The one handler the SDK itself puts on its logger (found again by its class).
+
+    It writes to ``sys.stderr`` as it is at each line, not as it was when the handler was
+    made (at import, for ``AICHATONLINE_LOG``): pytest's capture and redirections swap it.
+    """
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__()
+        self.setFormatter(_RedactingFormatter(fmt, datefmt="%Y-%m-%d %H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 (logging's contract: handleError reports it)
+            self.handleError(record)
+
+
+def log_to_stderr(level: int, fmt: str = LOG_FORMAT) -> Callable[[], None]:
+    """Show the ``aichatonline`` logger's lines from ``level`` up on stderr; returns the undo.
+
+    One handler at most: called again (``AICHATONLINE_LOG`` and the command line's ``-v``
+    together), the existing one is kept and the lower level wins, so no line shows twice.
+    The undo puts the logger's level back and removes the handler if this call added it.
+    """
+    logger = logging.getLogger("aichatonline")
+    previous = logger.level
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    added = handler is None
+    if handler is None:
+        handler = _StderrHandler(fmt)
+        logger.addHandler(handler)
+    logger.setLevel(min(level, previous) if previous else level)
+
+    def undo() -> None:
+        logger.setLevel(previous)
+        if added:
+            logger.removeHandler(handler)
+
+    return undo
+
+
+def log_from_env() -> None:
+    """Act on ``AICHATONLINE_LOG``: ``info`` or ``debug`` (any case); unset or empty: nothing.
+
+    Another value is named in a warning and ignored (an import must not fail over it).
+    """
+    value = os.environ.get(LOG_ENV, "").strip()
+    if not value:
+        return
+    level = LOG_LEVELS.get(value.lower())
+    if level is None:
+        warnings.warn(
+            f"{LOG_ENV}={value!r} is ignored: use info or debug", RuntimeWarning, stacklevel=3
+        )
+        return
+    log_to_stderr(level)

@@ -4,7 +4,10 @@ Nothing else escapes a call: httpx, JSON and socket errors are translated at the
 transport boundary and chained as ``__cause__``.
 
     AiChatOnlineError                 root of everything below
-    ├── InvalidRequestError           bad input (also a ValueError), raised before any I/O
+    ├── InvalidRequestError           bad input (also a ValueError), raised before any I/O;
+    │   │                             .index and .field locate it
+    │   └── ModelNotFoundError        a model the provider does not serve; the message names
+    │                                 those it does
     └── APIError                      the network or the service failed us
         ├── APIConnectionError        could not connect, or the connection broke (or was closed)
         │   └── APITimeoutError       a time limit ran out; .limit names it, .seconds its value
@@ -21,6 +24,10 @@ transport boundary and chained as ``__cause__``.
 
 Messages never contain the token, proxy credentials or base-URL credentials, and neither do
 the messages of the errors chained to ours as ``__cause__``.
+
+Every class is exported by ``aichatonline`` and says so in tracebacks
+(``aichatonline.RateLimitError``, not ``aichatonline._exceptions.RateLimitError``: their
+``__module__`` is the package, as openai-python does); pickling finds them there.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ __all__ = [
     "AuthenticationError",
     "BlockedError",
     "InvalidRequestError",
+    "ModelNotFoundError",
     "ProtocolError",
     "RateLimitError",
     "ServerError",
@@ -75,6 +83,14 @@ class InvalidRequestError(AiChatOnlineError, ValueError):
         super().__init__(message)
         self.index = index
         self.field = field
+
+
+class ModelNotFoundError(InvalidRequestError):
+    """The model is not one the provider serves (``field`` is ``"model"``).
+
+    The message names the models there are. The OpenAI-compatible gateway answers it with
+    404 ``model_not_found``, as OpenAI does.
+    """
 
 
 class APIError(AiChatOnlineError):
@@ -193,3 +209,11 @@ class StreamInterrupted(APIError):
     def __init__(self, message: str, *, partial: str) -> None:
         super().__init__(message)
         self.partial = partial
+
+
+# Tracebacks and reprs name the public path (``aichatonline.RateLimitError``), where users
+# import them from; pickle looks classes up by ``__module__`` and ``__qualname__``, and the
+# package's lazy ``__getattr__`` serves them there.
+for _name in __all__:
+    globals()[_name].__module__ = "aichatonline"
+del _name

@@ -37,7 +37,7 @@ from typing import Any
 
 from ._core import MODEL_ALIASES, MODELS, resolve_model
 from ._core.prompt import ROLES
-from ._exceptions import InvalidRequestError
+from ._exceptions import InvalidRequestError, ModelNotFoundError
 from ._types import Message
 
 __all__ = [
@@ -97,13 +97,6 @@ _CONDITIONAL = frozenset(
     }
 )
 _KNOWN = _HONOURED | IGNORED | _CONDITIONAL
-
-
-class ModelNotFoundError(InvalidRequestError):
-    """The model is not one the provider serves (``field`` is ``"model"``).
-
-    The OpenAI-compatible gateway answers it with 404 ``model_not_found``, as OpenAI does.
-    """
 
 
 @dataclass(frozen=True, slots=True)

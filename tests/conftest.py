@@ -4,8 +4,9 @@
 - ``no_backoff``: retry back-off off, with the SDK's documented switch for test suites.
 - ``isolated``: no proxy or base-URL variable from the machine reaches a test's clients
   (a module asks for it with ``pytestmark = pytest.mark.usefixtures("isolated")``).
-- ``server``: a fresh local AiChatOnline server for the test (the package's own
-  ``aichatonline_server`` fixture, from ``aichatonline.testing.pytest_plugin``).
+- ``server``: a fresh local AiChatOnline server for the test. Not the package's own
+  ``aichatonline_server`` fixture (``tests/test_pytest_plugin.py`` tests that one): this
+  suite's tests choose their back-off themselves, and that fixture turns it off.
 - ``shared_server``: one local server for a whole module (for files whose tests only read
   answers, or reset it themselves: a subprocess per test is slow enough already).
 - ``paced``: the test's server, slowed down so that a client can leave mid-stream.
@@ -44,9 +45,10 @@ def isolated(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def server(aichatonline_server: LocalServer) -> LocalServer:
+def server() -> Iterator[LocalServer]:
     """A local AiChatOnline server, started for this test and stopped after it."""
-    return aichatonline_server
+    with LocalServer() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,11 @@ message_strategy = st.builds(msg, st.sampled_from(ROLES), st.text(max_size=20))
 def test_format_prompt_matches_the_protocol_rule(
     messages: list[dict[str, object]], special: bool
 ) -> None:
+    if not any(str(m["content"]).strip() for m in messages):  # nothing to answer: refused
+        with pytest.raises(InvalidRequestError, match=r"^the prompt is empty") as info:
+            format_prompt(messages, add_special_tokens=special)
+        assert info.value.field == "messages"
+        return
     got = format_prompt(messages, add_special_tokens=special)
     if len(messages) == 1 and not special:
         assert got == messages[0]["content"]

@@ -46,7 +46,13 @@ SEED_MESSAGES = [{"role": "user", "content": "Hello, how are you?"}]
 # local server (``server``), where the provider class sends its calls. The provider takes no
 # retry_policy argument: its back-off is turned off with the SDK's switch for test suites
 # (``no_backoff``), so the fault matrix never sleeps.
-pytestmark = pytest.mark.usefixtures("isolated", "aichatonline_env", "no_backoff")
+pytestmark = pytest.mark.usefixtures("server_in_env", "no_backoff")
+
+
+@pytest.fixture
+def server_in_env(isolated: None, server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``AICHATONLINE_BASE_URL`` at the test's ``server`` (after ``isolated`` cleared it)."""
+    monkeypatch.setenv("AICHATONLINE_BASE_URL", server.base_url)
 
 
 @pytest.fixture(autouse=True)

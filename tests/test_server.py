@@ -858,6 +858,13 @@ def test_modules_share_only_public_names_and_never_import_the_sdk() -> None:
     for path in sorted(package.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         assert ast.get_docstring(tree), f"{path.name} has no module docstring"
+        if path.name == "pytest_plugin.py":
+            # Not the server: the bridge from a user's tests to the SDK, which turns the
+            # SDK's back-off off through its public switch (``aichatonline.set_testing``).
+            imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import)]
+            sdk = [a.name for n in imports for a in n.names if a.name.startswith("aichatonline")]
+            assert sdk == ["aichatonline"], sdk
+            continue
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 module = "." * node.level + (node.module or "")

@@ -160,7 +160,8 @@ def test_of_a_wrong_type(value: object) -> None:
 def test_of_a_bad_number(value: float) -> None:
     with pytest.raises(InvalidRequestError) as info:
         Timeout.of(value)
-    assert info.value.field == "timeout.connect"  # the first limit the number sets
+    assert info.value.field == "timeout"  # the argument given, not a limit it would set
+    assert str(info.value).startswith("timeout must be a positive number of seconds or None")
 
 
 # -- Timeout: bad values name the field -------------------------------------------------------
@@ -176,10 +177,14 @@ def test_bad_value_names_the_field(name: str, value: object) -> None:
     assert repr(value) in str(info.value)
 
 
-def test_bad_positional_number_names_the_first_operation() -> None:
-    with pytest.raises(InvalidRequestError) as info:
-        Timeout(-1)
-    assert info.value.field == "timeout.connect"
+def test_bad_positional_number_names_the_argument() -> None:
+    # Issue 21: "timeout connect must be ..." for Client(timeout=-1) named a limit the
+    # caller never wrote.
+    for make in (lambda: Timeout(-1), lambda: Timeout(-1, connect=2)):
+        with pytest.raises(InvalidRequestError) as info:
+            make()
+        assert info.value.field == "timeout"
+        assert str(info.value) == "timeout must be a positive number of seconds or None, not -1"
 
 
 def test_bad_positional_number_overridden_everywhere_is_not_checked() -> None:

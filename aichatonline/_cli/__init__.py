@@ -11,23 +11,30 @@
 ``_parser.py`` holds the arguments, ``_chat.py`` the commands that talk to the service,
 ``_output.py`` what gets printed and the exit codes (:class:`ExitCode`); the gateway's
 command lives with the gateway. A failure is one line on stderr and an exit code that says
-which kind it was; tracebacks only with ``--debug`` or ``-v``.
+which kind it was; ``-v`` logs retries, and only ``--debug`` shows tracebacks. An argument a
+subcommand does not know is reported with that subcommand's usage (and the option it most
+likely meant), not the top-level one.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import difflib
 import io
 import logging
 import os
 import sys
 from collections.abc import Iterator
 
-from .._config import redact
+from .._config import log_to_stderr
 from .._exceptions import AiChatOnlineError
 from ._chat import DEMO_PROMPT, PROBE_SECONDS
 from ._output import ExitCode, exit_code_for, notice, report
 from ._parser import add_common, build_parser
+
+#: The command line's log lines: no time stamps, the logger's name as a prefix.
+_CLI_FORMAT = "%(name)s: %(message)s"
 
 __all__ = [
     "DEMO_PROMPT",
@@ -40,33 +47,42 @@ __all__ = [
 ]
 
 
-class _RedactingFormatter(logging.Formatter):
-    """Log lines with URL credentials hidden (the SDK hides them too: a second guard)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
-
-
 @contextlib.contextmanager
 def _logging(verbose: int, debug: bool) -> Iterator[None]:
     """``-v``: the SDK's INFO lines (retries) on stderr; ``-vv`` or ``--debug``: DEBUG too.
 
-    Undone on exit, so that ``main()`` called in a process leaves its logging as it was.
+    The handler ``AICHATONLINE_LOG`` uses (one at most), in a shorter format for a terminal;
+    undone on exit, so that ``main()`` called in a process leaves its logging as it was.
     """
     if not verbose and not debug:
         yield
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("%(name)s: %(message)s"))
-    logger = logging.getLogger("aichatonline")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug or verbose > 1 else logging.INFO)
+    undo = log_to_stderr(logging.DEBUG if debug or verbose > 1 else logging.INFO, _CLI_FORMAT)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        undo()
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parse_args``, but an unknown argument is the subcommand's usage error.
+
+    argparse reports what no parser took from the top-level parser, whose usage says
+    nothing about ``chat``'s options; the subcommand that was chosen says it instead, with
+    the option that looks most like the one given (``--lokal``: did you mean ``--local``?).
+    """
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+        message = f"unrecognized arguments: {' '.join(unknown)}"
+        options = [option for action in command._actions for option in action.option_strings]
+        for argument in unknown:
+            close = difflib.get_close_matches(argument.partition("=")[0], options, n=1)
+            if argument.startswith("-") and close:
+                message += f" (did you mean {close[0]}?)"
+                break
+        command.error(message)
+    return args
 
 
 def _tolerant_stdout() -> None:
@@ -79,7 +95,7 @@ def _tolerant_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(), argv)
     except SystemExit as exc:  # argparse: --help and --version (0), usage errors (2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     _tolerant_stdout()
@@ -89,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(code)
         except AiChatOnlineError as exc:
             hint = getattr(args, "failure_hint", None)
-            return int(report(exc, bool(args.debug or args.verbose), hint))
+            return int(report(exc, bool(args.debug), hint))
         except KeyboardInterrupt:
             notice("interrupted")
             return int(ExitCode.INTERRUPTED)

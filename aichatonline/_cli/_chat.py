@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._config import BASE_URL_ENV, ProxyURL, parse_proxy, redact, resolve_base_url, resolve_proxy
-from .._core import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Timeout, resolve_model
+from .._core import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Timeout
+from .._core.prompt import EMPTY_PROMPT
 from .._exceptions import (
     AiChatOnlineError,
     APIConnectionError,
@@ -28,6 +29,7 @@ from .._exceptions import (
     InvalidRequestError,
     StreamInterrupted,
 )
+from .._openai import check_model
 from .._sync.client import Client
 from .._sync.resources import Conversation
 from ._output import ExitCode, Output, error_record, notice, one_line, report
@@ -152,7 +154,9 @@ def _probe(base_url: str, proxy: str | None, seconds: float) -> _Probe:
 def _read_prompt(argument: str | None) -> str | None:
     """The prompt: the argument, or stdin for ``-`` or a piped stdin; ``None`` for a session.
 
-    Trailing whitespace (the newline of ``echo``) is dropped; an empty prompt is an error.
+    Trailing whitespace (the newline of ``echo``) is dropped; a prompt with no text is the
+    SDK's refusal (``client.complete("")`` says the same: ``EMPTY_PROMPT``), with where the
+    prompt came from.
     """
     stdin = sys.stdin
     if argument is None and stdin is not None and stdin.isatty():
@@ -166,10 +170,11 @@ def _read_prompt(argument: str | None) -> str | None:
     assert argument is not None
     prompt = argument.rstrip()
     if not prompt:
-        where = "stdin was empty" if from_stdin else "the prompt is empty"
+        where = "stdin held no text" if from_stdin else "the argument holds no text"
         raise InvalidRequestError(
-            f"no prompt: {where}; give one as an argument or on stdin "
-            "(or run without one on a terminal for a session)"
+            f"{EMPTY_PROMPT}: {where}; give one as an argument or on stdin "
+            "(or run without one on a terminal for a session)",
+            field="messages",
         )
     return prompt
 
@@ -247,7 +252,7 @@ class _Session:
         self.target = target
         self.system: str | None = args.system
         self.stream = not args.no_stream
-        self.show_traceback = bool(args.debug or args.verbose)
+        self.show_traceback = bool(args.debug)
 
     def run(self) -> ExitCode:
         """Read lines until /exit, Ctrl-D or two Ctrl-C in a row."""
@@ -306,12 +311,7 @@ class _Session:
             removed = conversation.undo()
             notice("(the last exchange is taken back)" if removed else "(nothing to undo)")
         elif name == "/history":
-            if self.system:
-                print(f"System: {self.system}")
-            for message in conversation.history:
-                print(f"{message['role'].capitalize()}: {message['content']}")
-            if not conversation.history:
-                notice("(no conversation yet)")
+            show_history(conversation)
         elif name == "/help":
             for command, meaning in SESSION_COMMANDS.items():
                 print(f"{command:<9} {meaning}")
@@ -335,6 +335,22 @@ class _Session:
         return True
 
 
+def show_history(conversation: Conversation) -> None:
+    """What the next turn sends before its question: the system message, then the exchanges.
+
+    With no exchange (none yet, or all taken back by /undo or /reset) it says so, and that
+    the system message, if any, is still sent.
+    """
+    history = conversation.history
+    if conversation.system:
+        print(f"System: {conversation.system}")
+    for message in history:
+        print(f"{message['role'].capitalize()}: {message['content']}")
+    if not history:
+        kept = "; the system message above is still sent first" if conversation.system else ""
+        notice(f"(the conversation holds no exchange{kept})")
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -348,7 +364,8 @@ def _chat_target(args: argparse.Namespace, stack: contextlib.ExitStack) -> Targe
 
 def _check_request_options(args: argparse.Namespace) -> None:
     """Fail on bad input before any I/O (these raise InvalidRequestError)."""
-    resolve_model(args.model or None)
+    if args.model:  # the SDK's own check: the same names, the same ModelNotFoundError
+        check_model(args.model)
     if args.base_url is not None:
         resolve_base_url(args.base_url)
     resolve_proxy(args.proxy)
@@ -407,9 +424,11 @@ def cmd_serve(args: argparse.Namespace) -> ExitCode:
     from ..testing import ServerOptions, run_server  # only serve pays for the server's import
 
     def announce(url: str) -> None:
-        print(url, flush=True)  # the first stdout line is exactly the URL, for scripts
+        # stderr first: whoever has read the URL from stdout (a script, a test) may stop the
+        # server at once, and these lines must already be out by then.
         notice(f"serving the bundled local AiChatOnline server at {url}; Ctrl-C stops it")
         print(f"export {BASE_URL_ENV}={url}", file=sys.stderr, flush=True)
+        print(url, flush=True)  # the first stdout line is exactly the URL, for scripts
 
     try:
         run_server(

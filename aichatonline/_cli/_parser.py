@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._config import BASE_URL_ENV, PROXY_ENV
-from .._core import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_TIMEOUT
+from .._core import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, MODEL_ALIASES, MODELS
 from .._version import __version__
 from ._chat import DEMO_PROMPT, PROBE_SECONDS, cmd_chat, cmd_demo, cmd_serve
 from ._output import EXIT_MEANINGS, PROG, ExitCode
@@ -102,8 +102,8 @@ def add_common(parser: argparse.ArgumentParser, *, on_subcommand: bool) -> None:
         "--verbose",
         action="count",
         default=default_v,
-        help="log retries (and the local server's requests) to stderr, -vv for debug detail; "
-        "show tracebacks",
+        help="log retries (and the local server's requests) to stderr, -vv for debug detail "
+        "(tracebacks: --debug)",
     )
     parser.add_argument(
         "--debug",
@@ -153,7 +153,7 @@ def _add_chat_options(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--model",
         metavar="NAME",
-        help=f"checked against the provider's models (only {DEFAULT_MODEL}); "
+        help=f"checked against the provider's models ({', '.join([*MODELS, *MODEL_ALIASES])}); "
         "the request itself carries no model",
     )
     what.add_argument(
@@ -238,4 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
     from ..gateway._cli import add_parser as add_gateway_parser  # no Starlette/uvicorn import
 
     add_gateway_parser(commands)
+    for command in commands.choices.values():  # whose usage an unknown argument prints
+        command.set_defaults(command_parser=command)
     return parser

@@ -15,8 +15,10 @@ from typing import Any
 from .._exceptions import InvalidRequestError
 from .._types import Messages
 
-__all__ = ["ROLES", "format_prompt", "get_random_string", "normalize_messages"]
+__all__ = ["EMPTY_PROMPT", "ROLES", "format_prompt", "get_random_string", "normalize_messages"]
 
+#: How every refusal of a prompt with no text begins, the SDK's and the command line's.
+EMPTY_PROMPT = "the prompt is empty"
 ROLES = frozenset({"system", "user", "assistant", "developer"})
 _ALPHABET = string.ascii_lowercase + string.digits
 _choices = random.choices
@@ -121,6 +123,10 @@ def normalize_messages(messages: Messages | str) -> list[tuple[str, str]]:
 def format_prompt(messages: Messages | str, add_special_tokens: bool = False) -> str:
     """Format a conversation as the one prompt string the service expects.
 
+    A prompt with no text (every message's text empty or blank, ``""`` included) is an
+    :class:`InvalidRequestError`: the service would get nothing to answer. An empty message
+    among others is kept, as OpenAI keeps an assistant turn without text.
+
     One message (and ``add_special_tokens`` false) gives that message's content
     as it is. Otherwise each message becomes ``"{Role}: {content}"``, joined
     with newlines, followed by ``"\\nAssistant:"``::
@@ -129,6 +135,10 @@ def format_prompt(messages: Messages | str, add_special_tokens: bool = False) ->
         'System: S\\nUser: Hi\\nAssistant:'
     """
     pairs = normalize_messages(messages)
+    if not any(text.strip() for _, text in pairs):
+        raise InvalidRequestError(
+            f"{EMPTY_PROMPT}: the messages hold no text to answer", field="messages"
+        )
     if not add_special_tokens and len(pairs) == 1:
         return pairs[0][1]
     lines = "\n".join(f"{role.capitalize()}: {text}" for role, text in pairs)

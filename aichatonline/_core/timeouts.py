@@ -56,6 +56,8 @@ class HttpxLikeTimeout(Protocol):
 
 
 def _seconds(name: str, value: object) -> float | None:
+    """``value`` as seconds; ``name`` is ``"timeout"`` or ``"timeout.connect"``, ... (the
+    argument the caller wrote, so the message points at it)."""
     if value is None:
         return None
     if (
@@ -66,8 +68,7 @@ def _seconds(name: str, value: object) -> float | None:
         or math.isinf(value)
     ):
         raise InvalidRequestError(
-            f"timeout {name} must be a positive number of seconds or None, not {value!r}",
-            field=f"timeout.{name}",
+            f"{name} must be a positive number of seconds or None, not {value!r}", field=name
         )
     return float(value)
 
@@ -109,12 +110,19 @@ class Timeout:
         first_piece: float | None = None,
     ) -> None:
         given = {"connect": connect, "read": read, "write": write, "pool": pool}
+        # The one number is checked as itself, where it fills a limit: ``Timeout(-1)`` (and
+        # ``Client(timeout=-1)``) is about ``timeout``, not the first limit it would set.
+        shared = timeout
+        if timeout is not _UNSET and _UNSET in given.values():
+            shared = _seconds("timeout", timeout)
         for name, value in given.items():
             if value is _UNSET:
-                value = _DEFAULTS[name] if timeout is _UNSET else timeout
-            object.__setattr__(self, name, _seconds(name, value))
-        object.__setattr__(self, "total", _seconds("total", total))
-        object.__setattr__(self, "first_piece", _seconds("first_piece", first_piece))
+                seconds = _DEFAULTS[name] if shared is _UNSET else shared
+            else:
+                seconds = _seconds(f"timeout.{name}", value)
+            object.__setattr__(self, name, seconds)
+        object.__setattr__(self, "total", _seconds("timeout.total", total))
+        object.__setattr__(self, "first_piece", _seconds("timeout.first_piece", first_piece))
 
     @classmethod
     def of(cls, value: TimeoutTypes) -> Timeout:

@@ -157,7 +157,9 @@ def normalize_base_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
         raise InvalidRequestError(
-            f"base_url must look like 'https://host[:port]', got {shown!r}", field="base_url"
+            f"base_url must look like 'https://host[:port]', got {shown!r}"
+            + _did_you_mean(url, sep),
+            field="base_url",
         )
     if not rest.isascii():
         # What goes on the wire is ASCII: an IDNA host, a percent-encoded UTF-8 path.
@@ -182,6 +184,22 @@ def normalize_base_url(url: str) -> str:
     if parts.query or parts.fragment or "?" in rest or "#" in rest:
         raise InvalidRequestError("base_url must not contain a query or fragment", field="base_url")
     return f"{scheme.lower()}://{rest.rstrip('/')}"
+
+
+_LOOPBACK = re.compile(r"(?:localhost|127(?:\.\d+){3}|\[::1\]|0\.0\.0\.0)(?::\d*)?(?:/.*)?")
+
+
+def _did_you_mean(url: str, sep: str) -> str:
+    """A suggestion for a base URL written without its scheme (``localhost:8000``).
+
+    Loopback addresses get ``http://`` (a local server seldom has TLS), others
+    ``https://``. Only for a plain ``host[:port][/path]`` (the URL holds no ``@``: it was
+    refused before), so the suggestion repeats nothing that could be a secret.
+    """
+    if sep or not url or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+(?:/[^\s]*)?", url):
+        return ""
+    scheme = "http" if _LOOPBACK.fullmatch(url.lower()) else "https"
+    return f"; did you mean '{scheme}://{url}'?"
 
 
 def _ascii_rest(rest: str, shown: str) -> str:

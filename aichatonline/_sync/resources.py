@@ -88,6 +88,10 @@ class _Facade:
         """Whether the whole answer arrived and was handed out."""
         return self._pieces.completed
 
+    def __repr__(self) -> str:
+        state = "completed" if self.completed else f"chars={len(self.text)}"
+        return f"<{type(self).__name__} conversation_id={self.conversation_id!r} {state}>"
+
 
 class Chat:
     """``client.chat``: holds ``completions``."""
@@ -95,12 +99,18 @@ class Chat:
     def __init__(self, client: Client) -> None:
         self.completions = Completions(client)
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.completions._client!r}>"
+
 
 class Completions:
     """``client.chat.completions``: OpenAI's ``create()``."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._client!r}>"
 
     @overload
     def create(
@@ -188,6 +198,10 @@ class ChatCompletionStream(_Facade):
         self._state = "first"
         self._held: str | None = None
 
+    def __repr__(self) -> str:
+        state = "completed" if self.completed else f"chars={len(self.text)}"
+        return f"<{type(self).__name__} id={self.id!r} model={self.model!r} {state}>"
+
     def __iter__(self) -> Self:
         return self
 
@@ -273,6 +287,15 @@ class Conversation:
         self._history: list[Message] = []
         self._unanswered: str | None = None  # the question of a turn that did not complete
         self._epoch = 0  # a reset() starts a new one: a turn of an older one is not kept
+
+    def __repr__(self) -> str:
+        system = self.system
+        if system is not None and len(system) > 40:
+            system = system[:39].rstrip() + "…"
+        return (
+            f"<{type(self).__name__} conversation_id={self.conversation_id!r} "
+            f"system={system!r} messages={len(self._history)}>"
+        )
 
     @property
     def history(self) -> list[Message]:
