@@ -7,7 +7,8 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
 - ``wire``     URLs, headers and bodies of the two requests; token parsing; the one status
                table (``classify``) and the typed error for a status
 - ``content``  undoing the ``Content-Encoding`` we ask for
-- ``decoder``  the incremental NDJSON stream decoder
+- ``decoder``  the incremental NDJSON stream decoder; ``lines`` its careful reading, line
+               by line; ``blocks`` its fast paths (line shapes, learned; one parse a block)
 - ``resume``   the text of a call, and resuming a dropped stream exactly
 - ``timeouts`` ``Timeout`` (httpx's per-operation limits, plus ``total`` and
                ``first_piece``) and ``Limits``, one call's view of them
