@@ -143,7 +143,9 @@ class Call:
     """The state of one chat call: token, attempts, decoder, transcript, time limits.
 
     ``resume`` true (``stream()``): a dropped answer is resumed where the caller is;
-    false (``complete()``): it starts over. ``strict``, ``max_line_bytes`` and
+    false (``complete()``): it starts over. ``keep_text`` false: the transcript keeps only
+    the delivered text's length and hash, not the text (see
+    :class:`~aichatonline._core.resume.Transcript`). ``strict``, ``max_line_bytes`` and
     ``json_loads`` configure each attempt's :class:`StreamDecoder`.
     """
 
@@ -177,6 +179,7 @@ class Call:
         policy: RetryPolicy,
         timeout: Timeout,
         resume: bool,
+        keep_text: bool = True,
         strict: bool = False,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         json_loads: Callable[[bytes], Any] | None = None,
@@ -189,7 +192,7 @@ class Call:
         #: The retry policy of this call (its token fetch, if it needs one, follows it too).
         self.policy = policy
         self.limits = Limits(timeout, clock)
-        self.transcript = Transcript(resume=resume)
+        self.transcript = Transcript(resume=resume, keep_text=keep_text)
         #: The response headers of the last attempt (lower-case names), once one came.
         self.headers: Mapping[str, str] | None = None
         self._attempts = Attempts(policy, self.limits, "the chat request")
