@@ -14,7 +14,8 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
                ``first_piece``) and ``Limits``, one call's view of them
 - ``retries``  ``RetryPolicy``: retry decisions made by tenacity's strategies
 - ``session``  what a client keeps between calls: the token cache, the cookies
-- ``call``     one chat call and one token fetch as state machines: events in, actions out
+- ``call``     one chat call as a state machine: events in, actions out; ``fetch`` one
+               token fetch, the same way
 - ``redact``   keeping the token and credentials out of messages
 """
 
@@ -29,10 +30,10 @@ from .call import (
     Raise,
     Send,
     Sleep,
-    TokenFetch,
 )
 from .content import ContentDecoder, content_decoder
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
+from .fetch import TokenFetch
 from .prompt import format_prompt, get_random_string, normalize_messages
 from .redact import redact
 from .resume import Transcript

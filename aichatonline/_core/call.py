@@ -1,4 +1,4 @@
-"""One chat call, and one token fetch, as state machines: events in, actions out. No I/O.
+"""One chat call as a state machine: events in, actions out. No I/O.
 
 Theory of operation
 -------------------
@@ -31,7 +31,7 @@ The rules the call holds (PROTOCOL.md and ``docs/protocol.md``):
   at most ``STALE_RESENDS`` free resends without progress (a call that delivers new text
   gets a fresh allowance), after which a rejection counts as if the token were the
   newest: no call bounces between tokens forever. A failed token fetch is final too: it
-  was retried on its own by a :class:`TokenFetch`.
+  was retried on its own by a :class:`~aichatonline._core.fetch.TokenFetch`.
 - Retries: one :class:`~aichatonline._core.retries.Attempts` (tenacity) per call. An
   attempt that delivered new text earns a fresh budget; the whole-call bound is never
   slept into.
@@ -59,7 +59,7 @@ from .resume import Transcript
 from .retries import Attempts, RetryPolicy
 from .session import TokenCache
 from .timeouts import Limits, Timeout
-from .wire import Chat, Request, parse_token, status_error, token_request
+from .wire import Chat, Request, status_error
 
 __all__ = [
     "DONE",
@@ -73,7 +73,6 @@ __all__ = [
     "Raise",
     "Send",
     "Sleep",
-    "TokenFetch",
 ]
 
 
@@ -415,52 +414,3 @@ class Call:
         error = ProtocolError(message, retryable=not self._unreadable_retried)
         self._unreadable_retried = True
         return error
-
-
-class TokenFetch:
-    """One fetch of a unique id, with its own retries: ``Send`` until ``Done`` or ``Raise``."""
-
-    __slots__ = ("_action", "_attempts", "_base_url", "_headers", "_request", "_secrets", "limits")
-
-    def __init__(
-        self,
-        base_url: str,
-        headers: Mapping[str, str],
-        *,
-        policy: RetryPolicy,
-        limits: Limits,
-        secrets: tuple[str, ...] = (),
-    ) -> None:
-        self._base_url = base_url
-        self._secrets = secrets  # the proxy's credentials: a proxy may echo them
-        self._headers = headers
-        self.limits = limits
-        self._attempts = Attempts(policy, limits, "the token fetch")
-        self._request = token_request(base_url, headers)
-        self._action: Action = Send(self._request)
-
-    def next_action(self) -> Action:
-        """What the I/O layer should do now."""
-        return self._action
-
-    def response(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        """The whole response (its body cut at a bound) arrived."""
-        if 200 <= status < 300:
-            try:
-                self._action = Done(parse_token(body))
-            except ProtocolError as exc:
-                self.failed(exc)
-        else:
-            self.failed(
-                status_error(status, headers, body, request=self._request, secrets=self._secrets)
-            )
-
-    def failed(self, exc: APIError) -> None:
-        """The attempt failed: Sleep and try again, or Raise."""
-        delay = self._attempts.failed(exc)
-        self._action = Raise(exc) if delay is None else Sleep(delay)
-
-    def slept(self) -> None:
-        """The back-off is over: ask again (a fresh ``canvas``, as the original did)."""
-        self._request = token_request(self._base_url, self._headers)
-        self._action = Send(self._request)
