@@ -442,10 +442,6 @@ def _chat_payload(body: bytes) -> dict[str, Any] | None:
         payload = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         return None
-    if (
-        isinstance(payload, dict)
-        and isinstance(payload.get("prompt"), str)
-        and isinstance(payload.get("conversationId"), str)
-    ):
-        return payload
-    return None
+    fields = ("prompt", "conversationId")
+    valid = isinstance(payload, dict) and all(isinstance(payload.get(f), str) for f in fields)
+    return payload if valid else None

@@ -10,13 +10,14 @@ public API is used (``stream()`` with a ``conversation_id``, ``.text``, ``.retri
 carries the bytes underneath.
 
 Each finished stream is judged at once (``check.Tally``) and forgotten, so the harness itself
-holds nothing per stream. ``Probe`` takes the samples: RSS when 10 %, 50 % and 100 % of the
-streams are done (the peak so far, then the RSS after a full garbage collection: failed
-attempts leave reference cycles, an exception with its traceback and frames, that wait for
-CPython's full collections, which run less often as the heap grows; the live RSS tells a leak
-from garbage not yet collected); descriptors before the client is made and after it is
-closed; the client's TCP connections to the server after the warm-up, at the end, and after
-the close.
+holds nothing per stream. ``Probe`` takes the samples when 10 %, 50 % and 100 % of the streams
+are done: the peak RSS so far, then the Python heap (``sys.getallocatedblocks()``) right after
+a full garbage collection. The two differ on purpose: a failed attempt leaves reference cycles
+(its exception, traceback and frames, which hold the connection's objects) that wait for
+CPython's next full collection, which runs less often as the heap grows, so garbage raises the
+peak for a while; a leak raises the heap after a collection. Also: descriptors before the
+client is made and after it is closed; the client's TCP connections to the server after the
+warm-up, at the end, and after the close.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class ClientRun:
     tally: Tally
     wall_s: float = 0.0
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
-    live_rss_mib: dict[str, float] = field(default_factory=dict)
+    heap_kblocks: dict[str, float] = field(default_factory=dict)
     fds_start: int | None = None
     fds_end: int | None = None
     connections: dict[str, int | None] = field(default_factory=dict)
@@ -77,7 +78,7 @@ class ClientRun:
 
 
 class Probe:
-    """RSS samples at 10/50/100 % of the streams done (peak so far; live, after a full
+    """Samples at 10/50/100 % of the streams done (peak RSS so far; the heap after a full
     collection), and a progress line on a terminal."""
 
     def __init__(self, run: ClientRun, total: int, flavor: str, progress: bool) -> None:
@@ -91,7 +92,7 @@ class Probe:
             point, _ = self._points.pop(0)
             self.run.peak_rss_mib[f"{point}%"] = round(procfs.peak_rss() / procfs.MIB, 1)
             gc.collect()
-            self.run.live_rss_mib[f"{point}%"] = round((procfs.rss() or 0) / procfs.MIB, 1)
+            self.run.heap_kblocks[f"{point}%"] = round(sys.getallocatedblocks() / 1000, 1)
 
     def line(self, tally: Tally) -> str:
         elapsed = time.perf_counter() - self.started
