@@ -39,14 +39,16 @@ DEFAULTS = {
 }
 
 
-def _positive(kind: type) -> Any:
+def _positive(kind: type, low: float = 0, strict: bool = True) -> Any:
+    """An argparse type: a number of ``kind`` above ``low`` (or at least ``low``)."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} is not > 0")
+        if value < low or (strict and value == low) or value != value:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'>' if strict else '>='} {low}")
         return value
 
     return parse
@@ -85,7 +87,10 @@ def _parser() -> argparse.ArgumentParser:
         "--stall", type=_positive(float), default=8.0, help="a stall's length (%(default)s s)"
     )
     parser.add_argument(
-        "--max-retries", type=int, default=3, help="the client's retries (%(default)s)"
+        "--max-retries",
+        type=_positive(int, strict=False),
+        default=3,
+        help="the client's retries (%(default)s)",
     )
     parser.add_argument("--json", metavar="PATH", help="write the summary here ('-': stdout)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")

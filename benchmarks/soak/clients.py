@@ -12,16 +12,19 @@ carries the bytes underneath.
 Each finished stream is judged at once (``check.Tally``) and forgotten, so the harness itself
 holds nothing per stream. ``Probe`` takes the samples when 10 %, 50 % and 100 % of the streams
 are done: the peak RSS so far, then the Python heap (``sys.getallocatedblocks()``) right after
-a full garbage collection. The two differ on purpose: a failed attempt leaves reference cycles
-(its exception, traceback and frames, which hold the connection's objects) that wait for
-CPython's next full collection, which runs less often as the heap grows, so garbage raises the
-peak for a while; a leak raises the heap after a collection. Also: descriptors before the
-client is made and after it is closed; the client's TCP connections to the server after the
-warm-up, at the end, and after the close.
+a full garbage collection (also with the client idle: after its warm-up and after the last
+stream, "start" and "end"). The
+two differ on purpose: a failed attempt leaves reference cycles (its exception, traceback and
+frames, which hold the connection's objects) that wait for CPython's next full collection,
+which runs less often as the heap grows, so garbage raises the peak for a while; a leak raises
+the heap after a collection. Also: descriptors before the client is made and after it is
+closed; the client's TCP connections to the server after the warm-up, at the end, and after
+the close.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import sys
@@ -91,8 +94,7 @@ class Probe:
         while self._points and finished >= self._points[0][1]:
             point, _ = self._points.pop(0)
             self.run.peak_rss_mib[f"{point}%"] = round(procfs.peak_rss() / procfs.MIB, 1)
-            gc.collect()
-            self.run.heap_kblocks[f"{point}%"] = round(sys.getallocatedblocks() / 1000, 1)
+            self.run.heap_kblocks[f"{point}%"] = _heap_kblocks()
 
     def line(self, tally: Tally) -> str:
         elapsed = time.perf_counter() - self.started
@@ -108,6 +110,12 @@ class Probe:
         if self.progress:
             sys.stderr.write(self.line(tally) + ("\n" if final else ""))
             sys.stderr.flush()
+
+
+def _heap_kblocks() -> float:
+    """Thousands of blocks the interpreter has allocated, right after a full collection."""
+    gc.collect()
+    return round(sys.getallocatedblocks() / 1000, 1)
 
 
 def run_client_soak(config: ClientConfig) -> ClientRun:
@@ -142,6 +150,7 @@ async def _run_async(config: ClientConfig, base_url: str, port: int, plan: Plan)
             async for _ in warm:
                 pass
         run.connections["after warm-up"] = procfs.connections_to(port)
+        run.heap_kblocks["start"] = _heap_kblocks()
         probe = Probe(run, config.streams, config.flavor, config.progress)
         next_index = 0
 
@@ -172,6 +181,7 @@ async def _run_async(config: ClientConfig, base_url: str, port: int, plan: Plan)
             outer.cancel_scope.cancel()
         run.wall_s = time.perf_counter() - probe.started
         probe.show(tally, final=True)
+        run.heap_kblocks["end"] = _heap_kblocks()
         run.connections["at the end"] = procfs.connections_to(port)
     await anyio.sleep(_CLOSE_SETTLE)
     run.connections["after close"] = procfs.connections_to(port)
@@ -193,6 +203,7 @@ def _run_sync(config: ClientConfig, base_url: str, port: int, plan: Plan) -> Cli
             for _ in warm:
                 pass
         run.connections["after warm-up"] = procfs.connections_to(port)
+        run.heap_kblocks["start"] = _heap_kblocks()
         probe = Probe(run, config.streams, "sync", config.progress)
         lock = threading.Lock()
         state = {"next": 0, "finished": 0}
@@ -223,7 +234,7 @@ def _run_sync(config: ClientConfig, base_url: str, port: int, plan: Plan) -> Cli
 
         stop = threading.Event()
         shown = _thread(lambda: _show_sync(probe, tallies, stop), "soak-progress")
-        threads = [_thread(lambda t=t: worker(t), "soak-worker") for t in tallies]
+        threads = [_thread(functools.partial(worker, tally), "soak-worker") for tally in tallies]
         for thread in threads:
             thread.join()
         run.wall_s = time.perf_counter() - probe.started
@@ -232,6 +243,7 @@ def _run_sync(config: ClientConfig, base_url: str, port: int, plan: Plan) -> Cli
         for tally in tallies:
             total.merge(tally)
         probe.show(total, final=True)
+        run.heap_kblocks["end"] = _heap_kblocks()
         run.connections["at the end"] = procfs.connections_to(port)
     time.sleep(_CLOSE_SETTLE)
     run.connections["after close"] = procfs.connections_to(port)

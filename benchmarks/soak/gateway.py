@@ -157,7 +157,8 @@ async def _clients(
     async def one(index: int) -> None:
         rng = random.Random(config.seed * 7_919 + index)
         leave = rng.choice((-1, 0, 1, 2)) if rng.random() < DISCONNECT_SHARE else None
-        expected, delivered, finish = plan.expected(index), [], None
+        expected, finish = plan.expected(index), None
+        delivered: list[str] = []
         error: BaseException | None = None
         with anyio.move_on_after(rng.uniform(0, 0.02) if leave == -1 else None) as scope:
             try:
@@ -180,7 +181,7 @@ async def _clients(
             except Exception as exc:  # every outcome is judged, none may escape
                 error = exc
                 tally.wrong += 1
-                tally.examples.append(f"request {index}: {exc!r}")
+                _example(tally, f"request {index}: {exc!r}")
         text = "".join(delivered)
         # cancel_called, not cancelled_caught: openai reports a cancellation that reaches it
         # while connecting as an APITimeoutError, which the scope then never sees.
@@ -198,7 +199,7 @@ async def _clients(
                 counts.exact += 1
             else:
                 tally.wrong += 1
-                tally.examples.append(f"request {index}: finish {finish!r}, {text!r}")
+                _example(tally, f"request {index}: finish {finish!r}, {text!r}")
         tally.chars_lost += lost
         tally.chars_repeated += repeated
         tally.streams += 1
@@ -231,6 +232,11 @@ async def _clients(
         outer.cancel_scope.cancel()
     if config.progress:
         sys.stderr.write("\n")
+
+
+def _example(tally: Tally, text: str) -> None:
+    if len(tally.examples) < 5:
+        tally.examples.append(text)
 
 
 def run_gateway_soak(config: GatewayConfig) -> dict[str, Any]:
