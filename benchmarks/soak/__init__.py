@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PROBLEM: {problem}", file=out)
     for example in summary.get("examples", []):
         print(f"  e.g. {example}", file=out)
+    for example in summary.get("error_examples", []):
+        print(f"  error: {example}", file=out)
     for note in summary.get("notes", []):
         print(f"note: {note}", file=out)
     if args.json == "-":

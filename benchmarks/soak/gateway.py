@@ -192,6 +192,12 @@ async def _clients(
             counts.errors += 1
             tally.typed_errors[type(error).__name__] += 1
             lost, repeated = char_damage(expected, text, complete=False)
+            if len(state["error_examples"]) < 5:
+                cause = error.__cause__ or error.__context__
+                state["error_examples"].append(
+                    f"request {index} ({'leaving' if leave is not None else 'staying'}, "
+                    f"{len(text)} characters in): {error!r}, from {cause!r}"
+                )
         else:
             counts.completed += 1
             lost, repeated = char_damage(expected, text, complete=True)
@@ -242,7 +248,12 @@ def _example(tally: Tally, text: str) -> None:
 def run_gateway_soak(config: GatewayConfig) -> dict[str, Any]:
     """Run the gateway soak; return its summary (``problems`` empty when it held)."""
     plan = Plan(config.seed, FaultMix(drop=UPSTREAM_DROPS, seed=config.seed), config.words)
-    state: dict[str, Any] = {"counts": _Counts(), "tally": Tally(), "rss_mib": {}}
+    state: dict[str, Any] = {
+        "counts": _Counts(),
+        "tally": Tally(),
+        "rss_mib": {},
+        "error_examples": [],
+    }
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="aichatonline-soak-") as directory:
         log = Path(directory) / "gateway.log"
@@ -323,6 +334,7 @@ def _summary(
         "fds_end": fds_end,
         "exit_code": exit_code,
         "examples": tally.examples[:5],
+        "error_examples": state["error_examples"],
         "notes": notes,
         "problems": problems,
         "environment": environment(),

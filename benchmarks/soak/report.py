@@ -83,7 +83,7 @@ def client_summary(config: ClientConfig, run: ClientRun) -> dict[str, Any]:
     warm = config.streams >= WARM_FACTOR * config.concurrency
     peak_growth, peak_issue = rss_problem(run.peak_rss_mib, warm, "the peak RSS after 10 %")
     heap_growth, heap_issue = rss_problem(
-        run.heap_kblocks, True, "the idle client's heap after a full collection", "start"
+        run.heap_kblocks, warm, "the idle client's heap after a full collection", "start"
     )
     problems = tally_problems(tally)
     problems += [issue for issue in (peak_issue, heap_issue) if issue]
