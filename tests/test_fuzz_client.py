@@ -140,7 +140,12 @@ def act(fault: str, answer: Answer, conn: Conn, at: int) -> bool:
     """Answer one chat request with ``fault`` acted out; return whether to keep the connection."""
     body = answer.body
     at = min(at, len(body))
-    if answer.framing == "close" and fault in ("drop", "bad_chunk"):
+    if answer.framing != "chunked" and fault == "bad_chunk":
+        # Without chunks, the bytes would be part of the body: they could even complete a
+        # Content-Length with an unreadable last line (a whole answer, as far as anyone can
+        # tell). A broken frame there is a body cut short.
+        fault = "drop"
+    if answer.framing == "close" and fault == "drop":
         # A body read to the close that closes early looks complete: no client can tell.
         # A reset can be told, so the fault becomes one.
         fault = "reset"
