@@ -357,7 +357,7 @@ def gateway_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("completed, exact", f"{summary['completed']:,}, {summary['exact']:,}"),
         ("clients that disconnected", f"{summary['disconnected']:,}"),
         (
-            "errors (OpenAI error objects)",
+            "errors (the openai client's exceptions)",
             ", ".join(f"{k} {v:,}" for k, v in summary["typed_errors"].items()) or "none",
         ),
         ("wrong outcomes", f"{summary['wrong']:,}"),
