@@ -22,6 +22,8 @@ names one, httpx's own transports carry every request (and those four cannot be 
 
 from __future__ import annotations
 
+import functools
+import os
 import ssl
 from typing import Any
 
@@ -78,7 +80,9 @@ def _sharded(kwargs: dict[str, Any], kind: Any, shard_size: int) -> dict[str, An
     if not isinstance(verify, ssl.SSLContext) and "cert" not in kwargs:
         # One context for every shard (loading the CA bundle costs milliseconds), and for
         # the stock transport httpx makes beside them.
-        verify = kwargs["verify"] = _ssl_context(verify, kwargs.get("trust_env", True))
+        verify = kwargs["verify"] = _ssl_context(
+            verify, kwargs.get("trust_env", True), kwargs.get("http2", False)
+        )
     options = {name: kwargs[name] for name in _TRANSPORT_OPTIONS if name in kwargs}
     options.update({name: kwargs.pop(name) for name in _SHARD_ONLY_OPTIONS if name in kwargs})
     options["verify"] = verify
@@ -107,9 +111,24 @@ def _environment_has_proxies() -> bool:
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
-def _ssl_context(verify: Any, trust_env: bool) -> ssl.SSLContext:
+def _ssl_context(verify: Any, trust_env: bool, http2: bool = False) -> ssl.SSLContext:
     if isinstance(verify, str):  # a CA bundle's path (httpx 0.28 wants a context for it)
         return ssl.create_default_context(cafile=verify)
+    if isinstance(verify, bool):
+        environment = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        return _shared_ssl_context(verify, trust_env, environment, http2)
+    return httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_ssl_context(
+    verify: bool, trust_env: bool, environment: tuple[str | None, str | None], http2: bool
+) -> ssl.SSLContext:
+    """The default context, made once a process (loading the CA bundle takes milliseconds).
+
+    Keyed by ``http2`` too: httpcore sets a context's ALPN protocols before each handshake,
+    so clients that speak HTTP/2 and clients that do not must not share one.
+    """
     return httpx.create_ssl_context(verify=verify, trust_env=trust_env)
 
 
@@ -151,7 +170,9 @@ class DefaultAioHttpClient(httpx.AsyncClient):
             verify = kwargs.pop("verify", True)
             trust_env = kwargs.get("trust_env", True)
             context = (
-                verify if isinstance(verify, ssl.SSLContext) else _ssl_context(verify, trust_env)
+                verify
+                if isinstance(verify, ssl.SSLContext)
+                else httpx.create_ssl_context(verify=verify, trust_env=trust_env)
             )
             limits: httpx.Limits = kwargs.pop("limits")
             proxy = kwargs.pop("proxy", None)

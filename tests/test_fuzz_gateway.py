@@ -60,7 +60,8 @@ def assert_error_object(response: httpx.Response) -> None:
     assert response.status_code in DOCUMENTED, (response.status_code, response.text[:300])
     assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
+    assert set(error) == {"message", "type", "param", "code", "request_id"}
+    assert error["request_id"] == response.headers["x-request-id"]
     assert isinstance(error["message"], str)
     assert error["message"]
     assert isinstance(error["type"], str)
