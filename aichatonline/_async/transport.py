@@ -297,6 +297,9 @@ class AsyncResponse:
             await response.aclose()
             if chunks is not None:
                 await _finish(chunks)
+        # httpx binds a response and its stream to each other (a cycle, which only CPython's
+        # full collections free, with the buffers behind it): once closed, let go of it.
+        response.stream = None
 
     def close_later(self) -> None:
         """Close the response soon, from a finalizer (no ``await`` possible here)."""

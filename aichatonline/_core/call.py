@@ -150,6 +150,23 @@ class Done(Action):
         return "Done(***)"
 
 
+def forget_tracebacks(exc: BaseException) -> None:
+    """Drop the tracebacks of a failure that will be retried, and of the errors chained to it.
+
+    A traceback holds its frames, and a frame the exception in its locals (``except ... as
+    exc``; ``raise error``): a cycle, which keeps the failed attempt's response and buffers
+    alive until CPython's next full collection, so a long run of retries grows the heap. The
+    message and the chain of causes stay; the final error, raised to the caller, keeps its
+    traceback.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
 class Call:
     """The state of one chat call: token, attempts, decoder, transcript, time limits.
 
@@ -334,6 +351,7 @@ class Call:
         token = self._token
         if isinstance(exc, AuthenticationError) and token is not None and self._rejected(token):
             self.transcript.failure(exc)
+            forget_tracebacks(exc)
             return
         final = self.transcript.failure(exc)
         if self.transcript.length > self._best:
@@ -343,7 +361,11 @@ class Call:
             self._stale_resends = 0
             self._best = self.transcript.length
         delay = self._attempts.failed(exc)
-        self._action = Raise(final) if delay is None else Sleep(delay)
+        if delay is None:
+            self._action = Raise(final)
+        else:
+            forget_tracebacks(exc)
+            self._action = Sleep(delay)
 
     def stop(self, exc: APIError) -> None:
         """End the call with ``exc`` now, no retry (the client was closed, say)."""

@@ -18,6 +18,7 @@ milliseconds that ``import aichatonline`` should not pay.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -152,13 +153,24 @@ class _WaitRetryAfter:
 
 
 def _retrying(policy: RetryPolicy, limits: Limits, what: str) -> tenacity.Retrying:
+    return _shared_retrying(policy, limits.timeout.total, what, _testing)
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_retrying(
+    policy: RetryPolicy, total: float | None, what: str, testing: bool
+) -> tenacity.Retrying:
+    """One ``Retrying`` for every call with these settings: it holds strategies only (each
+    call's state is its own ``RetryCallState``, and ``iter`` keeps its working state per
+    thread, for one synchronous step), and a ``Retrying`` is a reference cycle that only
+    CPython's full collections would free, one a call."""
     import tenacity
 
     stop: Any = tenacity.stop_after_attempt(policy.max_retries + 1)
-    if limits.timeout.total is not None:
+    if total is not None:
         # Never sleep into the whole-call bound: fail now instead.
-        stop = stop | tenacity.stop_before_delay(limits.timeout.total)
-    if _testing:
+        stop = stop | tenacity.stop_before_delay(total)
+    if testing:
         wait: Any = tenacity.wait_none()
     else:
         wait = _WaitRetryAfter(

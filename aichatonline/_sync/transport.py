@@ -298,6 +298,9 @@ class Response:
             response.close()
             if chunks is not None:
                 _finish(chunks)
+        # httpx binds a response and its stream to each other (a cycle, which only CPython's
+        # full collections free, with the buffers behind it): once closed, let go of it.
+        response.stream = None
 
     def close_later(self) -> None:
         """Close the response soon, from a finalizer (no ``await`` possible here)."""
