@@ -8,6 +8,12 @@ connection's write buffer stops the stream at ``WRITE_BUFFER_HIGH`` bytes
 (:data:`UPSTREAM_SOCKET_OPTIONS`), so the event loop never reads far ahead of what the
 stream can pass on; and the SDK hands out the body a slice at a time.
 
+At start, :func:`steady_allocator` has glibc serve every block of 64 KiB or more from its
+own mapping, given back when freed. asyncio reads a socket into a new 256 KiB buffer, then
+shrinks it; with glibc's default (a threshold that rises to the largest block freed) those
+buffers come from the heap, whose holes then grow a long-running process's RSS by some 10 %
+per 20,000 streams, never given back (the soak measures it).
+
 When the last stream of a worker ends, :class:`Trimmer` collects the garbage in reference
 cycles (an ended stream's errors, tracebacks and their frames hold its buffers until
 CPython's rare full collection) and asks the C library to give the freed memory back to the
@@ -28,7 +34,14 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 
-__all__ = ["UPSTREAM_SOCKET_OPTIONS", "Trimmer", "malloc_trim", "release_memory"]
+__all__ = [
+    "MMAP_THRESHOLD",
+    "UPSTREAM_SOCKET_OPTIONS",
+    "Trimmer",
+    "malloc_trim",
+    "release_memory",
+    "steady_allocator",
+]
 
 #: The SDK client's sockets to the service: a receive buffer of 16 KiB. The service's
 #: pieces come far slower than a window of that size carries; a larger one lets the event
@@ -36,17 +49,40 @@ __all__ = ["UPSTREAM_SOCKET_OPTIONS", "Trimmer", "malloc_trim", "release_memory"
 UPSTREAM_SOCKET_OPTIONS = [(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)]
 #: The least seconds between two trims.
 TRIM_EVERY = 5.0
+#: glibc serves blocks from this size up from their own mapping (``steady_allocator``).
+MMAP_THRESHOLD = 64 * 1024
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h)
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        library = ctypes.CDLL(name)
+        library.mallopt  # noqa: B018 - glibc's, not musl's or macOS's
+    except (OSError, AttributeError):
+        return None
+    return library
+
+
+def steady_allocator() -> bool:
+    """Large blocks from their own mappings, given back when freed (glibc only); whether
+    it was done."""
+    glibc = _glibc()
+    return glibc is not None and bool(glibc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 @functools.cache
 def malloc_trim() -> Callable[[], object] | None:
     """glibc's ``malloc_trim(0)`` as a callable, or ``None`` where there is none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+    glibc = _glibc()
+    if glibc is None:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        trim = glibc.malloc_trim
+    except AttributeError:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

@@ -40,6 +40,7 @@ from ._app import check_settings, create_app
 from ._connections import ConnectionLimits, guarded_protocol
 from ._descriptors import default_max_connections, install_accept_guard, raise_descriptor_limit
 from ._logs import log_config
+from ._memory import steady_allocator
 from ._settings import API_KEY_ENV, SETTINGS_ENV, GatewaySettings
 
 __all__ = ["GatewayConfig", "serve"]
@@ -67,6 +68,7 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         _log_escape.install()  # after uvicorn configured its loggers (in each worker too)
+        steady_allocator()  # in each worker process too
         install_accept_guard(asyncio.get_running_loop())
         await super().startup(sockets)
         if self.started and self._on_ready is not None:

@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         default=3,
         help="the client's retries (%(default)s)",
     )
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="leave glibc's malloc as it is (by default large blocks get their own mappings, "
+        "as the gateway has them: see aichatonline.gateway._memory.steady_allocator)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the summary here ('-': stdout)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
@@ -174,9 +180,17 @@ def _run(
                 progress=progress,
             )
         )
+    from aichatonline.gateway._memory import steady_allocator
+
+    allocator = (
+        "glibc default"
+        if args.default_allocator or not steady_allocator()
+        else "large blocks mapped"
+    )
     print(
         f"soak {mode}: {streams:,} streams, {concurrency:,} at once, seed {args.seed}, "
-        f"faults {mix}; read timeout {args.read_timeout} s, max_retries {args.max_retries}",
+        f"faults {mix}; read timeout {args.read_timeout} s, max_retries {args.max_retries}; "
+        f"malloc: {allocator}",
         file=out,
         flush=True,
     )
@@ -195,4 +209,4 @@ def _run(
         max_retries=args.max_retries,
         progress=progress,
     )
-    return client_summary(config, run_client_soak(config))
+    return {**client_summary(config, run_client_soak(config)), "malloc": allocator}
