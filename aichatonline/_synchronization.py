@@ -433,6 +433,34 @@ class Lock:
         self._lock.release()
 
 
+class AsyncAtomic:
+    """Bookkeeping no other task interleaves: on an event loop a block without ``await``
+    already runs alone, so there is nothing to hold (``with`` this, as with :class:`Atomic`)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+class Atomic:
+    """Bookkeeping no other thread interleaves: a ``threading.Lock`` held by ``with``."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
 # -- sleeping -------------------------------------------------------------------------
 
 

@@ -23,6 +23,11 @@ A shard of size one carries one connection: it then knows the network stream of 
 request it carries, and reports it to the SDK (``_synchronization.Socket``), so that the
 blocking client can end a read that blocks even before the response head has come.
 
+The books (which shards exist, which have room, how many are idle) change only inside
+``with self._atomic``, never across an ``await``: a shard is taken off them before it is
+closed, so no other request can take it meanwhile, and the blocking twin's threads share
+them under a lock.
+
 Written once, async; ``_sync/shards.py`` is generated from it.
 """
 
@@ -35,18 +40,19 @@ from typing import Any
 
 import httpx
 
-from .._synchronization import EXTENSION, sync_shield
+from .._synchronization import EXTENSION, Atomic, sync_shield
 
 __all__ = ["ShardedTransport"]
 
 
 class _Shard:
-    __slots__ = ("idle_since", "load", "stream", "transport")
+    __slots__ = ("idle_since", "load", "on_books", "stream", "transport")
 
     def __init__(self, transport: httpx.BaseTransport) -> None:
         self.transport = transport
         self.load = 0
         self.idle_since = time.monotonic()
+        self.on_books = True  # False once taken off the books to be closed
         #: The network stream of the last response (a shard of size one: its connection).
         self.stream: object = None
 
@@ -87,6 +93,7 @@ class ShardedTransport(httpx.BaseTransport):
         self._room: list[_Shard] = []  # shards with room, the last used on top
         self._idle = 0  # shards carrying nothing
         self._swept = time.monotonic()
+        self._atomic = Atomic()
 
     @property
     def in_flight(self) -> int:
@@ -99,7 +106,8 @@ class ShardedTransport(httpx.BaseTransport):
         return len(self._shards)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self._sweep()
+        for expired in self._sweep():
+            self._close(expired)
         shard = self._take()
         socket = request.extensions.get(EXTENSION)
         if socket is not None and self.shard_size == 1 and shard.stream is not None:
@@ -115,57 +123,73 @@ class ShardedTransport(httpx.BaseTransport):
         return response
 
     def _take(self) -> _Shard:
-        room = self._room
-        if room:
-            shard = room[-1]
-        elif len(self._shards) < self._max_shards:
-            shard = _Shard(self._make())
-            self._shards.append(shard)
-            room.append(shard)
-            self._idle += 1
-        else:  # every shard full: the least loaded one's pool queues the request
-            shard = min(self._shards, key=lambda each: each.load)
-        if not shard.load:
-            self._idle -= 1
-        shard.load += 1
-        if shard.load == self.shard_size:
-            room.pop()
-        return shard
+        with self._atomic:
+            room = self._room
+            if room:
+                shard = room[-1]
+            elif len(self._shards) < self._max_shards:
+                shard = _Shard(self._make())
+                self._shards.append(shard)
+                room.append(shard)
+                self._idle += 1
+            else:  # every shard full: the least loaded one's pool queues the request
+                shard = min(self._shards, key=lambda each: each.load)
+            if not shard.load:
+                self._idle -= 1
+            shard.load += 1
+            if shard.load == self.shard_size:
+                room.pop()
+            return shard
 
     def _give_back(self, shard: _Shard) -> None:
-        shard.load -= 1
-        if shard.load == self.shard_size - 1:
-            self._room.append(shard)
-        if shard.load:
-            return
-        shard.idle_since = time.monotonic()
-        self._idle += 1
-        if self._idle > self._spare:
-            self._close(shard)
+        with self._atomic:
+            shard.load -= 1
+            if not shard.on_books:  # the transport was closed meanwhile
+                return
+            if shard.load == self.shard_size - 1:
+                self._room.append(shard)
+            if shard.load:
+                return
+            shard.idle_since = time.monotonic()
+            self._idle += 1
+            if self._idle <= self._spare:
+                return
+            self._detach(shard)
+        self._close(shard)
 
-    def _sweep(self) -> None:
-        """Close the shards that carried nothing for ``keepalive_expiry`` (once a second)."""
+    def _sweep(self) -> list[_Shard]:
+        """The shards that carried nothing for ``keepalive_expiry``, taken off the books
+        (looked for once a second)."""
         now = time.monotonic()
-        if now - self._swept < 1.0:
-            return
-        self._swept = now
-        expired = [
-            shard
-            for shard in self._room
-            if not shard.load and now - shard.idle_since > self._expiry
-        ]
-        for shard in expired:
-            self._close(shard)
+        with self._atomic:
+            if now - self._swept < 1.0:
+                return []
+            self._swept = now
+            expired = [
+                shard
+                for shard in self._room
+                if not shard.load and now - shard.idle_since > self._expiry
+            ]
+            for shard in expired:
+                self._detach(shard)
+            return expired
 
-    def _close(self, shard: _Shard) -> None:
+    def _detach(self, shard: _Shard) -> None:
+        """Take an idle shard off the books (``self._atomic`` held)."""
         self._room.remove(shard)
         self._shards.remove(shard)
         self._idle -= 1
+        shard.on_books = False
+
+    def _close(self, shard: _Shard) -> None:
         with sync_shield():  # a cancelled caller must not leave its connections open
             shard.transport.close()
 
     def close(self) -> None:
-        shards, self._shards, self._room, self._idle = self._shards, [], [], 0
+        with self._atomic:
+            shards, self._shards, self._room, self._idle = self._shards, [], [], 0
+            for shard in shards:
+                shard.on_books = False
         for shard in shards:
             shard.transport.close()
 
