@@ -20,7 +20,8 @@ transport boundary and chained as ``__cause__``.
         ├── ProtocolError             the service answered in a form we cannot read
         ├── ServiceError              an in-band error line in the stream; .code, .message
         └── StreamInterrupted         the call failed after text was delivered (and could not be
-                                      resumed exactly); .partial is that text, __cause__ says why
+                                      resumed exactly); .partial is that text ("" when it was
+                                      not kept), .delivered its length, __cause__ says why
 
 Messages never contain the token, proxy credentials or base-URL credentials, and neither do
 the messages of the errors chained to ours as ``__cause__``.
@@ -202,13 +203,16 @@ class StreamInterrupted(APIError):
     """The call failed after text was delivered, and could not be resumed exactly.
 
     ``partial`` is exactly the text already delivered to the caller (for
-    ``complete()``, the text received so far); ``__cause__`` is the error that
-    ended the stream (a dropped connection, a timeout, an in-band error...).
+    ``complete()``, the text received so far), or ``""`` when the call was asked not to
+    keep it (``keep_text=False``); ``delivered`` is how many characters were delivered,
+    in either case; ``__cause__`` is the error that ended the stream (a dropped
+    connection, a timeout, an in-band error...).
     """
 
-    def __init__(self, message: str, *, partial: str) -> None:
+    def __init__(self, message: str, *, partial: str, delivered: int | None = None) -> None:
         super().__init__(message)
         self.partial = partial
+        self.delivered = len(partial) if delivered is None else delivered
 
 
 # Tracebacks and reprs name the public path (``aichatonline.RateLimitError``), where users

@@ -196,11 +196,15 @@ def _optional(
         return None
     ok = True
     if kind in ("number", "int"):
-        ok = (
-            not isinstance(value, bool)
-            and isinstance(value, (int, float))
-            and math.isfinite(value)
-            and (kind == "number" or float(value).is_integer())
+        # An int of any size is finite and whole (and past float's range, math.isfinite and
+        # float() would raise OverflowError on it instead of answering).
+        ok = not isinstance(value, bool) and (
+            isinstance(value, int)
+            or (
+                isinstance(value, float)
+                and math.isfinite(value)
+                and (kind == "number" or value.is_integer())
+            )
         )
     elif kind == "bool":
         ok = isinstance(value, bool)

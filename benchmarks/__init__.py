@@ -18,6 +18,7 @@ session, httpx, openai), and what the OpenAI-compatible gateway adds on top of i
 - ``rows``       which stacks each scenario runs, in which settings
 - ``report``     the tables
 - ``targets``    the targets, PASS/MISS
+- ``soak``       the reliability soak, ``python -m benchmarks soak`` (streams under faults)
 
 This package imports nothing heavy at import time: the server process and the
 workers import only what they use. See ``benchmarks/README.md``.

@@ -1,5 +1,8 @@
 """``python -m benchmarks``: measure the SDK against the reference stacks, in one run.
 
+``python -m benchmarks soak ...`` runs the reliability soak instead (``benchmarks/soak``:
+streams under faults, every outcome checked; ``python -m benchmarks soak --help``).
+
 Options: ``--quick`` (the CI smoke test: tiny sizes, one run, every scenario
 and stack touched, speed not judged), ``--only SCENARIO`` (repeatable or
 comma-separated), ``--runs N``, ``--markdown``, ``--profile DIR`` (one extra
@@ -85,9 +88,15 @@ def _print_profiles(all_rows: dict[str, dict[str, Row]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["soak"]:
+        from .soak import main as soak_main
+
+        return soak_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="The aichatonline SDK against the reference stacks, on a loopback server.",
+        epilog="python -m benchmarks soak --help: the reliability soak (streams under faults).",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test")
     parser.add_argument(

@@ -17,6 +17,11 @@ generators around the body). The async rows do the same for
 ``AsyncClient._run``'s loop (an async generator) and ``AsyncClient.stream``.
 Measured with the stdlib parser and with orjson.
 
+``--shapes`` measures the decoder alone on lines of other shapes: the two the decoder
+knows from the start, shapes it learns from the stream's first line (no ``code``, ``code``
+last, other spacing, ``\\r\\n`` ends, SSE events), and texts with escapes; beside each,
+the floor's per-line parse of the same lines (the SSE prefix cut off before parsing).
+
 The second and third layers use SDK internals (``aichatonline._core``):
 they may move, in which case those rows say so.
 """
@@ -36,17 +41,46 @@ from .server import BLOCK_LINES, ServerProcess, _ndjson_line, piece_text
 __all__ = ["main"]
 
 
-def body_chunks(pieces: int) -> list[bytes]:
+def _escaped(text: str) -> str:
+    return text[:10] + '\\"q\\"' + text[15:]  # a JSON escape in the line's text
+
+
+#: Line shapes for ``--shapes``: the bytes of the line for a text, and how many of its
+#: texts carry an escape (one in ``n`` lines; 0: none).
+SHAPES: dict[str, tuple[Callable[[str], bytes], int]] = {
+    "known: compact": (_ndjson_line, 0),
+    "known: json.dumps": (lambda t: b'{"code": 200, "data": {"message": "%s"}}\n' % t.encode(), 0),
+    "learned: no code": (lambda t: b'{"data":{"message":"%s"}}\n' % t.encode(), 0),
+    "learned: code last": (lambda t: b'{"data":{"message":"%s"},"code":200}\n' % t.encode(), 0),
+    "learned: spaced": (lambda t: b'{ "data" : { "message" : "%s" } }\n' % t.encode(), 0),
+    "learned: \\r\\n": (lambda t: b'{"code":200,"data":{"message":"%s"}}\r\n' % t.encode(), 0),
+    "learned: SSE": (lambda t: b'data: {"data":{"message":"%s"}}\n\n' % t.encode(), 0),
+    "escapes 1 in 10": (_ndjson_line, 10),
+    "escapes 1 in 1": (_ndjson_line, 1),
+}  # fmt: skip
+
+
+def body_chunks(pieces: int, shape: str = "known: compact") -> list[bytes]:
     """The answer's NDJSON as the HTTP chunks the bench server sends (de-chunked)."""
-    block = b"".join(_ndjson_line(piece_text(i)) for i in range(BLOCK_LINES))
+    encode, every = SHAPES[shape]
+
+    def line(index: int) -> bytes:
+        text = piece_text(index)
+        return encode(_escaped(text) if every and index % every == 0 else text)
+
+    block = b"".join(line(i) for i in range(BLOCK_LINES))
     full, rest = divmod(pieces, BLOCK_LINES)
     chunks = [block] * full
     if rest:
-        chunks.append(b"".join(_ndjson_line(piece_text(i)) for i in range(rest)))
+        chunks.append(b"".join(line(i) for i in range(rest)))
     return chunks
 
 
-def floor(chunks: Iterable[bytes], loads: Callable[[Any], Any], text: bool) -> Iterator[str]:
+def floor(
+    chunks: Iterable[bytes], loads: Callable[[Any], Any], text: bool, skip: int = 0
+) -> Iterator[str]:
+    """The raw-socket floor's loop: lines split, each parsed (its first ``skip`` bytes,
+    an SSE prefix, cut off first)."""
     tail = b""
     for data in chunks:
         end = data.rfind(b"\n")
@@ -54,7 +88,7 @@ def floor(chunks: Iterable[bytes], loads: Callable[[Any], Any], text: bool) -> I
         tail = data[end + 1 :]
         for line in block.decode().split("\n") if text else block.split(b"\n"):
             if line:
-                yield loads(line)["data"]["message"]
+                yield loads(line[skip:])["data"]["message"]
 
 
 def decoder_only(chunks: Iterable[bytes], loads: Callable[[Any], Any]) -> Iterator[str]:
@@ -152,16 +186,10 @@ def _client_ns(stack: str, pieces: int, repeat: int, parser: str) -> float:
             if result is None:
                 raise RuntimeError(why)
             results.append(result["client_cpu"] / pieces * 1e9)
-    return statistics.median(results)
+    return float(statistics.median(results))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.layers", description=__doc__)
-    parser.add_argument("--pieces", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=7)
-    args = parser.parse_args(argv)
-    chunks = body_chunks(args.pieces)
-    n, repeat = args.pieces, args.repeat
+def _parsers() -> list[tuple[str, Callable[[Any], Any]]]:
     parsers: list[tuple[str, Callable[[Any], Any]]] = [("stdlib", json.loads)]
     try:
         import orjson
@@ -169,6 +197,62 @@ def main(argv: list[str] | None = None) -> None:
         parsers.append(("orjson", orjson.loads))
     except ImportError:
         pass
+    return parsers
+
+
+def _fresh_decoder(chunks: list[bytes], loads: Callable[[Any], Any]) -> Callable[[], Iterable[str]]:
+    """``decoder_only`` with nothing learned before: each run learns its shape anew."""
+    from aichatonline._core import blocks
+
+    # An SDK that learns no shapes has nothing to forget.
+    forget: Callable[[], None] = getattr(blocks, "forget_learned_shapes", lambda: None)
+
+    def make() -> Iterable[str]:
+        forget()
+        return decoder_only(chunks, loads)
+
+    return make
+
+
+def _floor_of(
+    chunks: list[bytes], loads: Callable[[Any], Any], text: bool, skip: int
+) -> Callable[[], Iterable[str]]:
+    return lambda: floor(chunks, loads, text, skip)
+
+
+def shapes_table(n: int, repeat: int) -> None:
+    """``--shapes``: the decoder alone, and the floor, on lines of each shape."""
+    parsers = _parsers()
+    n -= n % BLOCK_LINES  # whole blocks, as the server sends them
+    print(f"CPU ns per piece, median of {repeat}; {n:,} pieces; decoder.feed and the floor")
+    cells = "".join(f"{f'{name} feed':>14}{f'{name} floor':>14}{'x':>6}" for name, _ in parsers)
+    print(f"{'shape':<22}{cells}")
+    for shape in SHAPES:
+        chunks = body_chunks(n, shape)
+        skip = len(b"data: ") if shape.endswith("SSE") else 0
+        row = []
+        for name, loads in parsers:
+            feed = _time(_fresh_decoder(chunks, loads), n, repeat)
+            base = _time(_floor_of(chunks, loads, name == "stdlib", skip), n, repeat)
+            row.append(f"{feed:14.0f}{base:14.0f}{base / feed:6.2f}")
+        print(f"{shape:<22}{''.join(row)}")
+    print("x: the floor's ns over the decoder's (above 1: the decoder is faster).")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.layers", description=__doc__)
+    parser.add_argument("--pieces", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--shapes", action="store_true", help="the decoder alone on lines of other shapes"
+    )
+    args = parser.parse_args(argv)
+    if args.shapes:
+        shapes_table(args.pieces, args.repeat)
+        return
+    chunks = body_chunks(args.pieces)
+    n, repeat = args.pieces, args.repeat
+    parsers = _parsers()
     # (label, the row it builds on, its cost in ns per piece for a parser)
     Row = tuple[str, str, Callable[[str, Callable[[Any], Any]], float]]
     floor_row, feed_row, sync_row = (

@@ -10,6 +10,11 @@
 - ``shared_server``: one local server for a whole module (for files whose tests only read
   answers, or reset it themselves: a subprocess per test is slow enough already).
 - ``paced``: the test's server, slowed down so that a client can leave mid-stream.
+
+Hypothesis profiles: ``ci`` (the default: Hypothesis's usual 100 examples, no deadline,
+since a test against a server meets the machine's load) and ``long``
+(``pytest --hypothesis-profile long``: 5,000 examples a test, for the fuzz tests'
+longer runs). Tests that set their own ``max_examples`` keep it in both.
 """
 
 from __future__ import annotations
@@ -18,11 +23,18 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import aichatonline
 from aichatonline.testing import LocalServer
 from tests.faces import Api
 from tests.helpers import clear_routing_env
+
+settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "long", max_examples=5_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci")  # ``--hypothesis-profile long`` loads the other one after this
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -8,7 +8,6 @@ failures) and checks the action the machine answers with. Retries wait zero seco
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 
 import pytest
@@ -19,27 +18,21 @@ from aichatonline._core import (
     FETCH_TOKEN,
     READ_BODY,
     READ_ERROR,
-    TOKEN_PATH,
     Call,
     Chat,
-    Done,
     Raise,
     RetryPolicy,
     Send,
     Sleep,
     Timeout,
     TokenCache,
-    TokenFetch,
     build_headers,
 )
-from aichatonline._core.timeouts import Limits
 from aichatonline._exceptions import (
     APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
-    AuthenticationError,
-    BlockedError,
     ProtocolError,
     RateLimitError,
     ServerError,
@@ -278,81 +271,6 @@ def test_retries_used_up_after_text_raise_stream_interrupted() -> None:
     assert isinstance(error, StreamInterrupted)
     assert error.partial == "partial"
     assert error.__cause__ is drop
-
-
-# -- the token ----------------------------------------------------------------------------------
-
-
-def test_a_rejected_token_is_refreshed_once() -> None:
-    cache = TokenCache()
-    cache.fetched("old")
-    call = make_call(cache=cache)
-    refused(call, 401, body=b'{"msg": "bad token"}')
-    assert call.next_action() is FETCH_TOKEN
-    assert cache.token is None  # dropped: it was still the current one
-    call.token_ready("new")
-    action = begin(call)
-    assert action.request.headers["UniqueId"] == "new"
-    assert stream(call, answer("ok")) == ["ok"]
-    assert call.next_action() is DONE
-
-
-def test_a_rejected_token_another_call_replaced_stays_replaced() -> None:
-    cache = TokenCache()
-    cache.fetched("old")
-    call = make_call(cache=cache)
-    send(call)
-    cache.fetched("newer")  # another call refreshed the token meanwhile
-    call.response_head(403, {})
-    call.error_body(b"")
-    assert call.next_action() is FETCH_TOKEN
-    assert cache.token == "newer"
-
-
-@pytest.mark.parametrize("statuses", [(401, 401), (401, 403), (403, 401)])
-def test_a_second_rejection_is_final(statuses: tuple[int, int]) -> None:
-    call = make_call()
-    refused(call, statuses[0])
-    call.token_ready("new")
-    refused(call, statuses[1], body=b"still no")
-    error = raised(call)
-    assert type(error) is AuthenticationError
-    assert error.status_code == statuses[1]
-    assert error.method == "POST"
-    assert error.url == f"{BASE}{CHAT_PATH}"
-
-
-def test_a_rejection_after_a_retry_is_still_refreshed_once_per_call() -> None:
-    call = make_call()
-    refused(call, 503)
-    slept(call)
-    refused(call, 401)
-    assert call.next_action() is FETCH_TOKEN
-    call.token_ready("new")
-    refused(call, 401)
-    assert isinstance(raised(call), AuthenticationError)
-
-
-def test_a_cloudflare_block_is_not_a_token_to_refresh() -> None:
-    call = make_call()
-    refused(call, 403, {"cf-mitigated": "challenge"})
-    assert isinstance(raised(call), BlockedError)
-
-
-def test_a_failed_token_fetch_ends_the_call() -> None:
-    call = make_call(token=None)
-    assert call.next_action() is FETCH_TOKEN
-    failure = ServerError("HTTP 503", status_code=503, retryable=True)
-    call.token_failed(failure)
-    assert raised(call) is failure  # it was retried on its own: no retry here
-
-
-def test_a_token_echoed_in_an_error_body_is_masked() -> None:
-    call = make_call(token="tok-SECRET-42")
-    refused(call, 400, body=b'{"error": "invalid UniqueId tok-SECRET-42"}')
-    error = raised(call)
-    assert "tok-SECRET-42" not in str(error)
-    assert "tok-SECRET-42" not in error.body  # type: ignore[attr-defined]
 
 
 # -- statuses -----------------------------------------------------------------------------------
@@ -716,117 +634,3 @@ def test_max_line_bytes_bounds_a_line() -> None:
     begin(call)
     with pytest.raises(ProtocolError, match="64"):
         call.receive(b"x" * 100)  # refused before the line ends
-
-
-# -- TokenFetch ---------------------------------------------------------------------------------
-
-
-def make_fetch(policy: RetryPolicy = NO_WAIT, timeout: Timeout | None = None) -> TokenFetch:
-    return TokenFetch(BASE, HEADERS, policy=policy, limits=Limits(timeout or Timeout()))
-
-
-def fetch_send(fetch: TokenFetch) -> Send:
-    action = fetch.next_action()
-    assert type(action) is Send, action
-    return action
-
-
-def test_token_fetch_success() -> None:
-    fetch = make_fetch()
-    request = fetch_send(fetch).request
-    assert request.method == "GET"
-    assert request.url.startswith(f"{BASE}{TOKEN_PATH}?canvas=-")
-    assert dict(request.headers) == HEADERS
-    fetch.response(200, {}, b'{"code": 200, "data": "tok-xyz"}')
-    done = fetch.next_action()
-    assert type(done) is Done
-    assert done.token == "tok-xyz"
-    assert "tok-xyz" not in repr(done)
-
-
-@pytest.mark.parametrize("body", [b"", b"<html>", b'{"data": ""}', b'{"data": "a b"}'])
-def test_token_fetch_bad_body(body: bytes) -> None:
-    # A 200 that is not a token (a maintenance page, say) is tried again, like an
-    # unreadable chat answer, until the retries run out.
-    fetch = make_fetch()
-    sleeps = 0
-    while True:
-        fetch_send(fetch)
-        fetch.response(200, {}, body)
-        action = fetch.next_action()
-        if type(action) is not Sleep:
-            break
-        sleeps += 1
-        fetch.slept()
-    assert sleeps >= 1
-    assert type(action) is Raise
-    assert isinstance(action.error, ProtocolError)
-    assert "token response" in str(action.error)
-
-
-@pytest.mark.parametrize(
-    ("status", "error_type"), [(404, APIStatusError), (401, AuthenticationError)]
-)
-def test_token_fetch_refused(status: int, error_type: type[APIStatusError]) -> None:
-    fetch = make_fetch()
-    request = fetch_send(fetch).request
-    fetch.response(status, {"x-id": "1"}, b"no")
-    action = fetch.next_action()
-    assert type(action) is Raise
-    assert type(action.error) is error_type
-    assert action.error.method == "GET"
-    assert action.error.url == request.url.partition("?")[0]  # the canvas left out
-
-
-def test_token_fetch_retries_with_a_new_canvas() -> None:
-    fetch = make_fetch()
-    first = fetch_send(fetch).request
-    fetch.response(503, {}, b"")
-    action = fetch.next_action()
-    assert type(action) is Sleep
-    assert action.seconds == 0.0
-    fetch.slept()
-    second = fetch_send(fetch).request
-    assert second.url != first.url
-    fetch.failed(APIConnectionError("reset"))
-    assert type(fetch.next_action()) is Sleep
-    fetch.slept()
-    fetch_send(fetch)
-    fetch.response(200, {}, b'{"data": "tok"}')
-    done = fetch.next_action()
-    assert type(done) is Done
-    assert done.token == "tok"
-
-
-def test_token_fetch_honours_retry_after() -> None:
-    fetch = make_fetch(RetryPolicy(initial_backoff=0.1, jitter=0))
-    fetch_send(fetch)
-    fetch.response(429, {"retry-after": "4"}, b"")
-    action = fetch.next_action()
-    assert type(action) is Sleep
-    assert action.seconds == 4.0
-
-
-def test_token_fetch_gives_up_after_its_retries() -> None:
-    fetch = make_fetch(RetryPolicy(max_retries=2, initial_backoff=0, jitter=0))
-    for _ in range(2):
-        fetch_send(fetch)
-        fetch.response(500, {}, b"")
-        assert type(fetch.next_action()) is Sleep
-        fetch.slept()
-    fetch_send(fetch)
-    fetch.response(502, {}, b"last")
-    action = fetch.next_action()
-    assert type(action) is Raise
-    assert type(action.error) is ServerError
-    assert action.error.status_code == 502
-
-
-def test_token_fetch_never_waits_into_the_total() -> None:
-    started = time.monotonic()
-    fetch = make_fetch(RetryPolicy(initial_backoff=10, jitter=0), Timeout(total=2))
-    fetch_send(fetch)
-    fetch.failed(APIConnectionError("refused"))
-    action = fetch.next_action()
-    assert type(action) is Raise
-    assert time.monotonic() - started < 1.0

@@ -124,9 +124,11 @@ def test_the_navigation_lists_every_page() -> None:
     assert set(GUIDES) <= pages
 
 
-def test_the_http_client_page_keeps_its_marker() -> None:
+def test_the_http_client_page_names_every_client_to_choose_from() -> None:
     text = (DOCS / "http-client.md").read_text(encoding="utf-8")
-    assert "<!-- HTTP-CLIENT: written by the main developer -->" in text
+    for name in ("DefaultHttpxClient", "DefaultAsyncHttpxClient", "DefaultAioHttpClient"):
+        assert name in text, name
+    assert "httpx2" in text
 
 
 def test_the_reference_turns_rest_roles_into_markdown() -> None:

@@ -193,6 +193,8 @@ def test_harmless_knobs_are_accepted_and_reported_as_ignored() -> None:
         ("temperature", "hot"),
         ("temperature", True),
         ("temperature", float("nan")),
+        ("temperature", 10**400),  # past float's range: still a plain refusal
+        ("top_p", -(10**400)),
         ("top_p", -0.1),
         ("max_tokens", 0),
         ("max_tokens", 1.5),
@@ -208,6 +210,15 @@ def test_harmless_knobs_are_accepted_and_reported_as_ignored() -> None:
 )
 def test_knobs_with_bad_values_are_refused(name: str, value: Any) -> None:
     refused(name, **{name: value})
+
+
+def test_ints_past_the_range_of_floats_are_still_ints() -> None:
+    huge = 10**400
+    assert check(max_tokens=huge, seed=-huge, max_completion_tokens=huge).ignored == (
+        "max_tokens",
+        "seed",
+        "max_completion_tokens",
+    )
 
 
 @pytest.mark.parametrize(

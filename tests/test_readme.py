@@ -107,9 +107,11 @@ def test_relative_links_name_files_that_exist() -> None:
         assert (ROOT / target).exists(), target
 
 
-def test_the_http_client_section_keeps_its_marker() -> None:
+def test_the_http_client_section_says_how_to_choose() -> None:
     section = TEXT.split("## Configuring the HTTP client", 1)[1].split("\n## ", 1)[0]
-    assert "<!-- HTTP-CLIENT: written by the main developer -->" in section
+    for name in ("DefaultHttpxClient", "DefaultAsyncHttpxClient", "DefaultAioHttpClient"):
+        assert name in section, name
+    assert "| pick it when |" in section
 
 
 def test_the_offline_setup_runs_as_written(tmp_path: Path) -> None:

@@ -75,6 +75,52 @@ def test_forget_keeps_a_token_another_call_put_in_its_place() -> None:
     assert cache.token is None
 
 
+def test_every_new_token_is_a_new_generation() -> None:
+    cache = TokenCache()
+    assert cache.current == (None, 0)
+    cache.fetched("a")
+    assert (cache.current, cache.generation) == (("a", 1), 1)
+    cache.fetched("a")  # the same string, issued again: a new token all the same
+    assert cache.current == ("a", 2)
+    cache.token = "b"  # set by the caller: new
+    assert cache.current == ("b", 3)
+    cache.token = "b"  # the same again: nothing new
+    assert cache.current == ("b", 3)
+    cache.token = None  # dropped: no new token
+    assert cache.current == (None, 3)
+    cache.token = "b"  # back, but as a new one
+    assert cache.current == ("b", 4)
+
+
+def test_is_current_needs_the_token_and_its_generation() -> None:
+    cache = TokenCache()
+    cache.fetched("a")
+    assert cache.is_current("a", 1)
+    assert not cache.is_current("a", 0)
+    assert not cache.is_current("b", 1)
+    cache.fetched("a")
+    assert not cache.is_current("a", 1)
+    cache.forget("a")
+    assert not cache.is_current("a", 2)
+
+
+def test_forget_of_an_older_generation_keeps_the_token() -> None:
+    cache = TokenCache()
+    cache.fetched("a")
+    cache.fetched("a")  # revoked, then issued again as the same string
+    cache.forget("a", 1)  # a rejection of the first one
+    assert cache.current == ("a", 2)
+    cache.forget("a", 2)
+    assert cache.current == (None, 2)  # dropping is not a new generation
+
+
+def test_a_failed_fetch_is_not_a_new_generation() -> None:
+    cache = TokenCache()
+    cache.fetched("a")
+    cache.failed(APIConnectionError("refused"), POLICY, TIMEOUT)
+    assert cache.current == ("a", 1)
+
+
 def test_a_failure_is_shared_with_whoever_waited_for_that_fetch() -> None:
     cache = TokenCache()
     seen = cache.fetches  # a waiter notes the count, then waits for the lock

@@ -7,13 +7,15 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
 - ``wire``     URLs, headers and bodies of the two requests; token parsing; the one status
                table (``classify``) and the typed error for a status; the content codings
                we read
-- ``decoder``  the incremental NDJSON stream decoder
+- ``decoder``  the incremental NDJSON stream decoder; ``lines`` its careful reading, line
+               by line; ``blocks`` its fast paths (line shapes, learned; one parse a block)
 - ``resume``   the text of a call, and resuming a dropped stream exactly
 - ``timeouts`` ``Timeout`` (httpx's per-operation limits, plus ``total`` and
                ``first_piece``) and ``Limits``, one call's view of them
 - ``retries``  ``RetryPolicy``: retry decisions made by tenacity's strategies
-- ``session``  what a client keeps between calls: the token cache
-- ``call``     one chat call and one token fetch as state machines: events in, actions out
+- ``session``  what a client keeps between calls: the token cache (token generations)
+- ``call``     one chat call as a state machine: events in, actions out; ``fetch`` one
+               token fetch, the same way
 - ``redact``   keeping the token and credentials out of messages
 """
 
@@ -28,9 +30,9 @@ from .call import (
     Raise,
     Send,
     Sleep,
-    TokenFetch,
 )
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
+from .fetch import TokenFetch
 from .prompt import format_prompt, get_random_string, normalize_messages
 from .redact import redact
 from .resume import Transcript

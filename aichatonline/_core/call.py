@@ -1,4 +1,4 @@
-"""One chat call, and one token fetch, as state machines: events in, actions out. No I/O.
+"""One chat call as a state machine: events in, actions out. No I/O.
 
 Theory of operation
 -------------------
@@ -21,10 +21,17 @@ its generated sync twin) runs a short loop that only does I/O::
 
 The rules the call holds (PROTOCOL.md and ``docs/protocol.md``):
 
-- The token comes from the client's :class:`~aichatonline._core.session.TokenCache`. A
-  401/403 on the chat drops it and fetches a new one, once per call; a second rejection
-  is final. A failed token fetch is final too: it was retried on its own by a
-  :class:`TokenFetch`.
+- The token comes from the client's :class:`~aichatonline._core.session.TokenCache`,
+  with its generation. A 401/403 on a token that is no longer the newest (another call
+  replaced it, or dropped it after its own 401) is simply sent again with the newest,
+  or, when there is none, after a fetch: no refresh spent, no back-off, not counted as a
+  retry (so a burst of revocations, each seen by every call in flight, fails none of
+  them). A 401/403 on the newest token drops it and fetches a new one: that is the
+  call's one refresh, and a second rejection of the newest token is final. A call takes
+  at most ``STALE_RESENDS`` free resends without progress (a call that delivers new text
+  gets a fresh allowance), after which a rejection counts as if the token were the
+  newest: no call bounces between tokens forever. A failed token fetch is final too: it
+  was retried on its own by a :class:`~aichatonline._core.fetch.TokenFetch`.
 - Retries: one :class:`~aichatonline._core.retries.Attempts` (tenacity) per call. An
   attempt that delivered new text earns a fresh budget; the whole-call bound is never
   slept into.
@@ -51,28 +58,26 @@ from .resume import Transcript
 from .retries import Attempts, RetryPolicy
 from .session import TokenCache
 from .timeouts import Limits, Timeout
-from .wire import (
-    Chat,
-    Request,
-    check_content_encoding,
-    parse_token,
-    status_error,
-    token_request,
-)
+from .wire import Chat, Request, check_content_encoding, status_error
 
 __all__ = [
     "DONE",
     "FETCH_TOKEN",
     "READ_BODY",
     "READ_ERROR",
+    "STALE_RESENDS",
     "Action",
     "Call",
     "Done",
     "Raise",
     "Send",
     "Sleep",
-    "TokenFetch",
 ]
+
+
+#: How many times a call sends again, free, a request whose token another call had
+#: replaced meanwhile, between two stretches of progress.
+STALE_RESENDS = 8
 
 
 class Action:
@@ -149,7 +154,9 @@ class Call:
     """The state of one chat call: token, attempts, decoder, transcript, time limits.
 
     ``resume`` true (``stream()``): a dropped answer is resumed where the caller is;
-    false (``complete()``): it starts over. ``strict``, ``max_line_bytes`` and
+    false (``complete()``): it starts over. ``keep_text`` false: the transcript keeps only
+    the delivered text's length and hash, not the text (see
+    :class:`~aichatonline._core.resume.Transcript`). ``strict``, ``max_line_bytes`` and
     ``json_loads`` configure each attempt's :class:`StreamDecoder`.
     """
 
@@ -159,10 +166,12 @@ class Call:
         "_best",
         "_decoder",
         "_decoder_options",
+        "_generation",
         "_refreshed",
         "_request",
         "_secrets",
         "_skipped_before",
+        "_stale_resends",
         "_status",
         "_token",
         "_unreadable_retried",
@@ -182,6 +191,7 @@ class Call:
         policy: RetryPolicy,
         timeout: Timeout,
         resume: bool,
+        keep_text: bool = True,
         strict: bool = False,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         json_loads: Callable[[bytes], Any] | None = None,
@@ -194,13 +204,15 @@ class Call:
         #: The retry policy of this call (its token fetch, if it needs one, follows it too).
         self.policy = policy
         self.limits = Limits(timeout, clock)
-        self.transcript = Transcript(resume=resume)
+        self.transcript = Transcript(resume=resume, keep_text=keep_text)
         #: The response headers of the last attempt (lower-case names), once one came.
         self.headers: Mapping[str, str] | None = None
         self._attempts = Attempts(policy, self.limits, "the chat request")
         self._decoder_options = (strict, max_line_bytes, json_loads)
         self._decoder: StreamDecoder | None = None
         self._token: str | None = None
+        self._generation = -1  # the generation of ``_token`` (-1: already outdated)
+        self._stale_resends = 0  # free resends since the last progress
         self._request: Request | None = None
         self._status = 0
         self._refreshed = False
@@ -242,7 +254,11 @@ class Call:
         return self._action
 
     def token_ready(self, token: str) -> None:
-        """The client's token is ``token``: send the chat request with it."""
+        """The client's token is ``token`` (the cache's, just read or fetched): send the
+        chat request with it."""
+        current, generation = self.tokens.current
+        # Replaced already (another thread's refresh came in between): outdated at once.
+        self._generation = generation if current == token else -1
         self._token = token
         self._request = self.chat.request(token)
         self._action = Send(self._request)
@@ -312,21 +328,19 @@ class Call:
         return delivered
 
     def failed(self, exc: APIError) -> None:
-        """An I/O step failed with ``exc``: retry (after a Sleep), refresh the token, or Raise."""
+        """An I/O step failed with ``exc``: retry (after a Sleep), send again with another
+        token, refresh the token, or Raise."""
         self._end_attempt()
-        if isinstance(exc, AuthenticationError) and self._token is not None and not self._refreshed:
-            # The token expired or was revoked: a new one, once per call.
-            self._refreshed = True
-            self.tokens.forget(self._token)
-            self._token = None
+        token = self._token
+        if isinstance(exc, AuthenticationError) and token is not None and self._rejected(token):
             self.transcript.failure(exc)
-            self._action = FETCH_TOKEN
             return
         final = self.transcript.failure(exc)
         if self.transcript.length > self._best:
             # Progress, past anything an earlier attempt reached (complete() starts each
             # attempt over, so text alone is not progress): a fresh budget of retries.
             self._attempts.reset()
+            self._stale_resends = 0
             self._best = self.transcript.length
         delay = self._attempts.failed(exc)
         self._action = Raise(final) if delay is None else Sleep(delay)
@@ -337,13 +351,39 @@ class Call:
         self._action = Raise(self.transcript.failure(exc))
 
     def slept(self) -> None:
-        """The back-off is over: the next attempt."""
-        if self._token is None:
-            self._action = FETCH_TOKEN
-        else:
-            self.token_ready(self._token)
+        """The back-off is over: the next attempt, with the newest token."""
+        self._send_with_newest()
 
     # -- internals --------------------------------------------------------------------
+
+    def _rejected(self, token: str) -> bool:
+        """The service refused ``token``: set the next action and say True, or say False
+        when the rejection is final."""
+        if (
+            not self.tokens.is_current(token, self._generation)
+            and self._stale_resends < STALE_RESENDS
+        ):
+            # Another call replaced or dropped it meanwhile: it was never this call's to
+            # refresh. Sent again with the newest, within the allowance.
+            self._stale_resends += 1
+            self._send_with_newest()
+            return True
+        if self._refreshed:
+            return False  # a second rejection of the newest token
+        # The newest token expired or was revoked: this call's one refresh.
+        self._refreshed = True
+        self.tokens.forget(token, self._generation)
+        self._token = None
+        self._action = FETCH_TOKEN
+        return True
+
+    def _send_with_newest(self) -> None:
+        token = self.tokens.token
+        if token is None:
+            self._token = None
+            self._action = FETCH_TOKEN
+        else:
+            self.token_ready(token)
 
     def _end_attempt(self) -> None:
         self.limits.disarm_first_piece()  # each attempt gets its own window
@@ -363,52 +403,3 @@ class Call:
         error = ProtocolError(message, retryable=not self._unreadable_retried)
         self._unreadable_retried = True
         return error
-
-
-class TokenFetch:
-    """One fetch of a unique id, with its own retries: ``Send`` until ``Done`` or ``Raise``."""
-
-    __slots__ = ("_action", "_attempts", "_base_url", "_headers", "_request", "_secrets", "limits")
-
-    def __init__(
-        self,
-        base_url: str,
-        headers: Mapping[str, str],
-        *,
-        policy: RetryPolicy,
-        limits: Limits,
-        secrets: tuple[str, ...] = (),
-    ) -> None:
-        self._base_url = base_url
-        self._secrets = secrets  # the proxy's credentials: a proxy may echo them
-        self._headers = headers
-        self.limits = limits
-        self._attempts = Attempts(policy, limits, "the token fetch")
-        self._request = token_request(base_url, headers)
-        self._action: Action = Send(self._request)
-
-    def next_action(self) -> Action:
-        """What the I/O layer should do now."""
-        return self._action
-
-    def response(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        """The whole response (its body cut at a bound) arrived."""
-        if 200 <= status < 300:
-            try:
-                self._action = Done(parse_token(body))
-            except ProtocolError as exc:
-                self.failed(exc)
-        else:
-            self.failed(
-                status_error(status, headers, body, request=self._request, secrets=self._secrets)
-            )
-
-    def failed(self, exc: APIError) -> None:
-        """The attempt failed: Sleep and try again, or Raise."""
-        delay = self._attempts.failed(exc)
-        self._action = Raise(exc) if delay is None else Sleep(delay)
-
-    def slept(self) -> None:
-        """The back-off is over: ask again (a fresh ``canvas``, as the original did)."""
-        self._request = token_request(self._base_url, self._headers)
-        self._action = Send(self._request)

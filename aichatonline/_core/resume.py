@@ -2,60 +2,94 @@
 
 Theory of operation
 -------------------
-A :class:`Transcript` sees every piece on its way to the caller and keeps the
-text delivered so far. When a stream drops, the client re-sends the same
-request (same ``conversationId`` and prompt) and passes the new answer through
+A :class:`Transcript` sees every piece on its way to the caller and keeps what it needs
+to check a resumed answer. When a stream drops, the client re-sends the same request
+(same ``conversationId`` and prompt) and passes the new answer through
 :meth:`Transcript.deliver` again, which returns what the caller should get:
 
-* ``resume=True`` (``stream()``): the new answer must start with the text
-  already delivered. That prefix is skipped, piece by piece (a piece may end
-  inside it); what follows is delivered. The caller never sees a piece twice.
-  If the new answer differs from the delivered text, or ends before reaching
-  its end, :class:`StreamInterrupted` is raised with ``partial`` set to exactly
-  the text delivered.
-* ``resume=False`` (``complete()``): nothing has reached the caller yet, so the
-  text of a broken attempt is dropped and the next attempt starts from scratch.
+* ``resume=True`` (``stream()``): the new answer must start with the text already
+  delivered. That prefix is skipped, piece by piece (a piece may end inside it); what
+  follows is delivered. The caller never sees a piece twice. If the new answer differs
+  from the delivered text, or ends before reaching its end, :class:`StreamInterrupted`
+  is raised.
+* ``resume=False`` (``complete()``): nothing has reached the caller yet, so the text of
+  a broken attempt is dropped and the next attempt starts from scratch.
 
-A failure that finally escapes after text was delivered (retries used up, the
-deadline reached) becomes :class:`StreamInterrupted` carrying that text, with
-the failure as its ``__cause__``: nothing is lost silently.
+A failure that finally escapes after text was delivered (retries used up, the deadline
+reached) becomes :class:`StreamInterrupted` with the failure as its ``__cause__`` and
+``delivered`` set to the number of characters delivered: nothing is lost silently.
 
-Text is stored as pieces folded into compact blocks once at least 64 have gathered,
-encoded as UTF-8, so it costs about its own size in memory and ``text`` stays linear (a
-``str`` holding one emoji takes four bytes for every character; UTF-8 takes one for most).
+What it keeps
+-------------
+``keep_text=True`` (the default): the delivered text itself, so that ``text`` works and
+``StreamInterrupted.partial`` is exactly that text. Pieces are folded into compact blocks
+once at least 64 have gathered, encoded as UTF-8, so the text costs about its own size
+in memory and ``text`` stays linear (a ``str`` holding one emoji takes four bytes for
+every character; UTF-8 takes one for most). A resumed answer is compared with it piece by
+piece, so a difference is found where it starts.
+
+``keep_text=False`` (lean, for a caller that does not need the text, like a gateway
+relaying an endless answer): only ``length`` and a running BLAKE2b hash of the delivered
+text's UTF-8 bytes (``surrogatepass``), whatever the answer's length. A resumed answer's
+first ``length`` characters are hashed as they arrive (of a piece that straddles that
+boundary, only the part before it), and the two digests are compared at the boundary:
+what follows is delivered only when they are equal. A different digest, or an answer
+that ends before the boundary, raises :class:`StreamInterrupted` at once, with
+``partial=""`` (the text was not kept) and ``delivered`` set; ``text`` raises
+:class:`InvalidRequestError`. A difference is found at the boundary, not where it starts.
 """
 
 from __future__ import annotations
 
-from .._exceptions import APIError, StreamInterrupted
+import hashlib
+
+from .._exceptions import APIError, InvalidRequestError, StreamInterrupted
 
 __all__ = ["Transcript"]
 
 _FOLD_AT = 64
+_ENCODING = ("utf-8", "surrogatepass")
+
+
+def _text_hash() -> hashlib.blake2b:
+    return hashlib.blake2b(digest_size=32)
 
 
 class Transcript:
-    """Text delivered by one chat call, across its attempts."""
+    """Text delivered by one chat call, across its attempts (or, lean, its length and
+    hash)."""
 
     __slots__ = (
         "_blocks",
+        "_digest",
         "_folds",
+        "_hash",
         "_last_failure",
         "_position",
         "_replay",
+        "_replay_hash",
         "_tail",
+        "keep_text",
         "length",
         "resume",
     )
 
-    def __init__(self, *, resume: bool = True) -> None:
+    def __init__(self, *, resume: bool = True, keep_text: bool = True) -> None:
         self.resume = resume
+        #: Whether the delivered text is kept (``text``, ``partial``), or only its
+        #: length and hash.
+        self.keep_text = keep_text
         self._blocks: list[bytes] = []
         self._tail: list[str] = []
         self._folds = 0
-        # While replaying: the text delivered before the drop, and how much of
-        # it the new answer has matched so far.
+        # Lean: the running hash of the delivered text (None when the text is kept).
+        self._hash = None if keep_text else _text_hash()
+        # While replaying: the text delivered before the drop (kept), or the hash of the
+        # new answer so far and the delivered text's digest (lean); and how much of it
+        # the new answer has matched so far.
         self._replay: str | None = None
+        self._replay_hash: hashlib.blake2b | None = None
+        self._digest = b""
         self._position = 0
         self._last_failure: APIError | None = None
         #: How many characters were delivered (cheaper than ``len(text)``).
@@ -64,19 +98,25 @@ class Transcript:
     @property
     def replaying(self) -> bool:
         """Whether a resumed attempt is still re-reading text the caller already has."""
-        return self._replay is not None
+        return self._replay is not None or self._replay_hash is not None
 
     @property
     def text(self) -> str:
-        """All text delivered so far.
+        """All text delivered so far (:class:`InvalidRequestError` when not kept).
 
         Another thread may read it while the stream runs: reading changes
         nothing, and a read that overlapped a fold of the pieces is retried
         (``_folds`` is odd during a fold and grows by two with each).
         """
+        if not self.keep_text:
+            raise InvalidRequestError(
+                "the delivered text was not kept (keep_text=False): "
+                f"{self.length} characters were delivered",
+                field="keep_text",
+            )
         while True:
             folds = self._folds
-            text = b"".join(self._blocks).decode("utf-8", "surrogatepass") + "".join(self._tail)
+            text = b"".join(self._blocks).decode(*_ENCODING) + "".join(self._tail)
             if folds == self._folds and not folds % 2:
                 return text
 
@@ -88,10 +128,16 @@ class Transcript:
             self._tail.clear()
             self.length = 0
             self._folds += 1
+            if self._hash is not None:
+                self._hash = _text_hash()
             return
-        text = self.text
-        self._replay = text or None
         self._position = 0
+        if self._hash is None:
+            text = self.text
+            self._replay = text or None
+        elif self.length:
+            self._replay_hash = _text_hash()
+            self._digest = self._hash.digest()
 
     def deliver(self, pieces: list[str]) -> list[str]:
         """The pieces the caller should get, recorded as delivered.
@@ -103,38 +149,47 @@ class Transcript:
             pieces = self._skip_replayed(pieces)
             if not pieces:
                 return pieces
+        elif self._replay_hash is not None:
+            pieces = self._skip_hashed(pieces)
+            if not pieces:
+                return pieces
+        self.length += sum(map(len, pieces))
+        if self._hash is not None:
+            self._hash.update("".join(pieces).encode(*_ENCODING))
+            return pieces
         tail = self._tail  # only ever cleared in place, never replaced
         tail.extend(pieces)
-        self.length += sum(map(len, pieces))
         if len(tail) >= _FOLD_AT:
             # Before the next network read: one compact string instead of many
             # small ones (~50 bytes each) while the stream waits.
             self._folds += 1
-            self._blocks.append("".join(tail).encode("utf-8", "surrogatepass"))
+            self._blocks.append("".join(tail).encode(*_ENCODING))
             tail.clear()
             self._folds += 1
         return pieces
 
     def end_attempt(self) -> None:
         """The attempt's answer ended normally."""
-        if self._replay is not None:
+        if self.replaying:
             raise self._diverged("the re-sent request's answer ended before the text already sent")
 
     def failure(self, exc: APIError) -> APIError:
         """Record a failed attempt; return the error to raise if no retry follows.
 
         Once text has gone out, any failure that ends the call is reported as
-        :class:`StreamInterrupted` carrying that text, with ``exc`` as its cause.
+        :class:`StreamInterrupted` carrying that text (or, lean, its length), with
+        ``exc`` as its cause.
         """
         self._last_failure = exc
         self._replay = None
-        if isinstance(exc, StreamInterrupted):
+        self._replay_hash = None
+        if isinstance(exc, StreamInterrupted) or not self.length:
             return exc
-        partial = self.text
-        if not partial:
-            return exc
+        partial = self.text if self.keep_text else ""
         error = StreamInterrupted(
-            f"the stream broke after {len(partial)} characters: {exc}", partial=partial
+            f"the stream broke after {self.length} characters: {exc}",
+            partial=partial,
+            delivered=self.length,
         )
         error.__cause__ = exc
         return error
@@ -162,12 +217,35 @@ class Transcript:
         self._position = position
         return []
 
+    def _skip_hashed(self, pieces: list[str]) -> list[str]:
+        # The lean twin of _skip_replayed: the same cut, checked by digest at the boundary.
+        replay_hash = self._replay_hash
+        assert replay_hash is not None
+        boundary = self.length
+        position = self._position
+        for index, piece in enumerate(pieces):
+            end = position + len(piece)
+            if end < boundary:
+                position = end
+                continue
+            head = boundary - position
+            replay_hash.update(("".join(pieces[:index]) + piece[:head]).encode(*_ENCODING))
+            if replay_hash.digest() != self._digest:
+                raise self._diverged("the re-sent request gave a different answer")
+            self._replay_hash = None  # caught up: from here on everything is new
+            return pieces[index + 1 :] if end == boundary else [piece[head:], *pieces[index + 1 :]]
+        replay_hash.update("".join(pieces).encode(*_ENCODING))
+        self._position = position
+        return []
+
     def _diverged(self, why: str) -> StreamInterrupted:
         partial = self._replay or ""
         self._replay = None
+        self._replay_hash = None
         error = StreamInterrupted(
-            f"the stream broke after {len(partial)} characters and could not be resumed: {why}",
+            f"the stream broke after {self.length} characters and could not be resumed: {why}",
             partial=partial,
+            delivered=self.length,
         )
         error.__cause__ = self._last_failure
         return error

@@ -8,6 +8,13 @@ for a fetch that failed gets that same failure instead of starting a fetch of it
 token is dropped only if it is still the current one, as a concurrent call may have
 replaced it already.
 
+Generations. Each new token (fetched, or set by the caller) gets the next number of a
+counter: a call notes the generation of the token it sends, so that when the service
+rejects it the call can tell a token that is still the newest (the call's own refresh is
+due) from one that another call has replaced or dropped meanwhile (sent again with the
+newest, no refresh spent; see ``call.py``). The token and its generation change together,
+as one value, so that another thread never reads one without the other.
+
 The service's cookies are the httpx client's business (its cookie jar).
 """
 
@@ -26,10 +33,11 @@ __all__ = ["TokenCache"]
 class TokenCache:
     """The unique id a client's calls share, and the single-flight bookkeeping of its fetch."""
 
-    __slots__ = ("_error", "_limits_of_error", "_token", "fetches")
+    __slots__ = ("_current", "_error", "_limits_of_error", "fetches")
 
     def __init__(self) -> None:
-        self._token: str | None = None
+        # The token (None: none yet, or dropped) and its generation, one tuple.
+        self._current: tuple[str | None, int] = (None, 0)
         #: How many fetches finished (a waiter compares it with what it saw before waiting).
         self.fetches = 0
         self._error: APIError | None = None
@@ -40,7 +48,7 @@ class TokenCache:
     @property
     def token(self) -> str | None:
         """The current token, or ``None``."""
-        return self._token
+        return self._current[0]
 
     @token.setter
     def token(self, value: str | None) -> None:
@@ -49,17 +57,38 @@ class TokenCache:
                 "token must be None or a non-empty string of visible ASCII characters",
                 field="token",
             )
-        self._token = value
+        token, generation = self._current
+        if value is None:
+            self._current = (None, generation)
+        elif value != token:
+            self._current = (value, generation + 1)
 
-    def forget(self, token: str) -> None:
-        """The service rejected ``token``: drop it, unless another call replaced it already."""
-        if self._token == token:
-            self._token = None
+    @property
+    def current(self) -> tuple[str | None, int]:
+        """The current token (or ``None``) and its generation, read together."""
+        return self._current
+
+    @property
+    def generation(self) -> int:
+        """How many tokens there have been: each new one, fetched or set, counts."""
+        return self._current[1]
+
+    def is_current(self, token: str, generation: int) -> bool:
+        """Whether ``token`` of ``generation`` is still the one to send."""
+        return self._current == (token, generation)
+
+    def forget(self, token: str, generation: int | None = None) -> None:
+        """The service rejected ``token`` (of ``generation``, when given): drop it, unless
+        another call replaced it already."""
+        current, current_generation = self._current
+        if current == token and generation in (None, current_generation):
+            self._current = (None, current_generation)
 
     def fetched(self, token: str) -> None:
-        """A fetch succeeded."""
+        """A fetch succeeded: ``token`` is the newest, even when the service gave the same
+        string again."""
         self.fetches += 1
-        self._token, self._error = token, None
+        self._current, self._error = (token, self._current[1] + 1), None
 
     def failed(self, error: APIError, policy: RetryPolicy, timeout: Timeout) -> None:
         """A fetch made with ``policy`` and ``timeout`` failed with ``error``."""

@@ -67,8 +67,14 @@ class Transport:
         self._kind: str | None = None
         self._loop_guard: Any = None
         self._closed = False
-        #: Responses sent and not closed yet (for leak checks).
-        self.open_responses = 0
+        # Responses sent and not closed yet (a set: adding and discarding are atomic, where
+        # a counter's += could lose a step between two threads).
+        self._open: set[Response] = set()
+
+    @property
+    def open_responses(self) -> int:
+        """Responses sent and not closed yet (for leak checks)."""
+        return len(self._open)
 
     @property
     def http_client(self) -> Any:
@@ -226,7 +232,7 @@ class Response:
         #: Where a blocking read of this response waits (its connection's socket).
         self.socket = socket
         socket.set(response.extensions.get("network_stream"))
-        transport.open_responses += 1
+        transport._open.add(self)
 
     def read(self, limits: Limits) -> bytes:
         """The next bytes of the body, content-decoded; ``b""`` at its end."""
@@ -267,7 +273,7 @@ class Response:
         if response is None:
             return
         chunks, self._chunks = self._chunks, None
-        self._transport.open_responses -= 1
+        self._transport._open.discard(self)
         with sync_shield():
             response.close()
             if chunks is not None:

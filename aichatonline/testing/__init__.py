@@ -22,6 +22,13 @@ CLI demo and users' own test suites::
   ``spawn_server``, and as flags by ``python -m aichatonline.testing``.
 - ``Fault``: one scripted misbehaviour (status, Cloudflare page, drop, stall, malformed lines,
   in-band error, trickle, token expiry, variant answer).
+- ``FaultMix``: faults at fixed rates for soak tests (``ServerOptions(fault_mix=...)``, the
+  ``--fault-mix`` flag), seeded and dealt once per ``conversationId``, on its first request
+  only, so retries succeed and a client knows in advance which streams meet which fault::
+
+      mix = FaultMix(drop=0.01, rate_limit=0.005, stall=0.001, stall_seconds=3, seed=7)
+      with LocalServer(fault_mix=mix, record_requests=False) as server:
+          ...  # server.mixed_faults counts what was dealt; mix.kind_for(id) says what
 - ``reply_for`` / ``pieces_for``: the deterministic answer, to compare a client's result with.
 - ``spawn_server`` / ``run_server``: the server in a child process, or in the foreground
   (``python -m aichatonline.testing``).
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
     from ._answers import pieces_for, reply_for
     from ._faults import Fault
     from ._http import RecordedRequest
+    from ._mix import FaultMix
     from ._options import ServerOptions
     from ._process import SpawnedServer, run_server, spawn_server
     from ._proxy import ForwardProxy
@@ -53,6 +61,7 @@ __all__ = [
     "CHAT_PATH",
     "TOKEN_PATH",
     "Fault",
+    "FaultMix",
     "ForwardProxy",
     "LocalServer",
     "RecordedRequest",
@@ -68,6 +77,7 @@ _MODULE_OF = {
     "CHAT_PATH": "._server",
     "TOKEN_PATH": "._server",
     "Fault": "._faults",
+    "FaultMix": "._mix",
     "ForwardProxy": "._proxy",
     "LocalServer": "._server",
     "RecordedRequest": "._http",

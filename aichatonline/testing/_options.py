@@ -8,7 +8,8 @@ one list: each field carries its check and, when it has one, its command-line fl
 are typed by ``ServerOptionFields``, a TypedDict of the same fields (a test keeps the two
 lists equal).
 
-This module imports no server code, so a command line can describe the options cheaply.
+This module imports no server code (``_mix.py`` is data and a hash), so a command line can
+describe the options cheaply.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
+
+from ._mix import FaultMix
 
 __all__ = ["ServerOptionFields", "ServerOptions", "resolve_options"]
 
@@ -45,6 +48,11 @@ class _Check:
 _COUNT = _Check(int, lambda v: v >= 0, "an integer >= 0")
 _SIZE = _Check(int, lambda v: v > 0, "a positive integer")
 _SECONDS = _Check(float, lambda v: 0 <= v < math.inf, "a number >= 0")
+_MIX = _Check(
+    FaultMix.parse,
+    lambda v: isinstance(v, FaultMix),
+    "a FaultMix (text form: 'drop=1%, rate_limit=0.5%, seed=7')",
+)
 
 
 def _option(
@@ -87,6 +95,17 @@ class ServerOptions:
     record_requests: bool = _option(True)
     """Whether ``LocalServer.requests`` keeps every request (turn off for long runs). No flag:
     a server in the foreground or in a child process never records."""
+    # ``_option`` returns a dataclasses.field whose default is None (ruff cannot see that).
+    fault_mix: FaultMix | None = _option(  # noqa: RUF009
+        None,
+        _MIX,
+        "--fault-mix",
+        "MIX",
+        "faults at fixed rates, once per conversation: 'drop=1%%, rate_limit=0.5%%, "
+        "unavailable=0.5%%, expire_token=0.2%%, malformed=0.1%%, stall=0.1%%, "
+        "stall_seconds=3, seed=7' (see aichatonline.testing.FaultMix)",
+    )
+    """Faults dealt at fixed rates, on each conversation's first request (``FaultMix``)."""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -144,6 +163,7 @@ class ServerOptionFields(TypedDict, total=False):
     token_ttl: float | None
     require_token: bool
     record_requests: bool
+    fault_mix: FaultMix | None
 
 
 def resolve_options(options: ServerOptions | None, changes: ServerOptionFields) -> ServerOptions:

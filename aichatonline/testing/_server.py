@@ -12,6 +12,7 @@ rather than against itself. Its parts, one module each:
 - ``_http.py``: connections, reading requests (``RecordedRequest``), writing responses;
 - ``_answers.py``: the answer to a prompt and its NDJSON lines;
 - ``_faults.py``: what a ``Fault`` asks for, and its ``X-Fault`` header form;
+- ``_mix.py``: ``FaultMix``, faults at fixed rates dealt once per conversation (soak tests);
 - ``_delivery.py``: writing an answer with its fault acted out (pages, drops, stalls, trickles);
 - ``_options.py``: ``ServerOptions``, how the server answers;
 - this module: the endpoints and the server's state (tokens, records, counters, fault queues);
@@ -25,11 +26,14 @@ answered under the options current when it arrived.
 
 Faults. A ``Fault`` describes one misbehaviour. The fault for a request comes from, in order:
 its ``X-Fault`` header, the FIFO queue filled by ``inject()`` for its endpoint, then
-``always``. The streaming loop visits the points "after p valid lines" for p = 0..n and fires
-the stall, in-band error and drop faults at their points (``_delivery.py`` acts them out).
+``always``, then (for the first chat request of a conversation, with a valid token and body)
+the ``fault_mix`` option. The streaming loop visits the points "after p valid lines" for
+p = 0..n and fires the stall, in-band error and drop faults at their points (``_delivery.py``
+acts them out).
 
 Memory. Recorded requests grow without bound unless ``record_requests=False`` (the limits on a
-single request are in ``_http.py``).
+single request are in ``_http.py``); a fault mix remembers the last ``MIX_MEMORY`` conversation
+ids.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from ._background import BackgroundServer
 from ._delivery import send_error, send_fault_page, send_token_body, stream_lines
 from ._faults import NO_FAULT, Fault
 from ._http import BadRequest, Connection, PeerGone, RecordedRequest, full_response, read_request
+from ._mix import FaultMix, MixMemory
 from ._options import ServerOptions, resolve_options
 
 if TYPE_CHECKING:
@@ -115,6 +120,8 @@ class LocalServer(BackgroundServer):
     """Whether the chat endpoint checks the ``UniqueId`` header."""
     record_requests = _Option[bool]()
     """Whether ``requests`` keeps every request (turn off for long runs)."""
+    fault_mix = _Option[FaultMix | None]()
+    """Faults at fixed rates, dealt on each conversation's first request (``FaultMix``)."""
 
     def __init__(
         self,
@@ -135,6 +142,7 @@ class LocalServer(BackgroundServer):
         self._open_connections = 0
         self._disconnects = 0
         self._variants = itertools.count(1)
+        self._mix = MixMemory()
 
     async def _listen(self) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -198,6 +206,11 @@ class LocalServer(BackgroundServer):
             return self._disconnects
 
     @property
+    def mixed_faults(self) -> dict[str, int]:
+        """How many faults of each kind the ``fault_mix`` has dealt (``FaultMix`` kinds)."""
+        return self._mix.dealt()
+
+    @property
     def pending_faults(self) -> list[Fault]:
         """The injected faults not consumed yet (chat first, then token)."""
         with self._lock:
@@ -214,7 +227,8 @@ class LocalServer(BackgroundServer):
     def reset(self) -> None:
         """Forget recorded requests, zero the counters and drop queued faults and ``always``.
 
-        Issued tokens stay valid (see ``expire_tokens``).
+        The fault mix forgets the conversations it has seen (their next request is a first
+        one again). Issued tokens stay valid (see ``expire_tokens``).
         """
         with self._changed:
             self._records.clear()
@@ -224,6 +238,7 @@ class LocalServer(BackgroundServer):
             self._tokens_issued = 0
             self._disconnects = 0
             self._variants = itertools.count(1)
+            self._mix.clear()
             self._changed.notify_all()
 
     def expire_tokens(self) -> None:
@@ -384,6 +399,18 @@ class LocalServer(BackgroundServer):
         options: ServerOptions,
     ) -> bool:
         token = request.headers.get("uniqueid")
+        payload = _chat_payload(request.body)
+        mix = options.fault_mix
+        if (
+            mix is not None
+            and fault is NO_FAULT
+            and payload is not None
+            and not (options.require_token and self._token_problem(token))
+        ):
+            # A request refused for its token does not use its conversation's fault up.
+            text = reply_for(payload["prompt"])
+            count = len(encoded_lines(text, options.pieces, options.piece_size))
+            fault = self._mix.deal(mix, payload["conversationId"], count)
         if fault.expire_token and token:
             with self._lock:
                 self._tokens.pop(token, None)
@@ -394,15 +421,7 @@ class LocalServer(BackgroundServer):
             problem = self._token_problem(token)
             if problem is not None:
                 return send_error(conn, request, 401, problem, keep_alive)
-        try:
-            payload = json.loads(request.body)
-        except ValueError:
-            payload = None
-        if not (
-            isinstance(payload, dict)
-            and isinstance(payload.get("prompt"), str)
-            and isinstance(payload.get("conversationId"), str)
-        ):
+        if payload is None:
             return send_error(
                 conn,
                 request,
@@ -415,3 +434,14 @@ class LocalServer(BackgroundServer):
             text = f"Variant {next(self._variants)}: {text}"
         lines = encoded_lines(text, options.pieces, options.piece_size)
         return await stream_lines(conn, request, lines, fault, keep_alive, options.delay)
+
+
+def _chat_payload(body: bytes) -> dict[str, Any] | None:
+    """The chat request's JSON object, if it has string fields conversationId and prompt."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
+        return None
+    fields = ("prompt", "conversationId")
+    valid = isinstance(payload, dict) and all(isinstance(payload.get(f), str) for f in fields)
+    return payload if valid else None
