@@ -298,8 +298,13 @@ class BaseClient:
         timeout: TimeoutTypes | NotGiven,
         max_retries: int | NotGiven,
         extra_headers: Mapping[str, str] | None,
+        keep_text: bool = True,
     ) -> Call:
         """Check the input (before any I/O) and fix what every attempt of the call sends."""
+        if not isinstance(keep_text, bool):
+            raise InvalidRequestError(
+                f"keep_text must be True or False, not {keep_text!r}", field="keep_text"
+            )
         prompt = format_prompt(messages)
         if conversation_id is not None and (
             not isinstance(conversation_id, str) or not conversation_id
@@ -325,6 +330,7 @@ class BaseClient:
             policy=policy,
             timeout=self._timeout if isinstance(timeout, NotGiven) else Timeout.of(timeout),
             resume=resume,
+            keep_text=keep_text,
             strict=self._strict,
             max_line_bytes=self._max_line_bytes,
             secrets=self._secrets,

@@ -14,9 +14,10 @@ redirects never followed. Unless ``transport=`` or ``mounts=`` is given, request
 over small stock httpx transports (:class:`~aichatonline._async.shards.AsyncShardedTransport`)
 so that ten thousand concurrent streams cost no more per stream than ten; ``proxy``,
 ``verify``, ``cert``, ``trust_env``, ``http1``, ``http2`` and ``limits`` mean what they mean
-to httpx. Environment proxies (``HTTPS_PROXY`` and the rest, with ``trust_env``) are
-httpx's own business, as always: when the environment names one, httpx's own transports
-carry every request.
+to httpx, and ``socket_options``, ``local_address``, ``uds`` and ``retries`` what they mean
+to ``httpx.HTTPTransport`` (the shards take them). Environment proxies (``HTTPS_PROXY`` and
+the rest, with ``trust_env``) are httpx's own business, as always: when the environment
+names one, httpx's own transports carry every request (and those four cannot be given).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import httpx
 
 from ._async.shards import AsyncShardedTransport
 from ._core import DEFAULT_TIMEOUT
+from ._exceptions import InvalidRequestError
 from ._sync.shards import ShardedTransport
 
 __all__ = [
@@ -55,6 +57,8 @@ DEFAULT_CONNECTION_LIMITS = httpx.Limits(
 _ASYNC_SHARD_SIZE = 8
 _SYNC_SHARD_SIZE = 1
 _TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits")
+# What httpx's transports take and its clients do not: passed to the shards only.
+_SHARD_ONLY_OPTIONS = ("socket_options", "local_address", "uds", "retries")
 
 
 def _with_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +80,7 @@ def _sharded(kwargs: dict[str, Any], kind: Any, shard_size: int) -> dict[str, An
         # the stock transport httpx makes beside them.
         verify = kwargs["verify"] = _ssl_context(verify, kwargs.get("trust_env", True))
     options = {name: kwargs[name] for name in _TRANSPORT_OPTIONS if name in kwargs}
+    options.update({name: kwargs.pop(name) for name in _SHARD_ONLY_OPTIONS if name in kwargs})
     options["verify"] = verify
     proxy = kwargs.pop("proxy", None)
     if proxy is not None:
@@ -83,6 +88,12 @@ def _sharded(kwargs: dict[str, Any], kind: Any, shard_size: int) -> dict[str, An
         kwargs["transport"] = kind(shard_size=shard_size, proxy=proxy, **options)
     elif not (kwargs.get("trust_env", True) and _environment_has_proxies()):
         kwargs["transport"] = kind(shard_size=shard_size, **options)
+    elif any(name in options for name in _SHARD_ONLY_OPTIONS):
+        raise InvalidRequestError(
+            f"{', '.join(name for name in _SHARD_ONLY_OPTIONS if name in options)}: the "
+            "environment names proxies, whose transports httpx makes itself; pass "
+            "trust_env=False (and proxy=) or a transport of your own"
+        )
     # else: the environment names proxies, which httpx applies (NO_PROXY and all) to its
     # own transports only.
     return kwargs

@@ -418,3 +418,19 @@ def test_out_of_descriptors_it_recovers_and_logs_little(loop: str) -> None:
     log = gw.text()  # all of it: the process has ended
     assert len(log) < 4000, log[:2000]
     assert b"Traceback" not in log
+
+
+# --------------------------------------------------------------------------- memory per stream
+
+
+def test_slow_readers_of_long_answers_hold_a_bounded_memory_given_back_after() -> None:
+    # 300 clients read 16 bytes a second of answers far longer than they will ever read:
+    # each stream holds what its buffers hold, not what the answer has sent, and the memory
+    # of the ended streams goes back (docs/gateway.md states the bound).
+    from benchmarks.gateway_memory import measure
+
+    figures = measure(clients=300, seconds=8.0, pieces=100_000, settle=3.0)
+    assert figures["client_bytes_read"] > 0
+    assert figures["per_stream_kib"] <= 256, figures
+    grown = figures["during_max_mib"] - figures["baseline_mib"]
+    assert figures["after_mib"] - figures["baseline_mib"] <= 0.6 * grown, figures

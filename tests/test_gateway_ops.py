@@ -289,3 +289,21 @@ def test_the_model_alias_is_echoed_as_asked(server: LocalServer) -> None:
             client.chat.completions.create(model=alias, messages=body()["messages"], stream=True)
         )
         assert {chunk.model for chunk in chunks} == {alias}
+
+
+def test_aiohttp_carries_the_sdks_requests(server: LocalServer) -> None:
+    pytest.importorskip("httpx_aiohttp")
+    from aichatonline import DefaultAioHttpClient
+
+    app = create_app(base_url=server.base_url, api_key=KEY, aiohttp=True, trust_env=False)
+    with (
+        running(app) as url,
+        openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0) as client,
+    ):
+        assert isinstance(app.state.gateway.client.http_client, DefaultAioHttpClient)
+        whole = client.chat.completions.create(model=MODEL, messages=body()["messages"])
+        assert whole.choices[0].message.content == server.reply_for("Hi")
+        chunks = client.chat.completions.create(
+            model=MODEL, messages=body()["messages"], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == server.reply_for("Hi")

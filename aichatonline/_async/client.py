@@ -140,12 +140,18 @@ class AsyncClient(BaseClient):
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        keep_text: bool = True,
     ) -> AsyncStream:
         """Stream the answer to ``messages`` (a string is one user message).
 
         The input is checked now; the request goes out when iteration starts. A dropped
         stream is resumed exactly where it broke. ``timeout``, ``max_retries`` and
         ``extra_headers`` apply to this call only.
+
+        ``keep_text=False`` keeps only the length and a hash of the text delivered, so the
+        stream holds the same few bytes however long the answer (a proxy or a gateway that
+        forwards the pieces does not need them twice): resume stays exact, but ``text`` is
+        unavailable and a ``StreamInterrupted`` carries ``delivered`` with ``partial=""``.
         """
         return self._stream(
             messages,
@@ -154,6 +160,7 @@ class AsyncClient(BaseClient):
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
+            keep_text=keep_text,
         )
 
     @overload
@@ -294,6 +301,7 @@ class AsyncClient(BaseClient):
         timeout: TimeoutTypes | NotGiven,
         max_retries: int | NotGiven,
         extra_headers: Mapping[str, str] | None,
+        keep_text: bool = True,
     ) -> AsyncStream:
         call = self._call(
             messages,
@@ -302,6 +310,7 @@ class AsyncClient(BaseClient):
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
+            keep_text=keep_text,
         )
         self._check_open()
         stream = AsyncStream(call, self._transport, self._tokens)

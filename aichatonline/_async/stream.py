@@ -110,7 +110,11 @@ class AsyncStream:
 
     @property
     def text(self) -> str:
-        """All text delivered so far (another thread may read it while the stream runs)."""
+        """All text delivered so far (another thread may read it while the stream runs).
+
+        An :class:`~aichatonline.InvalidRequestError` for a stream made with
+        ``keep_text=False``, which does not keep it.
+        """
         pieces, handed, end = self._batch
         # The call counts a batch of pieces as delivered when it hands them over (and may
         # have recorded the next one already); the caller has seen them up to where the

@@ -207,6 +207,8 @@ class AsyncResponse:
     """One response: its status and headers, then its body in the chunks httpx gives."""
 
     __slots__ = (
+        "_at",
+        "_chunk",
         "_chunks",
         "_httpx",
         "_loop",
@@ -224,6 +226,8 @@ class AsyncResponse:
         self._request = request
         self._httpx: Any = response
         self._chunks: Any = response.aiter_bytes()
+        self._chunk = b""  # the chunk httpx gave, handed out a slice at a time
+        self._at = 0
         self._loop = async_current_loop()
         self.status: int = response.status_code
         #: The response headers (httpx's: case-insensitive, lower-case names).
@@ -234,15 +238,26 @@ class AsyncResponse:
         transport._open.add(self)
 
     async def read(self, limits: Limits) -> bytes:
-        """The next bytes of the body, content-decoded; ``b""`` at its end."""
+        """The next bytes of the body, content-decoded, at most ``READ_SLICE`` of them;
+        ``b""`` at its end.
+
+        A chunk httpx gives (up to 64 KiB, more once decoded) is handed out a slice at a
+        time, so that a stream read slowly holds the pieces of one slice, not of a chunk.
+        """
+        chunk: bytes = self._chunk
+        at = self._at
+        if at < len(chunk):
+            self._at = at + READ_SLICE
+            return chunk[at : at + READ_SLICE]
         chunks = self._chunks
         if chunks is None:
             return b""
         error: AiChatOnlineError
         try:
-            chunk: bytes = await chunks.__anext__()
+            chunk = await chunks.__anext__()
         except StopAsyncIteration:
             self._chunks = None
+            self._chunk = b""
             return b""
         except Exception as exc:
             if not _is_transport_failure(exc):
@@ -250,7 +265,11 @@ class AsyncResponse:
             error = self._transport.error(exc, self._request, limits, "reading the answer")
         else:
             check_expansion(len(chunk))
-            return chunk
+            if len(chunk) <= READ_SLICE:
+                self._chunk = b""
+                return chunk
+            self._chunk, self._at = chunk, READ_SLICE
+            return chunk[:READ_SLICE]
         raise error
 
     async def read_limited(self, limits: Limits, limit: int) -> bytes:
@@ -272,6 +291,7 @@ class AsyncResponse:
         if response is None:
             return
         chunks, self._chunks = self._chunks, None
+        self._chunk = b""
         self._transport._open.discard(self)
         with async_shield():
             await response.aclose()
@@ -287,6 +307,8 @@ class AsyncResponse:
 
 
 _LONGEST = 1e9  # seconds (some thirty years): a longer limit is no limit
+#: The most body bytes one read hands out: what the decoder turns into one batch of pieces.
+READ_SLICE = 16 * 1024
 
 
 async def _finish(chunks: Any) -> None:

@@ -208,6 +208,8 @@ class Response:
     """One response: its status and headers, then its body in the chunks httpx gives."""
 
     __slots__ = (
+        "_at",
+        "_chunk",
         "_chunks",
         "_httpx",
         "_loop",
@@ -225,6 +227,8 @@ class Response:
         self._request = request
         self._httpx: Any = response
         self._chunks: Any = response.iter_bytes()
+        self._chunk = b""  # the chunk httpx gave, handed out a slice at a time
+        self._at = 0
         self._loop = sync_current_loop()
         self.status: int = response.status_code
         #: The response headers (httpx's: case-insensitive, lower-case names).
@@ -235,15 +239,26 @@ class Response:
         transport._open.add(self)
 
     def read(self, limits: Limits) -> bytes:
-        """The next bytes of the body, content-decoded; ``b""`` at its end."""
+        """The next bytes of the body, content-decoded, at most ``READ_SLICE`` of them;
+        ``b""`` at its end.
+
+        A chunk httpx gives (up to 64 KiB, more once decoded) is handed out a slice at a
+        time, so that a stream read slowly holds the pieces of one slice, not of a chunk.
+        """
+        chunk: bytes = self._chunk
+        at = self._at
+        if at < len(chunk):
+            self._at = at + READ_SLICE
+            return chunk[at : at + READ_SLICE]
         chunks = self._chunks
         if chunks is None:
             return b""
         error: AiChatOnlineError
         try:
-            chunk: bytes = chunks.__next__()
+            chunk = chunks.__next__()
         except StopIteration:
             self._chunks = None
+            self._chunk = b""
             return b""
         except Exception as exc:
             if not _is_transport_failure(exc):
@@ -251,7 +266,11 @@ class Response:
             error = self._transport.error(exc, self._request, limits, "reading the answer")
         else:
             check_expansion(len(chunk))
-            return chunk
+            if len(chunk) <= READ_SLICE:
+                self._chunk = b""
+                return chunk
+            self._chunk, self._at = chunk, READ_SLICE
+            return chunk[:READ_SLICE]
         raise error
 
     def read_limited(self, limits: Limits, limit: int) -> bytes:
@@ -273,6 +292,7 @@ class Response:
         if response is None:
             return
         chunks, self._chunks = self._chunks, None
+        self._chunk = b""
         self._transport._open.discard(self)
         with sync_shield():
             response.close()
@@ -288,6 +308,8 @@ class Response:
 
 
 _LONGEST = 1e9  # seconds (some thirty years): a longer limit is no limit
+#: The most body bytes one read hands out: what the decoder turns into one batch of pieces.
+READ_SLICE = 16 * 1024
 
 
 def _finish(chunks: Any) -> None:

@@ -48,6 +48,7 @@ from ..types import Model, ModelPage
 from . import _log_escape
 from ._chat import ChatEndpoint
 from ._errors import INVALID_API_KEY, LOOPBACK_ONLY, Failure, failure_for
+from ._memory import UPSTREAM_SOCKET_OPTIONS
 from ._observe import Observer, record_of
 from ._refusals import CloseRefusals
 from ._settings import GatewaySettings, is_loopback
@@ -172,23 +173,24 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         _log_escape.install()  # once the server configured its logging, under any server
-        http_client = _aiohttp_client() if settings.aiohttp else None
+        http_client = _aiohttp_client() if settings.aiohttp else _upstream_client(settings)
         options = settings.client_options()
-        if http_client is not None:
-            options["http_client"] = http_client
-        client = AsyncClient(**options)
+        options.pop("proxy", None)  # the httpx client's
+        options.pop("trust_env", None)
+        client = AsyncClient(http_client=http_client, **options)
         gateway.client = client
         try:
             async with anyio.create_task_group() as group:
+                gateway.background = group
                 if gateway.handle_signals:
                     await group.start(drain_on_signals, gateway)
                 yield
                 group.cancel_scope.cancel()
         finally:
             gateway.client = None
+            gateway.background = None
             await client.aclose()
-            if http_client is not None:  # ours: the SDK leaves a given client open
-                await http_client.aclose()
+            await http_client.aclose()  # ours: the SDK leaves a given client open
             gateway.metrics.process_stopping()
 
     middleware = [Middleware(CloseRefusals)]
@@ -244,6 +246,20 @@ def aiohttp_missing() -> bool:
     except ImportError:
         return True
     return any(importlib.util.find_spec(name) is None for name in ("aiohttp", "httpx_aiohttp"))
+
+
+def _upstream_client(settings: GatewaySettings) -> Any:
+    """The SDK client's httpx client: the SDK's defaults, small receive buffers (a slow
+    client's stream then holds little, ``_memory.py``), the proxy of the settings."""
+    from .. import DefaultAsyncHttpxClient
+    from .._config import resolve_proxy
+
+    proxy = resolve_proxy(settings.proxy, trust_env=settings.trust_env)
+    return DefaultAsyncHttpxClient(
+        proxy=None if proxy is None else proxy.for_httpx(),
+        trust_env=settings.trust_env and proxy is None,
+        socket_options=UPSTREAM_SOCKET_OPTIONS,
+    )
 
 
 def _aiohttp_client() -> Any:

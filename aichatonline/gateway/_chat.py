@@ -189,7 +189,9 @@ class ChatEndpoint:
         created = int(time.time())
         parts: list[str] = []
         try:
-            stream = client.stream(params.messages, extra_headers=_upstream_headers(record))
+            stream = client.stream(
+                params.messages, extra_headers=_upstream_headers(record), keep_text=False
+            )
         except Exception as exc:  # noqa: BLE001 - e.g. the SDK's own input checks
             request.done = True
             await _answer(_failure(client, exc), send, record)
@@ -242,7 +244,9 @@ class ChatEndpoint:
             include_usage=params.include_usage,
         )
         try:
-            stream = client.stream(params.messages, extra_headers=_upstream_headers(record))
+            stream = client.stream(
+                params.messages, extra_headers=_upstream_headers(record), keep_text=False
+            )
         except Exception as exc:  # noqa: BLE001 - e.g. the SDK's own input checks
             request.done = True
             await _answer(_failure(client, exc), send, record)

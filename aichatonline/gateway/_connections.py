@@ -76,6 +76,10 @@ _BODY_GRACE = 1.0
 _HEAD, _BODY, _APP = "head", "body", "app"
 
 
+#: The bytes a connection's write buffer holds before the app waits for the client to read.
+WRITE_BUFFER_HIGH = 16 * 1024
+
+
 @dataclass(frozen=True)
 class ConnectionLimits:
     """What one worker allows a connection: the deadlines, the budget, the linger."""
@@ -230,6 +234,9 @@ class _Guarded(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         # Any: uvloop's transports are not asyncio.Transport subclasses, only alike.
         self._socket = transport
+        # A slow reader's stream holds what waits in this buffer: uvicorn stops sending past
+        # its high-water mark (flow control), so a low mark bounds the memory per stream.
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self._shown = _Transport(transport, self._close)
         super().connection_made(self._shown)
         if len(self.connections) > self._limits.max_connections:

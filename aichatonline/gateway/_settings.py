@@ -47,7 +47,7 @@ DEFAULT_MAX_CONCURRENCY = 1000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: Characters of text one stream may hold while its client reads slower than the service
 #: sends; beyond it the gateway stops reading from the service (TCP slows the service down).
-DEFAULT_BUFFER_CHARS = 64 * 1024
+DEFAULT_BUFFER_CHARS = 4 * 1024
 #: Seconds running requests get to finish once the gateway is asked to stop.
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 #: Seconds an answer from the service keeps ``/ready`` at 200 without asking again.

@@ -87,6 +87,10 @@ class ChunkEncoder:
         return out + DONE
 
 
+#: Buffered pieces are joined into one string once this many have gathered.
+_COALESCE_AT = 64
+
+
 class Pipe:
     """Text pieces from the pump to the response loop: bounded in characters, coalescing.
 
@@ -111,8 +115,13 @@ class Pipe:
 
     def put(self, piece: str) -> bool:
         """Buffer ``piece``; False when the pipe is full (then await :meth:`room`)."""
-        self._pieces.append(piece)
+        pieces = self._pieces
+        pieces.append(piece)
         self._size += len(piece)
+        if len(pieces) >= _COALESCE_AT:
+            # One string instead of many small ones while the client is slow: the buffer
+            # then costs about its characters, not an object's overhead for each piece.
+            self._pieces = ["".join(pieces)]
         if self._readable is not None:
             self._readable.set()
             self._readable = None

@@ -33,11 +33,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import anyio.abc
 import sniffio
 
 from .._exceptions import APIError
 from ..types import ErrorObject
 from ._errors import Failure, failure_for, log
+from ._memory import Trimmer
 from ._metrics import Metrics
 from ._settings import GatewaySettings
 
@@ -79,6 +81,10 @@ class Gateway:
         #: ``time.monotonic()`` when the service last answered (a token, or a first piece).
         self.upstream_ok_at: float | None = None
         self._probe_lock: anyio.Lock | None = None
+        #: Gives freed memory back once the worker's streams have ended (``_memory.py``).
+        self.trimmer = Trimmer()
+        #: The lifespan's task group, for work that outlives a request (a trim).
+        self.background: anyio.abc.TaskGroup | None = None
 
     @property
     def active(self) -> int:
@@ -90,8 +96,12 @@ class Gateway:
 
     def end(self, request: Live) -> None:
         self.live.discard(request)
-        if not self.live and self._idle is not None:
+        if self.live:
+            return
+        if self._idle is not None:
             self._idle.set()
+        if self.background is not None:
+            self.trimmer.streams_ended(self.background)
 
     async def _until_idle(self) -> None:
         if self.live:
