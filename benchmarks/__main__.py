@@ -24,16 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from .report import (
-    environment,
-    evaluate,
-    render_scenario,
-    render_targets,
-    server_line,
-    targets,
-)
-from .scenarios import FULL, QUICK, SCENARIOS, Row, Sizes, build_rows, run_import, run_rows
+from .report import environment, render_scenario, server_line
+from .rows import build_rows
+from .scenarios import FULL, QUICK, SCENARIOS, Row, Sizes, run_import, run_rows
 from .server import raise_fd_limit
+from .targets import evaluate, render_targets, targets
 
 TITLES = {
     "throughput": "1. One stream: pieces per second ({s.throughput_pieces:,} pieces of 30 bytes; "

@@ -1,14 +1,12 @@
-"""The tables: one per scenario, then the targets with their ratios and PASS/MISS.
+"""The tables, one per scenario, and the header saying what they were measured on.
 
 Every figure is the median over the runs (``min – max`` shows the spread where
-it matters). Ratios are SDK / reference, oriented so that the target reads as
-written in the issue: a throughput ratio above 1 means the SDK is faster, a
-time ratio below 1 means the SDK is faster.
+it matters). The targets' table is ``benchmarks/targets.py``'s; the cell formats and
+row notes here are shared with it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -17,16 +15,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .scenarios import Row, Sizes, import_top
+from .rows import shape_key
+from .scenarios import Row, import_top
 
 __all__ = [
-    "Target",
+    "DASH",
+    "MIB",
     "environment",
-    "evaluate",
+    "fmt_mib",
+    "fmt_ms0",
+    "fmt_num",
     "render_scenario",
-    "render_targets",
+    "row_note",
+    "rss_per_stream",
     "server_line",
-    "targets",
+    "table",
 ]
 
 MIB = 1024 * 1024
@@ -51,7 +54,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool)
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
-def _num(value: float | None, spec: str) -> str:
+def fmt_num(value: float | None, spec: str) -> str:
     return DASH if value is None else format(value, spec)
 
 
@@ -59,15 +62,15 @@ def _ms(value: float | None) -> str:
     return DASH if value is None else f"{value * 1e3:.3f}"
 
 
-def _ms0(value: float | None) -> str:
+def fmt_ms0(value: float | None) -> str:
     return DASH if value is None else f"{value * 1e3:,.0f}"
 
 
-def _mib(value: float | None) -> str:
+def fmt_mib(value: float | None) -> str:
     return DASH if value is None else f"{value / MIB:.1f}"
 
 
-def _rss_per_stream(row: Row) -> float | None:
+def rss_per_stream(row: Row) -> float | None:
     """Peak RSS above the warm client's RSS, per stream, in bytes (median over the runs).
 
     Clamped at 0: the kernel's RSS counters are synced lazily, so at a handful of streams
@@ -89,7 +92,7 @@ def _server(row: Row) -> str:
     return f"{cpu:.2f} ({cpu / wall:.0%})"
 
 
-def _note(row: Row) -> str:
+def row_note(row: Row) -> str:
     notes = []
     if row.skip:
         notes.append(row.skip)
@@ -128,21 +131,24 @@ def render_scenario(scenario: str, rows: list[Row], markdown: bool) -> str:
     if scenario == "throughput":
         floor = by_key["floor"].median("rate") if "floor" in by_key else None
         headers = [
-            "stack", "pieces", "pieces/s", "min – max", "× floor", "client CPU s", "server CPU s",
-            "note",
+            "stack", "pieces", "pieces/s", "min – max", "× floor", "× orjson floor, same lines",
+            "client CPU s", "server CPU s", "note",
         ]  # fmt: skip
         body = []
         for row in rows:
             rate, spread = row.median("rate"), row.spread("rate")
+            same = by_key.get(shape_key("floor-orjson", row.spec.get("shape") or "usual"))
+            orjson_floor = same.median("rate") if same is not None else None
             body.append([
                 row.label,
                 f"{row.spec['pieces']:,}",
-                _num(rate, ",.0f"),
+                fmt_num(rate, ",.0f"),
                 DASH if spread is None else f"{spread[0]:,.0f} – {spread[1]:,.0f}",
                 DASH if rate is None or not floor else f"{rate / floor:.2f}",
-                _num(row.median("client_cpu"), ".3f"),
+                DASH if rate is None or not orjson_floor else f"{rate / orjson_floor:.2f}",
+                fmt_num(row.median("client_cpu"), ".3f"),
                 _server(row),
-                _note(row),
+                row_note(row),
             ])  # fmt: skip
         return table(headers, body, markdown)
     if scenario == "latency":
@@ -152,9 +158,9 @@ def render_scenario(scenario: str, rows: list[Row], markdown: bool) -> str:
                 row.label,
                 _ms(row.median("p50")),
                 _ms(row.median("p99")),
-                _num(row.median("requests_per_chat"), ".2f"),
+                fmt_num(row.median("requests_per_chat"), ".2f"),
                 _server(row),
-                _note(row),
+                row_note(row),
             ]
             for row in rows
         ]
@@ -167,7 +173,7 @@ def render_scenario(scenario: str, rows: list[Row], markdown: bool) -> str:
         body = []
         for row in rows:
             wall = row.median("seconds")
-            wall_text = _num(wall, ".2f")
+            wall_text = fmt_num(wall, ".2f")
             if row.capped:
                 wall_text = f"> {row.cap:g}"
             # A stream that raised, delivered the wrong text, or was stopped by the cap.
@@ -176,15 +182,15 @@ def render_scenario(scenario: str, rows: list[Row], markdown: bool) -> str:
                 row.label,
                 f"{row.spec['streams']:,}",
                 wall_text,
-                _num(row.median("rate"), ",.0f"),
-                _ms0(row.median("first_p50")),
-                _ms0(row.median("first_p99")),
+                fmt_num(row.median("rate"), ",.0f"),
+                fmt_ms0(row.median("first_p50")),
+                fmt_ms0(row.median("first_p99")),
                 DASH if not failed else str(max(failed)),
-                _mib(row.median("peak_rss")),
-                _num(None if (v := _rss_per_stream(row)) is None else v / 1024, ".1f"),
-                _num(row.median("server_peak_open"), ",.0f"),
+                fmt_mib(row.median("peak_rss")),
+                fmt_num(None if (v := rss_per_stream(row)) is None else v / 1024, ".1f"),
+                fmt_num(row.median("server_peak_open"), ",.0f"),
                 _server(row),
-                _note(row),
+                row_note(row),
             ])  # fmt: skip
         return table(headers, body, markdown)
     if scenario == "gateway":
@@ -201,14 +207,14 @@ def render_scenario(scenario: str, rows: list[Row], markdown: bool) -> str:
             body.append([
                 row.label,
                 f"{row.spec['pieces']:,}",
-                _num(row.median("seconds"), ".2f"),
-                _num(row.median("rate"), ",.0f"),
-                _mib(before),
-                _mib(peak),
-                _mib(None if before is None or peak is None else peak - before),
-                _mib(row.median("text_bytes")),
+                fmt_num(row.median("seconds"), ".2f"),
+                fmt_num(row.median("rate"), ",.0f"),
+                fmt_mib(before),
+                fmt_mib(peak),
+                fmt_mib(None if before is None or peak is None else peak - before),
+                fmt_mib(row.median("text_bytes")),
                 " ".join(f"{s / MIB:.0f}" for s in samples) if samples else DASH,
-                _note(row),
+                row_note(row),
             ])  # fmt: skip
         return table(headers, body, markdown)
     if scenario == "import":
@@ -222,7 +228,7 @@ def render_scenario(scenario: str, rows: list[Row], markdown: bool) -> str:
                 _ms(median),
                 DASH if spread is None else f"{spread[0] * 1e3:.1f} – {spread[1] * 1e3:.1f}",
                 DASH if median is None or not httpx else f"{median / httpx:.2f}",
-                _note(row),
+                row_note(row),
             ])  # fmt: skip
         text = table(headers, body, markdown)
         for row in rows:
@@ -252,7 +258,7 @@ def _render_gateway(rows: list[Row], markdown: bool) -> str:
         gateway = row.spec["stack"] == "gateway"
         failed = [r["streams"] - r["completed"] for r in row.results] if many else []
         peak = row.median("gateway_peak_rss" if gateway else "peak_rss")
-        wall = _num(row.median("seconds"), ".2f")
+        wall = fmt_num(row.median("seconds"), ".2f")
         if row.capped:
             wall = f"> {row.cap:g}"
         body.append([
@@ -260,16 +266,16 @@ def _render_gateway(rows: list[Row], markdown: bool) -> str:
             f"{streams:,}",
             f"{row.spec['pieces']:,}",
             wall,
-            _num(rate, ",.0f"),
+            fmt_num(rate, ",.0f"),
             DASH if not rate or not direct_rate else f"{rate / direct_rate:.2f}",
-            _ms0(row.median("first_p50")) if many else DASH,
-            _ms0(row.median("first_p99")) if many else DASH,
+            fmt_ms0(row.median("first_p50")) if many else DASH,
+            fmt_ms0(row.median("first_p99")) if many else DASH,
             str(max(failed)) if failed else DASH,
-            _num(row.median("events"), ",.0f") if gateway else DASH,
-            _num(None if (v := row.median("cpu_per_piece")) is None else v * 1e6, ".2f"),
-            _mib(peak),
+            fmt_num(row.median("events"), ",.0f") if gateway else DASH,
+            fmt_num(None if (v := row.median("cpu_per_piece")) is None else v * 1e6, ".2f"),
+            fmt_mib(peak),
             _server(row),
-            _note(row),
+            row_note(row),
         ])  # fmt: skip
     text = table(headers, body, markdown)
     return text + (
@@ -290,242 +296,6 @@ def _median_run(row: Row) -> list[int]:
     return samples
 
 
-# -- targets ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """One goal of the issue: ``sdk`` compared with ``reference`` (or a fixed value)."""
-
-    text: str
-    scenario: str
-    sdk: str
-    metric: str
-    threshold: float
-    higher_is_better: bool
-    reference: str | None = None  # None: compare the SDK's value with the threshold itself
-    worst_run: bool = False  # judge the worst run, not the median (errors)
-    excess: bool = False  # the ratio is what the SDK row adds: sdk / reference - 1
-    info: str = ""  # what the note reports besides: "scale" (RSS per stream), "gateway"
-
-
-def _ratio_targets() -> list[Target]:
-    t = Target
-    return [
-        # Throughput, no regression: the stdlib rows against the stdlib floor and the original.
-        t("1 stream, SDK sync (stdlib json) vs the stdlib floor", "throughput",
-          "sdk-sync+stdlib", "rate", 0.9, True, "floor"),
-        t("1 stream, SDK async (stdlib json) vs the stdlib floor", "throughput",
-          "sdk-async+stdlib", "rate", 0.85, True, "floor"),
-        t("1 stream, SDK sync (stdlib json) vs the original's way", "throughput",
-          "sdk-sync+stdlib", "rate", 2.5, True, "original"),
-        t("1 stream, SDK async (stdlib json) vs the original's way", "throughput",
-          "sdk-async+stdlib", "rate", 2.5, True, "original"),
-        # With orjson, against the orjson floor (issue 12; replaces "≥ 2x the stdlib floor").
-        t("1 stream, SDK sync with orjson vs the orjson floor", "throughput",
-          "sdk-sync+default", "rate", 0.85, True, "floor-orjson"),
-        t("1 stream, SDK async (asyncio) with orjson vs the orjson floor", "throughput",
-          "sdk-async+default", "rate", 0.8, True, "floor-orjson"),
-        t("1 stream, SDK async (trio) with orjson vs the orjson floor", "throughput",
-          "sdk-async-trio+default", "rate", 0.8, True, "floor-orjson"),
-        # Warm first piece (issue 12).
-        t("first piece p50, SDK async (asyncio) vs aiohttp with a reused session", "latency",
-          "sdk-async", "p50", 1.0, False, "aiohttp"),
-        t("first piece p50, SDK async (asyncio) vs the original's way of calling", "latency",
-          "sdk-async", "p50", 0.6, False, "original"),
-        t("first piece p50, SDK async (trio) vs aiohttp with a reused session", "latency",
-          "sdk-async-trio", "p50", 1.0, False, "aiohttp"),
-        t("first piece p50, SDK sync vs the one-request raw-socket floor", "latency",
-          "sdk-sync", "p50", 1.3, False, "floor-1req"),
-        t("first piece p50, SDK sync vs the original's way of calling", "latency",
-          "sdk-sync", "p50", 0.6, False, "original"),
-        t("HTTP requests per warm chat, SDK sync", "latency",
-          "sdk-sync", "requests_per_chat", 1.0, False, worst_run=True),
-        t("HTTP requests per warm chat, SDK async (asyncio)", "latency",
-          "sdk-async", "requests_per_chat", 1.0, False, worst_run=True),
-        t("HTTP requests per warm chat, SDK async (trio)", "latency",
-          "sdk-async-trio", "requests_per_chat", 1.0, False, worst_run=True),
-    ]  # fmt: skip
-
-
-def _concurrency_targets(level: int, quadratic: int, scale: int) -> list[Target]:
-    t = Target
-    out = []
-    for loop in ("asyncio", "trio"):
-        sdk = f"sdk-{loop}@{level}"
-        out += [
-            t(f"{level:,} streams, SDK ({loop}) wall vs aiohttp original", "concurrency",
-              sdk, "seconds", 1.0, False, f"original@{level}"),
-            t(f"{level:,} streams, SDK ({loop}) errors", "concurrency",
-              sdk, "failed", 0, False, worst_run=True),
-            t(f"{level:,} streams, SDK ({loop}) peak RSS vs aiohttp reused session", "concurrency",
-              sdk, "peak_rss_mib", 1.0, False, f"aiohttp@{level}"),
-        ]  # fmt: skip
-    for loop in ("asyncio", "trio"):
-        out.append(
-            t(f"{quadratic:,} streams, SDK ({loop}) complete: streams not delivered",
-              "concurrency", f"sdk-{loop}@{quadratic}", "failed", 0, False, worst_run=True)
-        )  # fmt: skip
-    for loop in ("asyncio", "trio"):
-        sdk = f"sdk-{loop}@{scale}"
-        out += [
-            t(f"{scale:,} streams, SDK ({loop}) errors", "concurrency",
-              sdk, "failed", 0, False, worst_run=True),
-            t(f"{scale:,} streams, SDK ({loop}) wall vs its own at {level:,} streams",
-              "concurrency", sdk, "seconds", scale / level * 1.1, False, f"sdk-{loop}@{level}",
-              info="scale"),
-        ]  # fmt: skip
-    return out
-
-
-def _gateway_targets(streams: int, pieces: int) -> list[Target]:
-    t = Target
-    return [
-        t("gateway, 1 stream: CPU per piece it adds / the SDK direct's",
-          "gateway", "gateway", "cpu_per_piece", 2.0, False, "sdk", excess=True),
-        t(f"gateway, {streams:,} streams: CPU per piece it adds / the SDK direct's",
-          "gateway", f"gateway@{streams}", "cpu_per_piece", 2.0, False, f"sdk@{streams}",
-          excess=True),
-        t(f"gateway, {streams:,} streaming clients x {pieces:,} pieces: errors", "gateway",
-          f"gateway@{streams}", "failed", 0, False, worst_run=True, info="gateway"),
-    ]  # fmt: skip
-
-
-def targets(sizes: Sizes) -> list[Target]:
-    """Every target of issues 11 and 12 (and the first round's that still apply)."""
-    return [
-        *_ratio_targets(),
-        *_concurrency_targets(sizes.reference_level, sizes.quadratic_level, sizes.scale_level),
-        *_gateway_targets(sizes.gateway_streams, sizes.stream_pieces),
-        Target("import aichatonline vs import httpx", "import",
-               "aichatonline", "seconds", 1.5, False, "httpx"),
-        Target("from aichatonline import Client, AsyncClient vs import httpx", "import",
-               "aichatonline-clients", "seconds", 1.5, False, "httpx"),
-    ]  # fmt: skip
-
-
-def _value(row: Row, metric: str, worst: bool) -> float | None:
-    values = []
-    for result in row.results:
-        if metric == "failed":
-            value = result["streams"] - result["completed"]
-        elif metric == "peak_rss_mib":
-            value = result["peak_rss"] / MIB
-        elif metric == "cpu_per_piece" and result.get("error"):
-            value = None  # a wrong answer's CPU time means nothing
-        else:
-            value = result.get(metric)
-        if value is not None:
-            values.append(value)
-    if not values:
-        return None
-    if worst:
-        return max(values)
-    values.sort()
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-
-
-@dataclasses.dataclass
-class Verdict:
-    target: Target
-    sdk: float | None
-    reference: float | None
-    ratio: float | None
-    result: str  # PASS, MISS, n/a
-    note: str = ""
-
-
-def evaluate(target: Target, rows: dict[str, dict[str, Row]]) -> Verdict:
-    """Judge one target from the rows of the run (``rows[scenario][key]``)."""
-    scenario_rows = rows.get(target.scenario)
-    if scenario_rows is None:
-        return Verdict(target, None, None, None, "n/a", "scenario not run")
-    sdk_row = scenario_rows.get(target.sdk)
-    ref_row = scenario_rows.get(target.reference) if target.reference else None
-    for row in (sdk_row, ref_row):
-        if row is not None and (row.skip or (row.crashed and not row.results)):
-            return Verdict(target, None, None, None, "n/a", _note(row))
-    if sdk_row is None or (target.reference and ref_row is None):
-        return Verdict(target, None, None, None, "n/a", "row not run")
-    sdk = _value(sdk_row, target.metric, target.worst_run)
-    note = _info(target, sdk_row)
-    if target.reference is None:
-        if sdk is None:
-            return Verdict(target, None, None, None, "n/a", "no result")
-        ok = sdk >= target.threshold if target.higher_is_better else sdk <= target.threshold
-        return Verdict(target, sdk, None, None, "PASS" if ok else "MISS", note)
-    assert ref_row is not None
-    ref = _value(ref_row, target.metric, target.worst_run)
-    if sdk_row.capped:
-        return Verdict(target, sdk, ref, None, "MISS", "the SDK run hit the cap")
-    if ref_row.capped:
-        note = "the reference hit the cap: ratio is an upper bound"
-    if sdk is None or ref is None or ref == 0:
-        return Verdict(target, sdk, ref, None, "n/a", "no result")
-    ratio = sdk / ref - 1 if target.excess else sdk / ref
-    ok = ratio >= target.threshold if target.higher_is_better else ratio <= target.threshold
-    if target.metric == "rate":
-        cpu_sdk, cpu_ref = sdk_row.median("client_cpu"), ref_row.median("client_cpu")
-        pieces_sdk, pieces_ref = sdk_row.spec["pieces"], ref_row.spec["pieces"]
-        if cpu_sdk and cpu_ref:
-            note = f"by client CPU time: {(pieces_sdk / cpu_sdk) / (pieces_ref / cpu_ref):.2f}"
-    return Verdict(target, sdk, ref, ratio, "PASS" if ok else "MISS", note)
-
-
-def _info(target: Target, row: Row) -> str:
-    """The figures a target's note reports besides its own (issue 12 and 11 want them)."""
-    if target.info == "scale":
-        per_stream = _rss_per_stream(row)
-        return (
-            f"peak RSS {_mib(row.median('peak_rss'))} MiB, "
-            f"{_num(None if per_stream is None else per_stream / 1024, ',.1f')} KiB per stream"
-        )
-    if target.info == "gateway":
-        return (
-            f"wall {_num(row.median('seconds'), '.2f')} s, first piece p99 "
-            f"{_ms0(row.median('first_p99'))} ms, gateway peak RSS "
-            f"{_mib(row.median('gateway_peak_rss'))} MiB"
-        )
-    return ""
-
-
-def _format_value(metric: str, value: float | None) -> str:
-    if value is None:
-        return DASH
-    if metric == "rate":
-        return f"{value:,.0f}/s"
-    if metric == "cpu_per_piece":
-        return f"{value * 1e6:.2f} µs"
-    if metric in ("p50", "seconds"):
-        return f"{value * 1e3:.3f} ms" if value < 1 else f"{value:.2f} s"
-    if metric == "peak_rss_mib":
-        return f"{value:.1f}"
-    return f"{value:g}"
-
-
-def render_targets(verdicts: list[Verdict], markdown: bool) -> str:
-    """The targets table."""
-    headers = ["target", "SDK", "reference", "ratio", "target", "result", "note"]
-    body = []
-    for v in verdicts:
-        t = v.target
-        sign = "≥" if t.higher_is_better else "≤"
-        wanted = f"{sign} {t.threshold:g}{'x' if t.reference else ''}"
-        if t.excess:
-            wanted = f"adds {wanted}"
-        body.append([
-            t.text,
-            _format_value(t.metric, v.sdk),
-            _format_value(t.metric, v.reference),
-            DASH if v.ratio is None else f"{v.ratio:.2f}x",
-            wanted,
-            v.result,
-            v.note,
-        ])  # fmt: skip
-    return table(headers, body, markdown)
-
-
 def environment(fd_note: str = "") -> str:
     """What the figures were measured on: enough to compare two runs.
 
@@ -538,6 +308,7 @@ def environment(fd_note: str = "") -> str:
         "anyio",
         "trio",
         "aiohttp",
+        "httpx-aiohttp",
         "orjson",
         "openai",
         "starlette",

@@ -5,9 +5,10 @@ and scriptable (faults, recording, pacing): it writes and drains line by line,
 so it is slower than the clients it would be measuring. A benchmark server
 must never be the bottleneck, so this one does as little as possible per byte:
 
-- Bodies are precomputed. An answer of N pieces is one HTTP head, then up to
-  ``BLOCK_LINES`` NDJSON lines per HTTP chunk (the same precomputed chunk
-  repeated), then the last chunk. Each chunk is one ``transport.write``.
+- Bodies are precomputed (``benchmarks/answers.py``). An answer of N pieces is
+  one HTTP head, then up to ``BLOCK_LINES`` NDJSON lines per HTTP chunk (the same
+  precomputed chunk repeated), then the last chunk. Each chunk is one
+  ``transport.write``.
 - One asyncio ``Protocol`` per connection, no task, no coroutine: requests are
   parsed in ``data_received`` and answered from a write pump driven by flow
   control (``pause_writing`` / ``resume_writing``), so a 1,000,000-piece
@@ -20,11 +21,14 @@ Endpoints (PROTOCOL.md, plus an OpenAI-compatible one and a control surface):
 
 - ``GET /api/v1/user/getUniqueId?canvas=...`` -> ``{"code":200,"data":"<id>"}``
 - ``POST /aichatonline/api/chat/gpt`` (401 without a ``UniqueId`` header) ->
-  chunked NDJSON ``{"code":200,"data":{"message":"<30-byte piece>"}}`` lines.
+  chunked NDJSON ``{"code":200,"data":{"message":"<30-byte piece>"}}`` lines (or
+  another shape of the same object: ``answers.SHAPES``).
 - ``POST /v1/chat/completions`` -> chunked SSE ``chat.completion.chunk``
   events, then ``data: [DONE]``, for the openai SDK.
-- ``GET /_bench/config?pieces=N`` sets how many pieces every answer has (the
-  SDK sends what it sends, so the bench configures the server per scenario).
+- ``GET /_bench/config?pieces=N&hold=H&shape=NAME`` sets how many pieces every
+  answer has, how many chats to hold back until they are all open (0: none), and
+  the shape of the chat lines (``usual`` when absent; an unknown name is a 400).
+  The SDK sends what it sends, so the bench configures the server per measurement.
 - ``GET /_bench/stats`` -> request counters, the process's CPU seconds
   (user + system), its RSS, and the peak number of open connections since the
   previous ``stats`` call (which starts a new peak window).
@@ -50,6 +54,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from .answers import BLOCK_LINES, PIECE_BYTES, SHAPES, Body, make_body, ndjson_line, piece_text
+
 __all__ = [
     "BLOCK_LINES",
     "CHAT_PATH",
@@ -62,10 +68,9 @@ __all__ = [
     "raise_fd_limit",
 ]
 
-#: Every piece is exactly this many bytes of ASCII text.
-PIECE_BYTES = 30
-#: NDJSON lines per HTTP chunk: ~64 KiB chunks, written in one call each.
-BLOCK_LINES = 1024
+#: The usual line's builder, by the name ``benchmarks.layers`` imports it from here.
+_ndjson_line = ndjson_line
+
 TOKEN_PATH = "/api/v1/user/getUniqueId"
 CHAT_PATH = "/aichatonline/api/chat/gpt"
 OPENAI_PATH = "/v1/chat/completions"
@@ -75,82 +80,6 @@ CONTROL_PREFIX = "/_bench/"
 #: of connects at once can need when the accept queue (somaxconn) overflows.
 HOLD_IDLE = 1.5
 MAX_HEAD = 64 * 1024
-
-
-def piece_text(index: int) -> str:
-    """The ``index``-th piece of a block: 30 bytes, distinct within a block."""
-    return f"{index:06d} the quick brown fox jumps"[:PIECE_BYTES]
-
-
-def _chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-def _ndjson_line(text: str) -> bytes:
-    return b'{"code":200,"data":{"message":"%s"}}\n' % text.encode()
-
-
-def _sse_event(text: str | None) -> bytes:
-    # The shape of a real chat.completion.chunk, so the openai SDK parses it fully.
-    if text is None:
-        delta, finish = {}, "stop"
-    else:
-        delta, finish = {"content": text}, None
-    event = {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "gpt-4o-mini",
-        "system_fingerprint": None,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-    }
-    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
-
-
-class _Body:
-    """One answer's bytes as a few precomputed parts: head, a block repeated, the tail.
-
-    ``parts()`` hands them out in order; the block is the same object each
-    time, so an answer of any length costs one block of memory.
-    """
-
-    __slots__ = ("block", "count", "head", "tail")
-
-    def __init__(self, head: bytes, block: bytes, count: int, tail: bytes) -> None:
-        self.head, self.block, self.count, self.tail = head, block, count, tail
-
-    def parts(self) -> Iterator[bytes]:
-        if self.count == 0:
-            yield self.head + self.tail
-            return
-        # The head travels with the first block: one write for a small answer.
-        yield self.head + self.block
-        for _ in range(self.count - 1):
-            yield self.block
-        yield self.tail
-
-
-_STREAM_HEAD = (
-    b"HTTP/1.1 200 OK\r\n"
-    b"Content-Type: %s\r\n"
-    b"Transfer-Encoding: chunked\r\n"
-    b"Cache-Control: no-cache\r\n"
-    b"\r\n"
-)
-
-
-def _make_body(pieces: int, kind: str) -> _Body:
-    """The precomputed answer of ``pieces`` pieces, NDJSON (``chat``) or SSE (``openai``)."""
-    encode = _ndjson_line if kind == "chat" else _sse_event
-    content_type = b"application/x-ndjson" if kind == "chat" else b"text/event-stream"
-    head = _STREAM_HEAD % content_type
-    block = _chunk(b"".join(encode(piece_text(i)) for i in range(BLOCK_LINES)))
-    full, rest = divmod(pieces, BLOCK_LINES)
-    last = b"".join(encode(piece_text(i)) for i in range(rest))
-    if kind == "openai":
-        last += _sse_event(None) + b"data: [DONE]\n\n"
-    tail = (_chunk(last) if last else b"") + b"0\r\n\r\n"
-    return _Body(head, block, full, tail)
 
 
 def _response(status: str, body: bytes, content_type: bytes = b"application/json") -> bytes:
@@ -168,17 +97,18 @@ class _State:
     def __init__(self, pieces: int) -> None:
         self.pieces = pieces
         self.hold = 0
-        self.held: list[tuple[_Connection, _Body]] = []
+        self.held: list[tuple[_Connection, Body]] = []
         self.release_timer: asyncio.TimerHandle | None = None
         self.last_arrival = 0.0  # loop time of the last held chat or new connection
-        self.bodies: dict[tuple[int, str], _Body] = {}
+        self.shape = "usual"
+        self.bodies: dict[tuple[int, str, str], Body] = {}
         self.counts = {"token": 0, "chat": 0, "openai": 0, "unauthorized": 0, "other": 0}
         self.open = 0
         self.peak_open = 0
         self.disconnects = 0
         self.released_early = 0
 
-    def hold_or_start(self, conn: _Connection, body: _Body) -> None:
+    def hold_or_start(self, conn: _Connection, body: Body) -> None:
         """Answer now, or (with ``hold``) once ``hold`` chats are waiting.
 
         The barrier makes "N concurrent streams" mean N streams open at once.
@@ -230,11 +160,11 @@ class _State:
             if conn.transport is not None and conn.start(body):
                 conn.serve()
 
-    def body(self, kind: str) -> _Body:
-        key = (self.pieces, kind)
+    def body(self, kind: str) -> Body:
+        key = (self.pieces, kind, self.shape)
         body = self.bodies.get(key)
         if body is None:
-            body = self.bodies[key] = _make_body(self.pieces, kind)
+            body = self.bodies[key] = make_body(self.pieces, kind, self.shape)
         return body
 
     def stats(self) -> dict[str, object]:
@@ -347,11 +277,21 @@ class _Connection(asyncio.Protocol):
         state = self.state
         if command == "config":
             params = parse_qs(query)
+            shape = params.get("shape", ["usual"])[0]
+            if shape not in SHAPES:  # refused whole: nothing of it applied
+                message = f"no line shape {shape!r}; known: {', '.join(SHAPES)}"
+                self._send(_response("400 Bad Request", json.dumps({"error": message}).encode()))
+                return
             if "pieces" in params:
                 state.pieces = max(0, int(params["pieces"][0]))
                 state.bodies.clear()
             state.hold = int(params.get("hold", ["0"])[0])
-            payload: dict[str, object] = {"pieces": state.pieces, "hold": state.hold}
+            state.shape = shape
+            payload: dict[str, object] = {
+                "pieces": state.pieces,
+                "hold": state.hold,
+                "shape": state.shape,
+            }
         elif command == "stats":
             payload = state.stats()
         else:
@@ -360,9 +300,9 @@ class _Connection(asyncio.Protocol):
         self._send(_response("200 OK", json.dumps(payload).encode()))
 
     def _send(self, data: bytes) -> None:
-        self.start(_Body(data, b"", 0, b""))
+        self.start(Body(data, b"", 0, b""))
 
-    def start(self, body: _Body) -> bool:
+    def start(self, body: Body) -> bool:
         """Start writing ``body``; True if it is all written already."""
         self.parts = body.parts()
         return self._pump()

@@ -17,12 +17,8 @@ read just before and just after the timed section. It prints one line,
 
 from __future__ import annotations
 
-import cProfile
 import http.client
-import io
 import json
-import os
-import pstats
 import resource
 import sys
 import time
@@ -30,18 +26,19 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from .drains import (
+    adrain,
+    adrain_sampled,
+    afirst_then_drain,
+    drain,
+    drain_sampled,
+    first_then_drain,
+    rss,
+)
+from .profilers import PROFILERS
 from .server import raise_fd_limit
 
 __all__ = ["main"]
-
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-MIB = 1024 * 1024
-
-
-def rss() -> int:
-    """The current resident set size in bytes (from ``/proc/self/statm``)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * _PAGE
 
 
 def peak_rss() -> int:
@@ -69,116 +66,21 @@ class Control:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         try:
             conn.request("GET", target)
-            return json.loads(conn.getresponse().read())  # type: ignore[no-any-return]
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:  # a setting refused: the measurement would be wrong
+                raise RuntimeError(f"the bench server refused {target}: {body.decode()}")
+            return json.loads(body)  # type: ignore[no-any-return]
         finally:
             conn.close()
 
-    def configure(self, pieces: int, hold: int = 0) -> None:
-        """Answers of ``pieces`` pieces; with ``hold``, chats wait until that many are open."""
-        self._get(f"/_bench/config?pieces={pieces}&hold={hold}")
+    def configure(self, pieces: int, hold: int = 0, shape: str = "usual") -> None:
+        """Answers of ``pieces`` pieces in lines of ``shape``; with ``hold``, chats wait
+        until that many are open."""
+        self._get(f"/_bench/config?pieces={pieces}&hold={hold}&shape={shape}")
 
     def stats(self) -> dict[str, Any]:
         return self._get("/_bench/stats")
-
-
-class _CProfile:
-    """Deterministic: every call counted (inflates small functions' costs)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.profile = cProfile.Profile()
-
-    def start(self) -> None:
-        self.profile.enable()
-
-    def stop(self) -> None:
-        self.profile.disable()
-
-    def mark(self) -> None:
-        pass
-
-    def report(self) -> str:
-        self.profile.dump_stats(self.path)
-        buffer = io.StringIO()
-        stats = pstats.Stats(self.profile, stream=buffer)
-        stats.sort_stats("tottime").print_stats(30)
-        stats.sort_stats("cumulative").print_stats(30)
-        return buffer.getvalue()
-
-
-class _Pyinstrument:
-    """Sampling: the call tree with little distortion."""
-
-    def __init__(self, path: str) -> None:
-        from pyinstrument import Profiler
-
-        self.path = path
-        self.profiler = Profiler(interval=0.0005, async_mode="disabled")
-
-    def start(self) -> None:
-        self.profiler.start()
-
-    def stop(self) -> None:
-        self.profiler.stop()
-
-    def mark(self) -> None:
-        pass
-
-    def report(self) -> str:
-        text: str = self.profiler.output_text(unicode=False, color=False, show_all=False)
-        with open(self.path, "w") as out:
-            out.write(text)
-        return text
-
-
-class _Tracemalloc:
-    """Memory: who holds the Python heap near its peak, and the traced peak.
-
-    ``mark()`` is called at moments of interest (each stream's first piece);
-    a snapshot is taken whenever the traced heap has grown 10% past the
-    largest one snapshotted, so the snapshot kept is one near the peak.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.snapshot: Any = None
-        self.at = 0
-
-    def start(self) -> None:
-        import tracemalloc
-
-        tracemalloc.start(1)
-
-    def mark(self) -> None:
-        import tracemalloc
-
-        current = tracemalloc.get_traced_memory()[0]
-        if current > self.at * 1.1:
-            self.snapshot = tracemalloc.take_snapshot()
-            self.at = tracemalloc.get_traced_memory()[0]
-
-    def stop(self) -> None:
-        import tracemalloc
-
-        self.mark()
-        self.peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-
-    def report(self) -> str:
-        lines = [
-            f"traced Python heap: {self.at / MIB:.1f} MiB at the snapshot, "
-            f"peak {self.peak / MIB:.1f} MiB",
-        ]
-        for stat in self.snapshot.statistics("lineno")[:25]:
-            where = f"{stat.traceback[0].filename}:{stat.traceback[0].lineno}"
-            lines.append(f"{stat.size / MIB:8.2f} MiB {stat.count:>9,} blocks  {where}")
-        text = "\n".join(lines)
-        with open(self.path, "w") as out:
-            out.write(text)
-        return text
-
-
-_PROFILERS = {"cprofile": _CProfile, "pyinstrument": _Pyinstrument, "tracemalloc": _Tracemalloc}
 
 
 class Section:
@@ -200,7 +102,7 @@ class Section:
         path: str | None = spec.get("profile")
         self.profiler: Any = None
         if path:
-            self.profiler = _PROFILERS[spec.get("profiler", "cprofile")](path)
+            self.profiler = PROFILERS[spec.get("profiler", "cprofile")](path)
         self.seconds = 0.0
 
     def __enter__(self) -> Section:
@@ -248,98 +150,6 @@ class Section:
         return out
 
 
-# -- draining a stream, the same loop for every stack ------------------------------
-
-
-def drain(stream: Any) -> tuple[int, int]:
-    """All pieces of a sync stream: (count, characters). Closes the stream."""
-    count = chars = 0
-    try:
-        for piece in stream:
-            count += 1
-            chars += len(piece)
-    finally:
-        stream.close()
-    return count, chars
-
-
-def first_then_drain(stream: Any, start: float) -> tuple[float, int, int]:
-    """Seconds from ``start`` to the first piece, then all the rest: (first, count, chars)."""
-    try:
-        pieces = iter(stream)
-        piece = next(pieces)
-        first = time.perf_counter() - start
-        count, chars = 1, len(piece)
-        for piece in pieces:
-            count += 1
-            chars += len(piece)
-    finally:
-        stream.close()
-    return first, count, chars
-
-
-def drain_sampled(stream: Any, every: int) -> tuple[int, int, list[int]]:
-    """All pieces, sampling RSS every ``every`` pieces: (count, chars, samples)."""
-    count = chars = 0
-    mark = every
-    samples = []
-    try:
-        for piece in stream:
-            count += 1
-            chars += len(piece)
-            if count == mark:
-                samples.append(rss())
-                mark += every
-    finally:
-        stream.close()
-    return count, chars, samples
-
-
-async def adrain(stream: Any) -> tuple[int, int]:
-    count = chars = 0
-    try:
-        async for piece in stream:
-            count += 1
-            chars += len(piece)
-    finally:
-        await stream.aclose()
-    return count, chars
-
-
-async def afirst_then_drain(
-    stream: Any, start: float, on_first: Callable[[], None] | None = None
-) -> tuple[float, int, int]:
-    try:
-        pieces = stream.__aiter__()
-        piece = await pieces.__anext__()
-        first = time.perf_counter() - start
-        if on_first is not None:
-            on_first()
-        count, chars = 1, len(piece)
-        async for piece in pieces:
-            count += 1
-            chars += len(piece)
-    finally:
-        await stream.aclose()
-    return first, count, chars
-
-
-async def adrain_sampled(stream: Any, every: int) -> tuple[int, int, list[int]]:
-    count = chars = 0
-    mark = every
-    samples = []
-    try:
-        async for piece in stream:
-            count += 1
-            chars += len(piece)
-            if count == mark:
-                samples.append(rss())
-                mark += every
-    finally:
-        await stream.aclose()
-    return count, chars, samples
-
-
 def _check(
     count: int, chars: int, pieces: int, piece_bytes: int, coalesced: bool = False
 ) -> str | None:
@@ -382,18 +192,18 @@ def _run_async(spec: dict[str, Any], main: Callable[[], Any]) -> Any:
 
 
 def throughput(spec: dict[str, Any]) -> dict[str, Any]:
-    """One stream of ``pieces`` pieces: seconds and pieces per second."""
+    """One stream of ``pieces`` pieces (in lines of the spec's ``shape``): pieces per second."""
     from .server import PIECE_BYTES
 
     control = Control(spec["base_url"])
     stack, is_async = _stack(spec)
-    pieces = spec["pieces"]
+    pieces, shape = spec["pieces"], spec.get("shape", "usual")
     section = Section(control, spec, getattr(stack, "probe", None))
     if not is_async:
         stack.warm()
-        control.configure(spec["warm_pieces"])
+        control.configure(spec["warm_pieces"], shape=shape)
         drain(stack.stream())
-        control.configure(pieces)
+        control.configure(pieces, shape=shape)
         with section:
             count, chars = drain(stack.stream())
         stack.close()
@@ -401,9 +211,9 @@ def throughput(spec: dict[str, Any]) -> dict[str, Any]:
 
         async def main() -> tuple[int, int]:
             await stack.warm()
-            control.configure(spec["warm_pieces"])
+            control.configure(spec["warm_pieces"], shape=shape)
             await adrain(stack.stream())
-            control.configure(pieces)
+            control.configure(pieces, shape=shape)
             with section:
                 result = await adrain(stack.stream())
             await stack.aclose()
