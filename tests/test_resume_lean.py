@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from aichatonline import InvalidRequestError
 from aichatonline._core import Call, RetryPolicy, Timeout, TokenCache, Transcript
-from aichatonline._core.wire import Chat
+from aichatonline._core.request import Chat
 from aichatonline._exceptions import APIConnectionError, StreamInterrupted
 
 Outcome = tuple[list[str], tuple[str, int] | None]

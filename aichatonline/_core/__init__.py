@@ -31,13 +31,28 @@ from .call import (
     Send,
     Sleep,
 )
+from .codings import EXPANSION_LIMIT, check_content_encoding, check_expansion
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
-from .fetch import TokenFetch
+from .headers import (
+    BROWSER_USER_AGENT,
+    build_headers,
+    check_headers,
+    is_header_text,
+    is_header_token,
+)
+from .models import DEFAULT_MODEL, MODEL_ALIASES, MODELS, resolve_model
 from .prompt import format_prompt, get_random_string, normalize_messages
 from .redact import redact
-from .resume import Transcript
+from .request import CHAT_PATH, Chat, Request
 from .retries import Attempts, RetryPolicy, is_testing, set_testing
-from .session import TokenCache
+from .statuses import (
+    ERROR_BODY_LIMIT,
+    RETRYABLE,
+    Outcome,
+    classify,
+    parse_retry_after,
+    status_error,
+)
 from .timeouts import (
     DEFAULT_TIMEOUT,
     OPERATIONS,
@@ -46,35 +61,10 @@ from .timeouts import (
     Timeout,
     TimeoutTypes,
 )
-from .wire import (
-    BROWSER_USER_AGENT,
-    CHAT_PATH,
-    DEFAULT_BASE_URL,
-    DEFAULT_MODEL,
-    ERROR_BODY_LIMIT,
-    EXPANSION_LIMIT,
-    MODEL_ALIASES,
-    MODELS,
-    RETRYABLE,
-    SITE_URL,
-    TOKEN_PATH,
-    Chat,
-    Outcome,
-    Request,
-    build_headers,
-    check_content_encoding,
-    check_expansion,
-    check_headers,
-    classify,
-    is_header_text,
-    is_header_token,
-    normalize_base_url,
-    parse_retry_after,
-    parse_token,
-    resolve_model,
-    status_error,
-    token_request,
-)
+from .token_cache import TokenCache
+from .token_fetch import TOKEN_PATH, TokenFetch, parse_token, token_request
+from .transcript import Transcript
+from .urls import DEFAULT_BASE_URL, SITE_URL, normalize_base_url
 
 __all__ = [
     "BROWSER_USER_AGENT",

@@ -53,12 +53,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .._exceptions import APIError, AuthenticationError, ProtocolError
+from .codings import check_content_encoding
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
-from .resume import Transcript
+from .request import Chat, Request
 from .retries import Attempts, RetryPolicy
-from .session import TokenCache
+from .statuses import status_error
 from .timeouts import Limits, Timeout
-from .wire import Chat, Request, check_content_encoding, status_error
+from .token_cache import TokenCache
+from .transcript import Transcript
 
 __all__ = [
     "DONE",

@@ -10,15 +10,47 @@ needed it; each attempt asks with a fresh ``canvas``, as the original did.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from .._exceptions import APIError, ProtocolError
 from .call import Action, Done, Raise, Send, Sleep
+from .headers import is_header_token
+from .prompt import get_random_string
+from .request import Request
 from .retries import Attempts, RetryPolicy
+from .statuses import body_preview, status_error
 from .timeouts import Limits
-from .wire import parse_token, status_error, token_request
 
-__all__ = ["TokenFetch"]
+__all__ = ["TOKEN_PATH", "TokenFetch", "parse_token", "token_request"]
+
+TOKEN_PATH = "/api/v1/user/getUniqueId"
+
+
+def token_request(base_url: str, headers: Mapping[str, str]) -> Request:
+    """``GET {base}/api/v1/user/getUniqueId?canvas=-<10 chars>``: ask for a unique id."""
+    url = f"{base_url}{TOKEN_PATH}?canvas=-{get_random_string(10)}"
+    return Request("GET", url, headers)
+
+
+def parse_token(body: bytes) -> str:
+    """The unique id from a 200 token response; a :class:`ProtocolError` if it has none."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(
+            f"the token response is not JSON: {body_preview(body)}", retryable=True
+        ) from exc
+    token = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(token, str) or not token.strip():
+        raise ProtocolError(
+            "the token response has no non-empty string 'data' field", retryable=True
+        )
+    if not is_header_token(token):
+        raise ProtocolError(
+            "the token response's 'data' cannot be sent as a header value", retryable=True
+        )
+    return token
 
 
 class TokenFetch:
