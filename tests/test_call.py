@@ -14,12 +14,12 @@ import pytest
 
 from aichatonline._core import (
     CHAT_PATH,
-    DONE,
+    COMPLETE,
     FETCH_TOKEN,
     READ_BODY,
     READ_ERROR,
     Call,
-    Chat,
+    ChatRequest,
     Raise,
     RetryPolicy,
     Send,
@@ -66,7 +66,7 @@ def make_call(
         cache = TokenCache()
         if token is not None:
             cache.fetched(token)
-    chat = Chat(BASE, HEADERS, "User: hi\nAssistant:")
+    chat = ChatRequest(BASE, HEADERS, "User: hi\nAssistant:")
     return Call(
         chat,
         tokens=cache,
@@ -161,7 +161,7 @@ def test_a_whole_answer() -> None:
     assert call.next_action() is READ_BODY
     assert call.receive(line(", world")[:-1]) == []  # a line without its end yet
     assert call.end_of_body() == [", world"]
-    assert call.next_action() is DONE
+    assert call.next_action() is COMPLETE
     assert call.transcript.text == "Hello, world"
     assert call.retries == 0
     assert call.anomalies == 0
@@ -174,7 +174,7 @@ def test_any_chunking_gives_the_same_pieces(size: int) -> None:
     begin(call)
     chunks = [body[i : i + size] for i in range(0, len(body), size)]
     assert stream(call, *chunks) == ["a", "bc", "dé😀", "f"]
-    assert call.next_action() is DONE
+    assert call.next_action() is COMPLETE
 
 
 def test_receive_returns_the_pieces_of_every_line_completed() -> None:
@@ -201,7 +201,7 @@ def test_a_drop_mid_stream_is_resumed_where_the_caller_is() -> None:
     assert second.request.body == first.request.body  # the same conversation and prompt
     assert second.request.headers["UniqueId"] == "tok-1"
     assert stream(call, answer("Hel", "lo", " world")) == [" world"]
-    assert call.next_action() is DONE
+    assert call.next_action() is COMPLETE
     assert call.transcript.text == "Hello world"
     assert call.retries == 1
 
@@ -410,7 +410,7 @@ def test_an_answer_of_empty_messages_is_readable() -> None:
     call = make_call()
     begin(call)
     assert stream(call, answer("", "")) == []
-    assert call.next_action() is DONE
+    assert call.next_action() is COMPLETE
     assert call.transcript.text == ""
 
 
@@ -425,7 +425,7 @@ def test_anomalies_are_counted_over_every_attempt() -> None:
     begin(call)
     assert stream(call, answer("Hel") + b"more junk\n" + answer("lo")) == ["lo"]
     assert call.anomalies == 3
-    assert call.next_action() is DONE
+    assert call.next_action() is COMPLETE
 
 
 # -- the retry budget ---------------------------------------------------------------------------
@@ -492,7 +492,7 @@ def test_without_resume_getting_further_is_progress() -> None:
         texts.append("b")
     begin(call)
     assert "".join(stream(call, answer(*texts, "end"))) == "abbbbend"
-    assert call.next_action() is DONE
+    assert call.next_action() is COMPLETE
 
 
 def test_a_failure_before_any_head_is_retried_with_the_same_request() -> None:
@@ -525,7 +525,7 @@ def test_codings_httpx_undoes_are_read(encoding: str) -> None:
     call = make_call()
     begin(call, 200, {"content-encoding": encoding})
     assert "".join(stream(call, BODY)) == "Hello, wörld 😀"
-    assert call.next_action() is DONE
+    assert call.next_action() is COMPLETE
 
 
 @pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br"])

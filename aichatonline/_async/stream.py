@@ -33,17 +33,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, cast
 
 from .._core import (
-    DONE,
+    COMPLETE,
     ERROR_BODY_LIMIT,
     FETCH_TOKEN,
     READ_BODY,
     READ_ERROR,
     Call,
-    Limits,
     Raise,
     RetryPolicy,
     Send,
     Sleep,
+    TimeLimits,
 )
 from .._exceptions import APIConnectionError, APIError, InvalidRequestError
 from .._synchronization import (
@@ -148,7 +148,7 @@ class AsyncStream:
     def completed(self) -> bool:
         """Whether the whole answer arrived and was handed out (not stopped early, not
         failed)."""
-        if self._call.next_action() is not DONE:
+        if self._call.next_action() is not COMPLETE:
             return False
         pieces, handed, _ = self._batch
         return not pieces or not operator.length_hint(handed)
@@ -296,7 +296,7 @@ class AsyncStream:
                 elif type(action) is Raise:
                     self._closed = True
                     raise action.error
-                else:  # DONE
+                else:  # COMPLETE
                     self._closed = True
                     return []
             except (APIError, InvalidRequestError) as exc:
@@ -374,5 +374,5 @@ class AsyncTokenSource(Protocol):
     """Where a stream gets its token: the client's cache, or one fetch for every waiter."""
 
     async def token_for(
-        self, policy: RetryPolicy, limits: Limits, socket: AsyncSocket | None = None
+        self, policy: RetryPolicy, limits: TimeLimits, socket: AsyncSocket | None = None
     ) -> str: ...

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from .._core import Limits, Raise, Request, RetryPolicy, Send, Sleep, TokenCache, TokenFetch
+from .._core import Raise, Request, RetryPolicy, Send, Sleep, TimeLimits, TokenCache, TokenFetch
 from .._exceptions import APIError
 from .._synchronization import AsyncLock, AsyncSocket, AsyncWakeup, async_sleep
 from .transport import AsyncTransport
@@ -40,7 +40,7 @@ class AsyncTokens:
         self._headers = headers
 
     async def token_for(
-        self, policy: RetryPolicy, limits: Limits, socket: AsyncSocket | None = None
+        self, policy: RetryPolicy, limits: TimeLimits, socket: AsyncSocket | None = None
     ) -> str:
         """The cached token, or one fetched now (once for every caller waiting); ``socket``
         reports where the fetch waits."""
@@ -80,7 +80,7 @@ class AsyncFetcher(Protocol):
     """What sends a token request: the transport, or the provider's aiohttp session."""
 
     async def fetch(
-        self, request: Request, limits: Limits, socket: AsyncSocket | None = None
+        self, request: Request, limits: TimeLimits, socket: AsyncSocket | None = None
     ) -> tuple[int, Mapping[str, str], bytes]: ...
 
 

@@ -11,7 +11,7 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
                by line; ``blocks`` its fast paths (line shapes, learned; one parse a block)
 - ``resume``   the text of a call, and resuming a dropped stream exactly
 - ``timeouts`` ``Timeout`` (httpx's per-operation limits, plus ``total`` and
-               ``first_piece``) and ``Limits``, one call's view of them
+               ``first_piece``) and ``TimeLimits``, one call's view of them
 - ``retries``  ``RetryPolicy``: retry decisions made by tenacity's strategies
 - ``session``  what a client keeps between calls: the token cache (token generations)
 - ``call``     one chat call as a state machine: events in, actions out; ``fetch`` one
@@ -20,13 +20,13 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
 """
 
 from .call import (
-    DONE,
+    COMPLETE,
     FETCH_TOKEN,
     READ_BODY,
     READ_ERROR,
     Action,
     Call,
-    Done,
+    Fetched,
     Raise,
     Send,
     Sleep,
@@ -43,7 +43,7 @@ from .headers import (
 from .models import DEFAULT_MODEL, MODEL_ALIASES, MODELS, resolve_model
 from .prompt import format_prompt, get_random_string, normalize_messages
 from .redact import redact
-from .request import CHAT_PATH, Chat, Request
+from .request import CHAT_PATH, ChatRequest, Request
 from .retries import Attempts, RetryPolicy, is_testing, set_testing
 from .statuses import (
     ERROR_BODY_LIMIT,
@@ -57,7 +57,7 @@ from .timeouts import (
     DEFAULT_TIMEOUT,
     OPERATIONS,
     HttpxLikeTimeout,
-    Limits,
+    TimeLimits,
     Timeout,
     TimeoutTypes,
 )
@@ -69,11 +69,11 @@ from .urls import DEFAULT_BASE_URL, SITE_URL, normalize_base_url
 __all__ = [
     "BROWSER_USER_AGENT",
     "CHAT_PATH",
+    "COMPLETE",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_LINE_BYTES",
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
-    "DONE",
     "ERROR_BODY_LIMIT",
     "EXPANSION_LIMIT",
     "FETCH_TOKEN",
@@ -88,10 +88,9 @@ __all__ = [
     "Action",
     "Attempts",
     "Call",
-    "Chat",
-    "Done",
+    "ChatRequest",
+    "Fetched",
     "HttpxLikeTimeout",
-    "Limits",
     "Outcome",
     "Raise",
     "Request",
@@ -99,6 +98,7 @@ __all__ = [
     "Send",
     "Sleep",
     "StreamDecoder",
+    "TimeLimits",
     "Timeout",
     "TimeoutTypes",
     "TokenCache",

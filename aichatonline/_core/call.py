@@ -16,7 +16,7 @@ its generated sync twin) runs a short loop that only does I/O::
     READ_ERROR   read the start of a refused response's body -> call.error_body(body)
     Sleep        wait action.seconds (the back-off) -> call.slept()
     Raise        raise action.error
-    DONE         the answer is complete
+    COMPLETE         the answer is complete
     any I/O step that fails -> call.failed(exc), and the loop asks again
 
 The rules the call holds (PROTOCOL.md and ``docs/protocol.md``):
@@ -55,22 +55,22 @@ from typing import Any, Final
 from .._exceptions import APIError, AuthenticationError, ProtocolError
 from .codings import check_content_encoding
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
-from .request import Chat, Request
+from .request import ChatRequest, Request
 from .retries import Attempts, RetryPolicy
 from .statuses import status_error
-from .timeouts import Limits, Timeout
+from .timeouts import TimeLimits, Timeout
 from .token_cache import TokenCache
 from .transcript import Transcript
 
 __all__ = [
-    "DONE",
+    "COMPLETE",
     "FETCH_TOKEN",
     "READ_BODY",
     "READ_ERROR",
     "STALE_RESENDS",
     "Action",
     "Call",
-    "Done",
+    "Fetched",
     "Raise",
     "Send",
     "Sleep",
@@ -101,7 +101,7 @@ class _Named(Action):
 FETCH_TOKEN: Final = _Named("FETCH_TOKEN")
 READ_BODY: Final = _Named("READ_BODY")
 READ_ERROR: Final = _Named("READ_ERROR")
-DONE: Final = _Named("DONE")
+COMPLETE: Final = _Named("COMPLETE")
 
 
 class Send(Action):
@@ -140,7 +140,7 @@ class Raise(Action):
         return f"Raise({self.error!r})"
 
 
-class Done(Action):
+class Fetched(Action):
     """A token fetch succeeded with ``token``."""
 
     __slots__ = ("token",)
@@ -149,7 +149,7 @@ class Done(Action):
         self.token = token
 
     def __repr__(self) -> str:
-        return "Done(***)"
+        return "Fetched(***)"
 
 
 class Call:
@@ -187,7 +187,7 @@ class Call:
 
     def __init__(
         self,
-        chat: Chat,
+        chat: ChatRequest,
         *,
         tokens: TokenCache,
         policy: RetryPolicy,
@@ -205,7 +205,7 @@ class Call:
         self.tokens = tokens
         #: The retry policy of this call (its token fetch, if it needs one, follows it too).
         self.policy = policy
-        self.limits = Limits(timeout, clock)
+        self.limits = TimeLimits(timeout, clock)
         self.transcript = Transcript(resume=resume, keep_text=keep_text)
         #: The response headers of the last attempt (lower-case names), once one came.
         self.headers: Mapping[str, str] | None = None
@@ -326,7 +326,7 @@ class Call:
             self.failed(error)
             return delivered
         self.transcript.end_attempt()  # a resumed answer that ended too early raises
-        self._action = DONE
+        self._action = COMPLETE
         return delivered
 
     def failed(self, exc: APIError) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .._exceptions import InvalidRequestError
 from .prompt import get_random_string
 
-__all__ = ["CHAT_PATH", "Chat", "Request"]
+__all__ = ["CHAT_PATH", "ChatRequest", "Request"]
 
 CHAT_PATH = "/aichatonline/api/chat/gpt"
 
@@ -43,7 +43,7 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Chat:
+class ChatRequest:
     """The chat request of one call: what stays the same across all of its attempts.
 
     A re-sent request carries the same ``conversationId`` and prompt, which is

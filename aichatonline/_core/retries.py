@@ -34,7 +34,7 @@ from .._exceptions import (
     StreamInterrupted,
 )
 from .redact import redact
-from .timeouts import Limits
+from .timeouts import TimeLimits
 
 if TYPE_CHECKING:
     import tenacity
@@ -151,7 +151,7 @@ class _WaitRetryAfter:
         return float(self._fallback(state))
 
 
-def _retrying(policy: RetryPolicy, limits: Limits, what: str) -> tenacity.Retrying:
+def _retrying(policy: RetryPolicy, limits: TimeLimits, what: str) -> tenacity.Retrying:
     import tenacity
 
     stop: Any = tenacity.stop_after_attempt(policy.max_retries + 1)
@@ -195,7 +195,7 @@ class Attempts:
 
     __slots__ = ("_limits", "_policy", "_retrying", "_state", "_what", "retries")
 
-    def __init__(self, policy: RetryPolicy, limits: Limits, what: str) -> None:
+    def __init__(self, policy: RetryPolicy, limits: TimeLimits, what: str) -> None:
         self._policy = policy
         self._limits = limits
         self._what = what

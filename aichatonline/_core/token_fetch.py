@@ -3,7 +3,7 @@
 The I/O layer carries out a :class:`TokenFetch` as it does a chat
 :class:`~aichatonline._core.call.Call`: ``Send`` the request, hand the whole response
 (its body cut at a bound) to :meth:`TokenFetch.response`, ``Sleep`` the back-off, until
-``Done`` (the token) or ``Raise``. The fetch has its own retries (its own
+``Fetched`` (the token) or ``Raise``. The fetch has its own retries (its own
 :class:`~aichatonline._core.retries.Attempts`), within the time limits of the call that
 needed it; each attempt asks with a fresh ``canvas``, as the original did.
 """
@@ -14,13 +14,13 @@ import json
 from collections.abc import Mapping
 
 from .._exceptions import APIError, ProtocolError
-from .call import Action, Done, Raise, Send, Sleep
+from .call import Action, Fetched, Raise, Send, Sleep
 from .headers import is_header_token
 from .prompt import get_random_string
 from .request import Request
 from .retries import Attempts, RetryPolicy
 from .statuses import body_preview, status_error
-from .timeouts import Limits
+from .timeouts import TimeLimits
 
 __all__ = ["TOKEN_PATH", "TokenFetch", "parse_token", "token_request"]
 
@@ -54,7 +54,7 @@ def parse_token(body: bytes) -> str:
 
 
 class TokenFetch:
-    """One fetch of a unique id, with its own retries: ``Send`` until ``Done`` or ``Raise``."""
+    """One fetch of a unique id, with its own retries: ``Send`` until ``Fetched`` or ``Raise``."""
 
     __slots__ = ("_action", "_attempts", "_base_url", "_headers", "_request", "_secrets", "limits")
 
@@ -64,7 +64,7 @@ class TokenFetch:
         headers: Mapping[str, str],
         *,
         policy: RetryPolicy,
-        limits: Limits,
+        limits: TimeLimits,
         secrets: tuple[str, ...] = (),
     ) -> None:
         self._base_url = base_url
@@ -83,7 +83,7 @@ class TokenFetch:
         """The whole response (its body cut at a bound) arrived."""
         if 200 <= status < 300:
             try:
-                self._action = Done(parse_token(body))
+                self._action = Fetched(parse_token(body))
             except ProtocolError as exc:
                 self.failed(exc)
         else:
