@@ -61,9 +61,14 @@ def fetched(call: Call, token: str) -> None:
     call.token_ready(token)
 
 
-def rejected(call: Call, status: int = 401) -> None:
-    """The call's request is sent and refused with ``status``."""
-    refused(call, status, body=b'{"msg": "invalid UniqueId"}')
+def rejected(call: Call, status: int = 401, *, in_flight: bool = False) -> None:
+    """The call's request is sent (``in_flight``: it was already) and refused with
+    ``status``."""
+    if not in_flight:
+        send(call)
+    call.response_head(status, {})
+    assert call.next_action() is READ_ERROR
+    call.error_body(b'{"msg": "invalid UniqueId"}')
 
 
 def sent_with(call: Call) -> str:
@@ -158,9 +163,9 @@ def test_a_rejected_token_another_call_dropped_is_fetched_again_for_free() -> No
     cache.fetched("old")
     first, second = make_call(cache=cache), make_call(cache=cache)
     send(first), send(second)
-    rejected(first)  # the first to hear of it: its refresh
+    rejected(first, in_flight=True)  # the first to hear of it: its refresh
     assert cache.token is None
-    rejected(second)  # the same revocation: not its refresh
+    rejected(second, in_flight=True)  # the same revocation: not its refresh
     assert second.next_action() is FETCH_TOKEN
     fetched(second, "new")
     first.token_ready("new")  # it waited for the same fetch
@@ -184,7 +189,7 @@ def test_two_revocations_in_a_burst_fail_no_call() -> None:
             send(call)
         # A different call hears first each time; the others see a dropped token.
         for call in calls[burst:] + calls[:burst]:
-            rejected(call)
+            rejected(call, in_flight=True)
             assert call.next_action() is FETCH_TOKEN
         fetched(calls[burst], new)
         for call in calls:

@@ -39,6 +39,8 @@ from .._core import (
     READ_BODY,
     READ_ERROR,
     Call,
+    CallState,
+    EventOrderError,
     Raise,
     RetryPolicy,
     Send,
@@ -148,7 +150,7 @@ class AsyncStream:
     def completed(self) -> bool:
         """Whether the whole answer arrived and was handed out (not stopped early, not
         failed)."""
-        if self._call.next_action() is not COMPLETE:
+        if self._call.state is not CallState.COMPLETE:
             return False
         pieces, handed, _ = self._batch
         return not pieces or not operator.length_hint(handed)
@@ -165,7 +167,6 @@ class AsyncStream:
         """Stop the stream and release its connection (from any task, any time)."""
         self._closed = True
         self._wakeup.wake()
-        response = self._response
         if self._iterating:  # another task waits on it: wake it, and it cleans up
             self._waits.interrupt()
             return
@@ -177,10 +178,7 @@ class AsyncStream:
             # sees ``_closed`` and cleans up.
             self._cut_batch()
             return
-        if response is None:
-            return
-        self._response = None
-        await response.aclose()
+        await self._close_response()
 
     async def __aenter__(self) -> Self:
         return self
@@ -229,8 +227,8 @@ class AsyncStream:
                 expired = False
             # Handled here, out of the except blocks: the error that ended the wait must
             # not ride along as the new error's __context__.
-            await self._discard()
-            if expired:  # the whole-call or first-piece bound: one more failed attempt
+            await self._close_response()
+            if expired and not call.over:  # a bound ran out: one more failed attempt
                 limits = call.limits
                 error = limits.timeout_error(self._doing(), limits.bound_name())
                 error.__cause__ = TimeoutError("the wait was ended at the bound")
@@ -249,7 +247,7 @@ class AsyncStream:
         limits = call.limits
         while True:
             if self._closed:
-                await self._discard()
+                await self._close_response()
                 return []
             action = call.next_action()
             try:
@@ -258,11 +256,10 @@ class AsyncStream:
                     assert response is not None
                     waits.bound(limits.bound(), response.socket)
                     data = await response.read(limits)
-                    if data:
-                        pieces = call.receive(data)
-                    else:
-                        pieces = call.end_of_body()
-                        await self._release()
+                    pieces = call.receive(data) if data else call.end_of_body()
+                    if call.next_action() is not READ_BODY:
+                        # The answer ended, or the attempt failed: its pieces go out first.
+                        await self._close_response()
                     if pieces:
                         return pieces
                 elif type(action) is Send:
@@ -272,6 +269,8 @@ class AsyncStream:
                     response = await self._transport.send(action.request, limits, socket)
                     self._response = response
                     call.response_head(response.status, response.headers)
+                    if call.next_action() not in (READ_BODY, READ_ERROR):
+                        await self._close_response()  # unreadable: the attempt failed
                 elif action is FETCH_TOKEN:
                     socket = AsyncSocket()
                     waits.bound(limits.bound(), socket)
@@ -287,7 +286,7 @@ class AsyncStream:
                     assert response is not None
                     waits.bound(limits.bound(), response.socket)
                     body = await response.read_limited(limits, ERROR_BODY_LIMIT)
-                    await self._release()
+                    await self._close_response()
                     call.error_body(body)
                 elif type(action) is Sleep:
                     waits.bound(limits.bound())
@@ -296,13 +295,15 @@ class AsyncStream:
                 elif type(action) is Raise:
                     self._closed = True
                     raise action.error
-                else:  # COMPLETE
+                elif action is COMPLETE:
                     self._closed = True
                     return []
+                else:
+                    raise EventOrderError(f"the stream's loop has no step for {action!r}")
             except (APIError, InvalidRequestError) as exc:
                 if type(action) is Raise:
                     raise
-                await self._discard()
+                await self._close_response()
                 waits.check()  # a wait ended on purpose (a close, a deadline) says so
                 if self._closed:
                     return []
@@ -315,7 +316,7 @@ class AsyncStream:
                 else:
                     call.failed(exc)
             except BaseException:
-                await self._discard()
+                await self._close_response()
                 raise
 
     def _doing(self) -> str:
@@ -325,13 +326,9 @@ class AsyncStream:
             return "fetching the token"
         return self._transport.describe(request)
 
-    async def _release(self) -> None:
-        response, self._response = self._response, None
-        if response is not None:
-            await response.aclose()
-
-    async def _discard(self) -> None:
-        """Done with a response that did not end well: closed now (its connection too)."""
+    async def _close_response(self) -> None:
+        """Done with the response: httpx keeps its connection when the body was read to its
+        end, and closes it otherwise."""
         response, self._response = self._response, None
         if response is not None:
             await response.aclose()
@@ -367,7 +364,7 @@ async def _hand_out(stream: AsyncStream) -> AsyncGenerator[str, None]:
         for piece in handed:
             yield piece
         stream._batch = ([], handed, end)
-    await stream._discard()  # closed from another thread while a batch was handed out
+    await stream._close_response()  # closed from another thread while a batch was handed out
 
 
 class AsyncTokenSource(Protocol):

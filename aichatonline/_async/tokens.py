@@ -17,7 +17,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from .._core import Raise, Request, RetryPolicy, Send, Sleep, TimeLimits, TokenCache, TokenFetch
+from .._core import (
+    EventOrderError,
+    Fetched,
+    Raise,
+    Request,
+    RetryPolicy,
+    Send,
+    Sleep,
+    TimeLimits,
+    TokenCache,
+    TokenFetch,
+)
 from .._exceptions import APIError
 from .._synchronization import AsyncLock, AsyncSocket, AsyncWakeup, async_sleep
 from .transport import AsyncTransport
@@ -109,7 +120,9 @@ async def async_fetch_token(
             else:
                 await wakeup.sleep(action.seconds)
             fetch.slept()
+        elif type(action) is Fetched:
+            return action.token
         elif type(action) is Raise:
             raise action.error
         else:
-            return action.token  # type: ignore[attr-defined,no-any-return]
+            raise EventOrderError(f"the token fetch's loop has no step for {action!r}")

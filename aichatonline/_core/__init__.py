@@ -19,18 +19,20 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
 - ``redact``   keeping the token and credentials out of messages
 """
 
-from .call import (
+from .actions import (
     COMPLETE,
     FETCH_TOKEN,
     READ_BODY,
     READ_ERROR,
+    READ_HEAD,
     Action,
-    Call,
+    EventOrderError,
     Fetched,
     Raise,
     Send,
     Sleep,
 )
+from .call import Call, CallState
 from .codings import EXPANSION_LIMIT, check_content_encoding, check_expansion
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
 from .headers import (
@@ -62,7 +64,7 @@ from .timeouts import (
     TimeoutTypes,
 )
 from .token_cache import TokenCache
-from .token_fetch import TOKEN_PATH, TokenFetch, parse_token, token_request
+from .token_fetch import TOKEN_PATH, FetchState, TokenFetch, parse_token, token_request
 from .transcript import Transcript
 from .urls import DEFAULT_BASE_URL, SITE_URL, normalize_base_url
 
@@ -82,13 +84,17 @@ __all__ = [
     "OPERATIONS",
     "READ_BODY",
     "READ_ERROR",
+    "READ_HEAD",
     "RETRYABLE",
     "SITE_URL",
     "TOKEN_PATH",
     "Action",
     "Attempts",
     "Call",
+    "CallState",
     "ChatRequest",
+    "EventOrderError",
+    "FetchState",
     "Fetched",
     "HttpxLikeTimeout",
     "Outcome",

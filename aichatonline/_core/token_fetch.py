@@ -1,20 +1,25 @@
-"""One fetch of the unique id (the token) as a state machine: events in, actions out. No I/O.
+"""Asking for the unique id (the token), and one fetch of it as a state machine. No I/O.
 
-The I/O layer carries out a :class:`TokenFetch` as it does a chat
+:func:`token_request` is the request, :func:`parse_token` reads the token from a 200
+answer. The I/O layer carries out a :class:`TokenFetch` as it does a chat
 :class:`~aichatonline._core.call.Call`: ``Send`` the request, hand the whole response
 (its body cut at a bound) to :meth:`TokenFetch.response`, ``Sleep`` the back-off, until
-``Fetched`` (the token) or ``Raise``. The fetch has its own retries (its own
-:class:`~aichatonline._core.retries.Attempts`), within the time limits of the call that
-needed it; each attempt asks with a fresh ``canvas``, as the original did.
+``Fetched`` (the token) or ``Raise``. The fetch is always in one :class:`FetchState`; an
+event in a state that does not take it raises ``EventOrderError``. The fetch has its own
+retries (its own :class:`~aichatonline._core.retries.Attempts`), within the time limits of
+the call that needed it; each attempt asks with a fresh ``canvas``, as the original did.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from enum import Enum
+from types import MappingProxyType
+from typing import ClassVar
 
 from .._exceptions import APIError, ProtocolError
-from .call import Action, Fetched, Raise, Send, Sleep
+from .actions import Fetched, Raise, Send, Sleep, StateMachine
 from .headers import is_header_token
 from .prompt import get_random_string
 from .request import Request
@@ -22,7 +27,7 @@ from .retries import Attempts, RetryPolicy
 from .statuses import body_preview, status_error
 from .timeouts import TimeLimits
 
-__all__ = ["TOKEN_PATH", "TokenFetch", "parse_token", "token_request"]
+__all__ = ["TOKEN_PATH", "FetchState", "TokenFetch", "parse_token", "token_request"]
 
 TOKEN_PATH = "/api/v1/user/getUniqueId"
 
@@ -53,10 +58,28 @@ def parse_token(body: bytes) -> str:
     return token
 
 
-class TokenFetch:
+class FetchState(Enum):
+    """Where a token fetch is."""
+
+    SENDING = "sending the request"  # action Send: the whole response -> response()
+    BACKING_OFF = "backing off before the next attempt"  # action Sleep -> slept()
+    FETCHED = "fetched"  # action Fetched(token)
+    FAILED = "failed"  # action Raise(error)
+
+
+class TokenFetch(StateMachine[FetchState]):
     """One fetch of a unique id, with its own retries: ``Send`` until ``Fetched`` or ``Raise``."""
 
-    __slots__ = ("_action", "_attempts", "_base_url", "_headers", "_request", "_secrets", "limits")
+    #: The states that take each event (any other: ``EventOrderError``).
+    _TAKES: ClassVar[Mapping[str, frozenset[FetchState]]] = MappingProxyType(
+        {
+            "response": frozenset({FetchState.SENDING}),
+            "failed": frozenset({FetchState.SENDING}),
+            "slept": frozenset({FetchState.BACKING_OFF}),
+        }
+    )
+
+    __slots__ = ("_attempts", "_base_url", "_headers", "_request", "_secrets", "limits")
 
     def __init__(
         self,
@@ -73,30 +96,38 @@ class TokenFetch:
         self.limits = limits
         self._attempts = Attempts(policy, limits, "the token fetch")
         self._request = token_request(base_url, headers)
-        self._action: Action = Send(self._request)
-
-    def next_action(self) -> Action:
-        """What the I/O layer should do now."""
-        return self._action
+        super().__init__(FetchState.SENDING, Send(self._request))
 
     def response(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         """The whole response (its body cut at a bound) arrived."""
-        if 200 <= status < 300:
-            try:
-                self._action = Fetched(parse_token(body))
-            except ProtocolError as exc:
-                self.failed(exc)
-        else:
-            self.failed(
-                status_error(status, headers, body, request=self._request, secrets=self._secrets)
+        self._expect("response")
+        if not 200 <= status < 300:
+            error = status_error(
+                status, headers, body, request=self._request, secrets=self._secrets
             )
+            self._fail(error)
+            return
+        try:
+            token = parse_token(body)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
+        self._to(FetchState.FETCHED, Fetched(token))
 
     def failed(self, exc: APIError) -> None:
-        """The attempt failed: Sleep and try again, or Raise."""
-        delay = self._attempts.failed(exc)
-        self._action = Raise(exc) if delay is None else Sleep(delay)
+        """The request failed (no response): Sleep and try again, or Raise."""
+        self._expect("failed")
+        self._fail(exc)
 
     def slept(self) -> None:
         """The back-off is over: ask again (a fresh ``canvas``, as the original did)."""
+        self._expect("slept")
         self._request = token_request(self._base_url, self._headers)
-        self._action = Send(self._request)
+        self._to(FetchState.SENDING, Send(self._request))
+
+    def _fail(self, exc: APIError) -> None:
+        delay = self._attempts.failed(exc)
+        if delay is None:
+            self._to(FetchState.FAILED, Raise(exc))
+        else:
+            self._to(FetchState.BACKING_OFF, Sleep(delay))
