@@ -27,9 +27,8 @@ Written once, async; ``_sync/stream.py`` is generated from it.
 from __future__ import annotations
 
 import contextlib
-import operator
 import weakref
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -77,7 +76,6 @@ class Stream:
 
     __slots__ = (
         "__weakref__",
-        "_batch",
         "_call",
         "_client_closed",
         "_closed",
@@ -95,10 +93,6 @@ class Stream:
         self._transport = transport
         self._tokens = tokens
         self._response: Response | None = None
-        # The batch being handed out, the iterator over it (how far it got), and the
-        # transcript's length once the batch was recorded: one tuple, published at once,
-        # so that another thread reading ``text`` sees the three agree.
-        self._batch: tuple[list[str], Iterator[str], int] = ([], iter(()), 0)
         self._waits = Waits()  # every wait bounded, and ended by a close
         self._wakeup = Wakeup()  # a back-off wait that closing cuts short
         # The generator sees the stream through a weak proxy: no reference cycle, so a
@@ -112,19 +106,12 @@ class Stream:
 
     @property
     def text(self) -> str:
-        """All text delivered so far (another thread may read it while the stream runs).
+        """All text handed out so far (another thread may read it while the stream runs).
 
         An :class:`~aichatonline.InvalidRequestError` for a stream made with
         ``keep_text=False``, which does not keep it.
         """
-        pieces, handed, end = self._batch
-        # The call counts a batch of pieces as delivered when it hands them over (and may
-        # have recorded the next one already); the caller has seen them up to where the
-        # published batch's iterator stands.
-        pending = pieces[len(pieces) - operator.length_hint(handed) :] if pieces else pieces
-        if pending:
-            end -= sum(map(len, pending))
-        return self._call.transcript.text[:end]
+        return self._call.transcript.seen_text
 
     @property
     def conversation_id(self) -> str:
@@ -150,10 +137,8 @@ class Stream:
     def completed(self) -> bool:
         """Whether the whole answer arrived and was handed out (not stopped early, not
         failed)."""
-        if self._call.state is not CallState.COMPLETE:
-            return False
-        pieces, handed, _ = self._batch
-        return not pieces or not operator.length_hint(handed)
+        call = self._call
+        return call.state is CallState.COMPLETE and not call.transcript.pending
 
     def __iter__(self) -> Self:
         return self
@@ -176,7 +161,7 @@ class Stream:
             # Another thread is handing out a piece of a batch this moment (``generator
             # already executing``): end that batch after the piece, and the thread's loop
             # sees ``_closed`` and cleans up.
-            self._cut_batch()
+            self._call.transcript.cut_batch()
             return
         self._close_response()
 
@@ -333,19 +318,11 @@ class Stream:
         if response is not None:
             response.close()
 
-    def _cut_batch(self) -> None:
-        """End the batch being handed out after the piece that may be on its way now."""
-        pieces, handed, end = self._batch
-        keep = len(pieces) - operator.length_hint(handed) + 1
-        if keep < len(pieces):
-            # Published first: a reader of ``text`` may see it short a moment, never ahead.
-            self._batch = (pieces, handed, end - sum(map(len, pieces[keep:])))
-            del pieces[keep:]  # the list's iterator stops at its new end
-
 
 def _hand_out(stream: Stream) -> Generator[str, None]:
     """The pieces, batch by batch as the call gives them (the generator behind
     ``__next__``)."""
+    transcript = stream._call.transcript
     while not stream._closed:
         stream._iterating = True
         try:
@@ -354,16 +331,14 @@ def _hand_out(stream: Stream) -> Generator[str, None]:
             stream._iterating = False
         if not pieces:
             return
-        handed = iter(pieces)
-        end = stream._call.transcript.length
-        stream._batch = (pieces, handed, end)
-        # From here the batch and its iterator hold the pieces while they are handed out,
-        # and nothing once they are: a stream waiting for its next read keeps none of them
-        # (a thousand waiting streams held ~80 KB each).
+        # The transcript follows the batch's iterator, so that what the caller has seen is
+        # known without a Python call for each piece; once the batch is out, nothing holds
+        # its pieces (a stream waiting for its next read keeps none of them).
+        handed = transcript.hand_out(pieces)
         del pieces
         for piece in handed:
             yield piece
-        stream._batch = ([], handed, end)
+        transcript.handed_out()
     stream._close_response()  # closed from another thread while a batch was handed out
 
 
