@@ -17,7 +17,7 @@ from typing import ClassVar, Final, TypeVar
 from ._config import ProxyURL, environment_proxy_secrets, redact, resolve_base_url, resolve_proxy
 from ._core import (
     Call,
-    Chat,
+    ChatRequest,
     RetryPolicy,
     Timeout,
     TimeoutTypes,
@@ -318,9 +318,9 @@ class BaseClient:
             replaced = {name.lower() for name in extra}  # header names are case-insensitive
             headers = {k: v for k, v in headers.items() if k.lower() not in replaced} | extra
         if conversation_id is None:
-            chat = Chat(self._base_url, headers, prompt)
+            chat = ChatRequest(self._base_url, headers, prompt)
         else:
-            chat = Chat(self._base_url, headers, prompt, conversation_id)
+            chat = ChatRequest(self._base_url, headers, prompt, conversation_id)
         policy = self._retry_policy
         if not isinstance(max_retries, NotGiven):
             policy = dataclasses.replace(policy, max_retries=_check_max_retries(max_retries))

@@ -44,9 +44,9 @@ from ._core import (
     MODEL_ALIASES,
     MODELS,
     SITE_URL,
-    Limits,
     Request,
     RetryPolicy,
+    TimeLimits,
     Timeout,
     TimeoutTypes,
     TokenFetch,
@@ -279,7 +279,7 @@ class AiChatOnline(AsyncGeneratorProvider, ProviderModelMixin):
             url,
             build_headers(url),
             policy=retry_policy or RetryPolicy(),
-            limits=Limits(Timeout.of(timeout)),
+            limits=TimeLimits(Timeout.of(timeout)),
         )
         return await async_fetch_token(fetcher, fetch)
 
@@ -383,7 +383,7 @@ class _AiohttpFetcher:
         self._proxy = proxy
 
     async def fetch(
-        self, request: Request, limits: Limits, socket: object = None
+        self, request: Request, limits: TimeLimits, socket: object = None
     ) -> tuple[int, Mapping[str, str], bytes]:
         """GET ``request``: its status, headers and the start of its body."""
         import asyncio  # aiohttp runs on asyncio only

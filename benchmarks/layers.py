@@ -202,10 +202,10 @@ def _parsers() -> list[tuple[str, Callable[[Any], Any]]]:
 
 def _fresh_decoder(chunks: list[bytes], loads: Callable[[Any], Any]) -> Callable[[], Iterable[str]]:
     """``decoder_only`` with nothing learned before: each run learns its shape anew."""
-    from aichatonline._core import blocks
+    from aichatonline._core import decoder_shapes
 
     # An SDK that learns no shapes has nothing to forget.
-    forget: Callable[[], None] = getattr(blocks, "forget_learned_shapes", lambda: None)
+    forget: Callable[[], None] = getattr(decoder_shapes, "forget_learned_shapes", lambda: None)
 
     def make() -> Iterable[str]:
         forget()

@@ -3,12 +3,21 @@
 The I/O layer is written once, async; this script writes its sync twin by rewriting names
 and dropping ``async``/``await``, as httpcore's own ``scripts/unasync.py`` does. What cannot
 be had by rewriting lives in ``aichatonline/_synchronization.py`` as pairs (``async_x`` /
-``sync_x``, ``AsyncX`` / ``X``). The output is formatted with ``ruff format``.
+``sync_x``, ``AsyncX`` / ``X``).
 
     python scripts/unasync.py          # regenerate
     python scripts/unasync.py --check  # fail (exit 1) if a generated file is stale
+    python scripts/unasync.py --rules  # each rewriting rule and how often it applied
 
-CI runs ``--check``, so the twins cannot drift.
+CI runs ``--check``, so the twins cannot drift. Two things make the output depend on this
+script and the sources alone:
+
+- every rule must still apply somewhere: a rule that rewrites nothing in any source (the
+  text it was written for has changed) fails the run, instead of silently leaving that
+  text unconverted the day it comes back;
+- the output is formatted by the ruff the ``dev`` extra pins (``ruff==X`` in
+  ``pyproject.toml``), and any other version is refused: a new ruff release that formats
+  differently cannot make the check fail (or pass) on its own.
 """
 
 from __future__ import annotations
@@ -18,68 +27,119 @@ import difflib
 import re
 import subprocess
 import sys
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "aichatonline" / "_async"
 TARGET = ROOT / "aichatonline" / "_sync"
+PYPROJECT = ROOT / "pyproject.toml"
 
-# Whole phrases first (docstrings that say what kind of client it is), then names.
-PHRASES = [
-    ("The async client, for asyncio and trio", "The blocking client, for scripts and threads"),
-    ("for asyncio and trio", "that blocks (it never needs an event loop)"),
-    ("asyncio and trio", "scripts and threads"),
-    ("any task or thread", "any thread"),
-    ("from any task", "from any thread"),
-    ("another task", "another thread"),
-    ("that task's", "that thread's"),
-    ("an async iterator", "an iterator"),
-    ("an ``async with``", "a ``with``"),
-    ("Written once, async; the blocking", "Generated from the async source; this blocking"),
-]
 
-NAMES = [
-    (r"\bAsyncNext\[([\w.]+)\]", r"\1"),  # an awaitable of the item / the item
-    (r"\bAsyncNext,\s*", ""),  # ... so the sync twin does not import it
-    (r"\bAsyncIterator\b", "Iterator"),
-    (r"\bAsyncGenerator\b", "Generator"),
-    (r"\bStopAsyncIteration\b", "StopIteration"),
-    (r"\basynccontextmanager\b", "contextmanager"),
-    (r"\baclosing\b", "closing"),
-    (r"\baiter_raw\b", "iter_raw"),
-    (r"\baiter_bytes\b", "iter_bytes"),
-    (r"\bhandle_async_request\b", "handle_request"),
-    (r"\bhttpx\.AsyncByteStream\b", "httpx.SyncByteStream"),
-    (r"\bDefaultAsyncHttpxClient\b", "DefaultHttpxClient"),
-    (r"\b([Aa])n ((?::class:`|``)?)(?=Async[A-Z])", r"\1 \2"),  # "an AsyncX": "a X"
-    (r"\bAsync([A-Z][A-Za-z0-9_]*)", r"\1"),
-    (r"\basync_([a-z][A-Za-z0-9_]*)", r"sync_\1"),
-    (r"\basync def\b", "def"),
-    (r"\basync with\b", "with"),
-    (r"\basync for\b", "for"),
-    (r"\bawait ", ""),
-    (r"\b__aenter__\b", "__enter__"),
-    (r"\b__aexit__\b", "__exit__"),
-    (r"\b__aiter__\b", "__iter__"),
-    (r"\b__anext__\b", "__next__"),
-    (r"\baclose\b", "close"),
+@dataclass(frozen=True)
+class Rule:
+    """One rewriting: ``old`` (a phrase, or a regular expression when ``regex``) becomes
+    ``new`` in every source."""
+
+    old: str
+    new: str
+    regex: bool = True
+
+    def apply(self, text: str) -> tuple[str, int]:
+        """``text`` rewritten, and how many times the rule applied."""
+        if not self.regex:
+            return text.replace(self.old, self.new), text.count(self.old)
+        return re.subn(self.old, self.new, text)  # re caches the compiled pattern
+
+
+def _phrase(old: str, new: str) -> Rule:
+    return Rule(old, new, regex=False)
+
+
+# The rules, in the order they apply: whole phrases first (docstrings that say what kind of
+# client it is), then names.
+RULES: tuple[Rule, ...] = (
+    _phrase(
+        "The async client, for asyncio and trio", "The blocking client, for scripts and threads"
+    ),
+    _phrase("for asyncio and trio", "that blocks (it never needs an event loop)"),
+    _phrase("any task or thread", "any thread"),
+    _phrase("from any task", "from any thread"),
+    _phrase("another task", "another thread"),
+    _phrase("an async iterator", "an iterator"),
+    _phrase("an ``async with``", "a ``with``"),
+    Rule(r"\bAsyncNext\[([\w.]+)\]", r"\1"),  # an awaitable of the item / the item
+    Rule(r"\bAsyncNext,\s*", ""),  # ... so the sync twin does not import it
+    Rule(r"\bAsyncIterator\b", "Iterator"),
+    Rule(r"\bAsyncGenerator\b", "Generator"),
+    Rule(r"\bStopAsyncIteration\b", "StopIteration"),
+    Rule(r"\baiter_raw\b", "iter_raw"),
+    Rule(r"\baiter_bytes\b", "iter_bytes"),
+    Rule(r"\bhandle_async_request\b", "handle_request"),
+    Rule(r"\bhttpx\.AsyncByteStream\b", "httpx.SyncByteStream"),
+    Rule(r"\bDefaultAsyncHttpxClient\b", "DefaultHttpxClient"),
+    Rule(r"\bAsync([A-Z][A-Za-z0-9_]*)", r"\1"),
+    Rule(r"\basync_([a-z][A-Za-z0-9_]*)", r"sync_\1"),
+    Rule(r"\basync def\b", "def"),
+    Rule(r"\basync with\b", "with"),
+    Rule(r"\basync for\b", "for"),
+    Rule(r"\bawait ", ""),
+    Rule(r"\b__aenter__\b", "__enter__"),
+    Rule(r"\b__aexit__\b", "__exit__"),
+    Rule(r"\b__aiter__\b", "__iter__"),
+    Rule(r"\b__anext__\b", "__next__"),
+    Rule(r"\baclose\b", "close"),
     # An async-only alias (``close = aclose``) is ``close = close`` here: dropped, with
     # the comment above it.
-    (r"\n[ ]*#:[^\n]*\n[ ]*(\w+) = \1\n", "\n"),
-]
-_COMPILED = [(re.compile(pattern), replacement) for pattern, replacement in NAMES]
+    Rule(r"\n[ ]*#:[^\n]*\n[ ]*(\w+) = \1\n", "\n"),
+)
 
 
-def unasync_text(text: str, name: str) -> str:
-    """The sync twin of the async module ``name`` (its source ``text``)."""
-    for phrase, replacement in PHRASES:
-        text = text.replace(phrase, replacement)
-    for pattern, replacement in _COMPILED:
-        text = pattern.sub(replacement, text)
+def unasync_text(
+    text: str,
+    name: str,
+    rules: tuple[Rule, ...] | None = None,
+    counts: Counter[Rule] | None = None,
+) -> str:
+    """The sync twin of the async module ``name`` (its source ``text``), by ``rules``
+    (:data:`RULES`); each rule's uses are added to ``counts``."""
+    for rule in RULES if rules is None else rules:
+        text, used = rule.apply(text)
+        if counts is not None:
+            counts[rule] += used
     header = (
         f"# Generated by scripts/unasync.py from aichatonline/_async/{name}: do not edit here.\n"
     )
     return header + text
+
+
+def unused_rules(counts: Counter[Rule], rules: tuple[Rule, ...] | None = None) -> list[Rule]:
+    """The rules (:data:`RULES`) that rewrote nothing in any source."""
+    return [rule for rule in (RULES if rules is None else rules) if not counts[rule]]
+
+
+def pinned_ruff(pyproject: str) -> str:
+    """The ruff version the ``dev`` extra pins (``"ruff==X"``)."""
+    match = re.search(r'"ruff==([0-9][0-9A-Za-z.]*)"', pyproject)
+    if match is None:
+        raise SystemExit('pyproject.toml pins no ruff ("ruff==X" in the dev extra)')
+    return match.group(1)
+
+
+def check_ruff_version() -> None:
+    """Refuse any ruff but the pinned one: the generated text is that version's format."""
+    pinned = pinned_ruff(PYPROJECT.read_text())
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "--version"], capture_output=True, text=True, check=False
+    )
+    installed = result.stdout.split()[-1] if result.returncode == 0 and result.stdout else None
+    if installed != pinned:
+        found = f"ruff {installed}" if installed else "no ruff"
+        raise SystemExit(
+            f"scripts/unasync.py formats with ruff {pinned} (pinned in pyproject.toml), "
+            f"found {found}: pip install -e '.[dev]'"
+        )
 
 
 def _ruff(arguments: list[str], text: str, path: Path) -> str:
@@ -103,16 +163,38 @@ def formatted(text: str, path: Path) -> str:
     return _ruff(["format"], text, path)
 
 
+def _print_rules(counts: Counter[Rule]) -> None:
+    width = max(len(rule.old) for rule in RULES)
+    for rule in RULES:
+        print(f"{counts[rule]:5d}  {rule.old:<{width}}  ->  {rule.new}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
+    parser.add_argument("--rules", action="store_true", help="show each rule's count")
     args = parser.parse_args(argv)
+    check_ruff_version()
+    counts: Counter[Rule] = Counter()
+    generated = {
+        source.name: unasync_text(source.read_text(), source.name, counts=counts)
+        for source in sorted(SOURCE.glob("*.py"))
+    }
+    if args.rules:
+        _print_rules(counts)
+    unused = unused_rules(counts)
+    if unused:
+        listed = "\n".join(f"  {rule.old!r} -> {rule.new!r}" for rule in unused)
+        print(
+            f"scripts/unasync.py: {len(unused)} rules rewrote nothing in aichatonline/_async/ "
+            f"(remove them, or fix them for the text that changed):\n{listed}",
+            file=sys.stderr,
+        )
+        return 1
     stale = []
-    expected_names = set()
-    for source in sorted(SOURCE.glob("*.py")):
-        target = TARGET / source.name
-        expected_names.add(source.name)
-        text = formatted(unasync_text(source.read_text(), source.name), target)
+    for name, text in generated.items():
+        target = TARGET / name
+        text = formatted(text, target)
         current = target.read_text() if target.exists() else ""
         if current == text:
             continue
@@ -128,13 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             TARGET.mkdir(exist_ok=True)
             target.write_text(text)
-    extra = [p for p in TARGET.glob("*.py") if p.name not in expected_names]
+    extra = [path for path in TARGET.glob("*.py") if path.name not in generated]
     for path in extra:
         stale.append(path)
         if not args.check:
             path.unlink()
     if args.check and stale:
-        names = ", ".join(str(p.relative_to(ROOT)) for p in stale)
+        names = ", ".join(str(path.relative_to(ROOT)) for path in stale)
         print(f"stale: {names}; run: python scripts/unasync.py", file=sys.stderr)
         return 1
     if not args.check:

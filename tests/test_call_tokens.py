@@ -14,12 +14,12 @@ import pytest
 
 from aichatonline._core import (
     CHAT_PATH,
-    DONE,
+    COMPLETE,
     FETCH_TOKEN,
     READ_ERROR,
     TOKEN_PATH,
     Call,
-    Done,
+    Fetched,
     Raise,
     RetryPolicy,
     Send,
@@ -29,7 +29,7 @@ from aichatonline._core import (
     TokenFetch,
 )
 from aichatonline._core.call import STALE_RESENDS
-from aichatonline._core.timeouts import Limits
+from aichatonline._core.timeouts import TimeLimits
 from aichatonline._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -61,9 +61,14 @@ def fetched(call: Call, token: str) -> None:
     call.token_ready(token)
 
 
-def rejected(call: Call, status: int = 401) -> None:
-    """The call's request is sent and refused with ``status``."""
-    refused(call, status, body=b'{"msg": "invalid UniqueId"}')
+def rejected(call: Call, status: int = 401, *, in_flight: bool = False) -> None:
+    """The call's request is sent (``in_flight``: it was already) and refused with
+    ``status``."""
+    if not in_flight:
+        send(call)
+    call.response_head(status, {})
+    assert call.next_action() is READ_ERROR
+    call.error_body(b'{"msg": "invalid UniqueId"}')
 
 
 def sent_with(call: Call) -> str:
@@ -86,7 +91,7 @@ def test_a_rejected_token_is_refreshed_once() -> None:
     action = begin(call)
     assert action.request.headers["UniqueId"] == "new"
     assert stream(call, answer("ok")) == ["ok"]
-    assert call.next_action() is DONE
+    assert call.next_action() is COMPLETE
 
 
 def test_a_rejected_token_another_call_replaced_stays_replaced() -> None:
@@ -101,7 +106,7 @@ def test_a_rejected_token_another_call_replaced_stays_replaced() -> None:
     # Sent again at once with the newer token: no fetch, no wait, no retry, no refresh.
     assert begin(call).request.headers["UniqueId"] == "newer"
     assert stream(call, answer("ok")) == ["ok"]
-    assert (call.retries, call.next_action()) == (0, DONE)
+    assert (call.retries, call.next_action()) == (0, COMPLETE)
 
 
 @pytest.mark.parametrize("statuses", [(401, 401), (401, 403), (403, 401)])
@@ -158,9 +163,9 @@ def test_a_rejected_token_another_call_dropped_is_fetched_again_for_free() -> No
     cache.fetched("old")
     first, second = make_call(cache=cache), make_call(cache=cache)
     send(first), send(second)
-    rejected(first)  # the first to hear of it: its refresh
+    rejected(first, in_flight=True)  # the first to hear of it: its refresh
     assert cache.token is None
-    rejected(second)  # the same revocation: not its refresh
+    rejected(second, in_flight=True)  # the same revocation: not its refresh
     assert second.next_action() is FETCH_TOKEN
     fetched(second, "new")
     first.token_ready("new")  # it waited for the same fetch
@@ -184,7 +189,7 @@ def test_two_revocations_in_a_burst_fail_no_call() -> None:
             send(call)
         # A different call hears first each time; the others see a dropped token.
         for call in calls[burst:] + calls[:burst]:
-            rejected(call)
+            rejected(call, in_flight=True)
             assert call.next_action() is FETCH_TOKEN
         fetched(calls[burst], new)
         for call in calls:
@@ -194,7 +199,7 @@ def test_two_revocations_in_a_burst_fail_no_call() -> None:
         assert sent_with(call) == "t3"
         begin(call)
         assert stream(call, answer("done")) == ["done"]
-        assert (call.retries, call.next_action()) == (0, DONE)
+        assert (call.retries, call.next_action()) == (0, COMPLETE)
 
 
 def test_a_free_resend_keeps_the_refresh_for_the_newest_token() -> None:
@@ -329,7 +334,7 @@ def test_an_error_status_is_read_before_the_token_is_judged() -> None:
 
 
 def make_fetch(policy: RetryPolicy = NO_WAIT, timeout: Timeout | None = None) -> TokenFetch:
-    return TokenFetch(BASE, HEADERS, policy=policy, limits=Limits(timeout or Timeout()))
+    return TokenFetch(BASE, HEADERS, policy=policy, limits=TimeLimits(timeout or Timeout()))
 
 
 def fetch_send(fetch: TokenFetch) -> Send:
@@ -346,7 +351,7 @@ def test_token_fetch_success() -> None:
     assert dict(request.headers) == HEADERS
     fetch.response(200, {}, b'{"code": 200, "data": "tok-xyz"}')
     done = fetch.next_action()
-    assert type(done) is Done
+    assert type(done) is Fetched
     assert done.token == "tok-xyz"
     assert "tok-xyz" not in repr(done)
 
@@ -401,7 +406,7 @@ def test_token_fetch_retries_with_a_new_canvas() -> None:
     fetch_send(fetch)
     fetch.response(200, {}, b'{"data": "tok"}')
     done = fetch.next_action()
-    assert type(done) is Done
+    assert type(done) is Fetched
     assert done.token == "tok"
 
 

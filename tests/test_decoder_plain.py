@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from aichatonline._core import StreamDecoder
 from aichatonline._core import decoder as decoder_module
-from aichatonline._core.blocks import Shape, forget_learned_shapes, shape_texts
+from aichatonline._core.decoder_shapes import Shape, forget_learned_shapes, shape_texts
 from aichatonline._exceptions import ProtocolError, ServiceError
 
 Loads = Callable[[bytes], Any]

@@ -20,8 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aichatonline._core import StreamDecoder
-from aichatonline._core import blocks as blocks_module
-from aichatonline._core.blocks import (
+from aichatonline._core import decoder_shapes as shapes_module
+from aichatonline._core.decoder_lines import LineReader
+from aichatonline._core.decoder_shapes import (
     FIXED_SHAPES,
     forget_learned_shapes,
     known_shapes,
@@ -31,7 +32,6 @@ from aichatonline._core.blocks import (
     shape_texts,
     trim_blank_lines,
 )
-from aichatonline._core.lines import LineReader
 from tests.test_decoder_plain import ParsersOnly, outcome
 
 Loads = Callable[[bytes], Any]
@@ -176,7 +176,7 @@ def test_the_first_block_is_sliced(
 ) -> None:
     answered: list[bytes] = []
 
-    def counting(block: bytes, shape: blocks_module.Shape) -> list[str] | None:
+    def counting(block: bytes, shape: shapes_module.Shape) -> list[str] | None:
         texts = shape_texts(block, shape)
         if texts is not None:
             answered.append(block)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from aichatonline import InvalidRequestError
 from aichatonline._core import Call, RetryPolicy, Timeout, TokenCache, Transcript
-from aichatonline._core.wire import Chat
+from aichatonline._core.request import ChatRequest
 from aichatonline._exceptions import APIConnectionError, StreamInterrupted
 
 Outcome = tuple[list[str], tuple[str, int] | None]
@@ -183,7 +183,7 @@ def test_delivered_is_set_in_both_modes_and_kept_by_pickle() -> None:
 
 
 def test_a_call_passes_keep_text_to_its_transcript() -> None:
-    chat = Chat(base_url="http://127.0.0.1:1", prompt="hi", conversation_id="c", headers={})
+    chat = ChatRequest(base_url="http://127.0.0.1:1", prompt="hi", conversation_id="c", headers={})
     tokens, policy, timeout = TokenCache(), RetryPolicy(), Timeout()
     kept = Call(chat, tokens=tokens, policy=policy, timeout=timeout, resume=True)
     lean = Call(chat, tokens=tokens, policy=policy, timeout=timeout, resume=True, keep_text=False)

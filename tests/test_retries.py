@@ -16,8 +16,8 @@ import pytest
 import aichatonline
 from aichatonline._core import (
     Attempts,
-    Limits,
     RetryPolicy,
+    TimeLimits,
     Timeout,
     is_testing,
     set_testing,
@@ -40,7 +40,7 @@ CHALLENGE = b"<html><title>Just a moment...</title></html>"
 
 
 def attempts(policy: RetryPolicy, timeout: Timeout | None = None) -> Attempts:
-    return Attempts(policy, Limits(timeout or Timeout()), "the test")
+    return Attempts(policy, TimeLimits(timeout or Timeout()), "the test")
 
 
 def drop() -> APIConnectionError:
@@ -286,14 +286,14 @@ def test_a_retry_after_that_would_cross_the_total_stops() -> None:
 
 
 def test_the_total_counts_from_the_start_of_the_call() -> None:
-    limits = Limits(Timeout(total=0.3))
+    limits = TimeLimits(Timeout(total=0.3))
     time.sleep(0.2)  # the call spent 0.2 s before its first failure (its token fetch, say)
     run = Attempts(RetryPolicy(initial_backoff=0.15, jitter=0), limits, "the test")
     assert run.failed(drop()) is None  # 0.2 + 0.15 crosses 0.3
 
 
 def test_reset_keeps_the_total() -> None:
-    limits = Limits(Timeout(total=0.2))
+    limits = TimeLimits(Timeout(total=0.2))
     run = Attempts(RetryPolicy(max_retries=5, initial_backoff=0.01, jitter=0), limits, "x")
     assert run.failed(drop()) == 0.01
     time.sleep(0.25)
@@ -302,10 +302,10 @@ def test_reset_keeps_the_total() -> None:
 
 
 def test_the_total_is_measured_on_the_limits_clock() -> None:
-    # A Limits (and so a Call) takes a clock; the retry decisions must use it too. On this
+    # A TimeLimits (and so a Call) takes a clock; the retry decisions must use it too. On this
     # clock no time has passed since the call started, so a 0.5 s wait fits a 60 s total.
     fake_now = -1e6  # a clock's origin is arbitrary, as time.monotonic's is
-    limits = Limits(Timeout(total=60), clock=lambda: fake_now)
+    limits = TimeLimits(Timeout(total=60), clock=lambda: fake_now)
     run = Attempts(RetryPolicy(initial_backoff=0.5, jitter=0), limits, "the test")
     assert run.failed(drop()) == 0.5
 

@@ -1,6 +1,6 @@
-"""``Timeout`` (httpx's per-operation limits plus ``total`` and ``first_piece``) and ``Limits``.
+"""``Timeout`` (httpx's per-operation limits plus ``total`` and ``first_piece``) and ``TimeLimits``.
 
-``Limits`` runs on a fake clock here: every number below is exact.
+``TimeLimits`` runs on a fake clock here: every number below is exact.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pickle
 import httpx
 import pytest
 
-from aichatonline._core import DEFAULT_TIMEOUT, OPERATIONS, Limits, Timeout
+from aichatonline._core import DEFAULT_TIMEOUT, OPERATIONS, TimeLimits, Timeout
 from aichatonline._exceptions import APIConnectionError, APITimeoutError, InvalidRequestError
 
 DEFAULTS = {"connect": 10.0, "read": 60.0, "write": 30.0, "pool": 30.0}
@@ -269,13 +269,13 @@ def test_repr_shows_every_limit() -> None:
     assert "first_piece=None" in text
 
 
-# -- Limits: cap() ------------------------------------------------------------------------------
+# -- TimeLimits: cap() --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_cap_without_a_bound_is_the_operation_s_own_limit(operation: str) -> None:
     clock = Clock()
-    limits = Limits(Timeout(), clock=clock)
+    limits = TimeLimits(Timeout(), clock=clock)
     assert limits.cap(operation) == DEFAULTS[operation]
     clock.advance(10_000)  # no bound: time passing changes nothing
     assert limits.cap(operation) == DEFAULTS[operation]
@@ -289,13 +289,13 @@ def test_cap_without_a_bound_is_the_operation_s_own_limit(operation: str) -> Non
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_cap_of_an_operation_without_a_limit(operation: str) -> None:
-    assert Limits(Timeout(None), clock=Clock()).cap(operation) is None
+    assert TimeLimits(Timeout(None), clock=Clock()).cap(operation) is None
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_cap_under_a_total(operation: str) -> None:
     clock = Clock()
-    limits = Limits(Timeout(5, total=12), clock=clock)
+    limits = TimeLimits(Timeout(5, total=12), clock=clock)
     assert limits.cap(operation) == 5.0  # the operation's limit is the nearer
     assert limits.timeout_error().limit == operation
     clock.advance(9.0)
@@ -309,7 +309,7 @@ def test_cap_under_a_total(operation: str) -> None:
 
 def test_cap_under_a_total_when_the_operation_has_no_limit() -> None:
     clock = Clock()
-    limits = Limits(Timeout(None, total=10), clock=clock)
+    limits = TimeLimits(Timeout(None, total=10), clock=clock)
     clock.advance(4.0)
     assert limits.cap("read") == pytest.approx(6.0)
     assert limits.timeout_error().limit == "total"
@@ -317,7 +317,7 @@ def test_cap_under_a_total_when_the_operation_has_no_limit() -> None:
 
 def test_the_operation_binds_when_it_equals_what_is_left() -> None:
     clock = Clock()
-    limits = Limits(Timeout(5, total=10), clock=clock)
+    limits = TimeLimits(Timeout(5, total=10), clock=clock)
     clock.advance(5.0)
     assert limits.cap("read") == 5.0
     assert limits.timeout_error().limit == "read"  # the clock has not reached the bound
@@ -326,7 +326,7 @@ def test_the_operation_binds_when_it_equals_what_is_left() -> None:
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_first_piece_armed_and_disarmed(operation: str) -> None:
     clock = Clock()
-    limits = Limits(Timeout(60, first_piece=2), clock=clock)
+    limits = TimeLimits(Timeout(60, first_piece=2), clock=clock)
     assert limits.cap(operation) == 60.0  # not armed: no effect
     assert limits.bound() is None
     limits.arm_first_piece()
@@ -345,7 +345,7 @@ def test_first_piece_armed_and_disarmed(operation: str) -> None:
 
 def test_first_piece_off_arming_does_nothing() -> None:
     clock = Clock()
-    limits = Limits(Timeout(7), clock=clock)
+    limits = TimeLimits(Timeout(7), clock=clock)
     limits.arm_first_piece()
     clock.advance(100.0)
     assert limits.cap("read") == 7.0
@@ -356,7 +356,7 @@ def test_first_piece_off_arming_does_nothing() -> None:
 
 def test_each_arming_starts_a_fresh_first_piece_window() -> None:
     clock = Clock()
-    limits = Limits(Timeout(60, first_piece=2), clock=clock)
+    limits = TimeLimits(Timeout(60, first_piece=2), clock=clock)
     limits.arm_first_piece()
     clock.advance(1.0)
     limits.disarm_first_piece()
@@ -370,7 +370,7 @@ def test_each_arming_starts_a_fresh_first_piece_window() -> None:
 
 def test_first_piece_and_total_the_nearer_binds() -> None:
     clock = Clock()
-    limits = Limits(Timeout(60, total=10, first_piece=3), clock=clock)
+    limits = TimeLimits(Timeout(60, total=10, first_piece=3), clock=clock)
     clock.advance(1.0)
     limits.arm_first_piece()  # first piece due at +4, total at +10
     clock.advance(1.0)
@@ -388,7 +388,7 @@ def test_first_piece_and_total_the_nearer_binds() -> None:
 
 def test_remaining_and_expired() -> None:
     clock = Clock()
-    limits = Limits(Timeout(total=10), clock=clock)
+    limits = TimeLimits(Timeout(total=10), clock=clock)
     assert limits.started == 1000.0
     assert limits.remaining() == 10.0
     assert not limits.expired()
@@ -404,7 +404,7 @@ def test_remaining_and_expired() -> None:
 
 def test_bound_without_first_piece_is_the_total() -> None:
     clock = Clock()
-    limits = Limits(Timeout(1, total=10), clock=clock)
+    limits = TimeLimits(Timeout(1, total=10), clock=clock)
     clock.advance(3.0)
     assert limits.bound() == pytest.approx(7.0)
     limits.cap("read")  # the operation binds this wait...
@@ -413,20 +413,20 @@ def test_bound_without_first_piece_is_the_total() -> None:
     assert limits.timeout_error().limit == "total"
 
 
-# -- Limits: timeout_error() ------------------------------------------------------------------
+# -- TimeLimits: timeout_error() ---------------------------------------------------------------
 
 
 def _fired(limit: str, seconds: float) -> APITimeoutError:
     """The error for ``limit`` (set to ``seconds``) after a wait it sized ran out."""
     clock = Clock()
     if limit in OPERATIONS:
-        limits = Limits(Timeout(**{limit: seconds}), clock=clock)
+        limits = TimeLimits(Timeout(**{limit: seconds}), clock=clock)
         limits.cap(limit)
     elif limit == "total":
-        limits = Limits(Timeout(None, total=seconds), clock=clock)
+        limits = TimeLimits(Timeout(None, total=seconds), clock=clock)
         limits.cap("read")
     else:
-        limits = Limits(Timeout(None, first_piece=seconds), clock=clock)
+        limits = TimeLimits(Timeout(None, first_piece=seconds), clock=clock)
         limits.arm_first_piece()
         limits.cap("read")
     clock.advance(seconds)
@@ -457,7 +457,7 @@ def test_read_timeout_message() -> None:
 
 
 def test_timeout_error_with_what_was_going_on() -> None:
-    limits = Limits(Timeout(total=3), clock=Clock())
+    limits = TimeLimits(Timeout(total=3), clock=Clock())
     error = limits.timeout_error("waiting for another call's token fetch", "total")
     assert str(error).startswith("waiting for another call's token fetch: total timeout")
     assert error.limit == "total"
@@ -466,7 +466,7 @@ def test_timeout_error_with_what_was_going_on() -> None:
 
 def test_an_operation_that_runs_out_with_the_bound_is_reported_as_the_bound() -> None:
     clock = Clock()
-    limits = Limits(Timeout(5, total=5), clock=clock)
+    limits = TimeLimits(Timeout(5, total=5), clock=clock)
     assert limits.cap("read") == 5.0
     assert limits.timeout_error().limit == "read"
     clock.advance(5.0)  # the read limit and the total ran out together
@@ -477,7 +477,7 @@ def test_an_operation_that_runs_out_with_the_bound_is_reported_as_the_bound() ->
 
 def test_an_operation_that_runs_out_with_the_first_piece_window() -> None:
     clock = Clock()
-    limits = Limits(Timeout(2, first_piece=2), clock=clock)
+    limits = TimeLimits(Timeout(2, first_piece=2), clock=clock)
     limits.arm_first_piece()
     assert limits.cap("read") == 2.0
     clock.advance(2.0)
@@ -485,7 +485,7 @@ def test_an_operation_that_runs_out_with_the_first_piece_window() -> None:
 
 
 def test_timeout_error_is_a_fresh_error_each_time() -> None:
-    limits = Limits(Timeout(), clock=Clock())
+    limits = TimeLimits(Timeout(), clock=Clock())
     limits.cap("connect")
     first, second = limits.timeout_error(), limits.timeout_error()
     assert first is not second

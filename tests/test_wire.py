@@ -22,7 +22,7 @@ from aichatonline._core import (
     MODELS,
     RETRYABLE,
     TOKEN_PATH,
-    Chat,
+    ChatRequest,
     Outcome,
     Request,
     build_headers,
@@ -202,7 +202,7 @@ def test_parse_token_never_raises_anything_else(body: bytes) -> None:
 
 def test_chat_request() -> None:
     headers = build_headers(BASE)
-    chat = Chat(BASE, headers, "System: S\nUser: Hi 😀\nAssistant:")
+    chat = ChatRequest(BASE, headers, "System: S\nUser: Hi 😀\nAssistant:")
     request = chat.request("TOKEN-123")
     assert isinstance(request, Request)
     assert request.method == "POST"
@@ -221,7 +221,7 @@ def test_chat_request() -> None:
 
 
 def test_chat_request_is_the_same_on_every_attempt() -> None:
-    chat = Chat(BASE, build_headers(BASE), "prompt")
+    chat = ChatRequest(BASE, build_headers(BASE), "prompt")
     first = chat.request("token-a")
     second = chat.request("token-b")
     assert first.body == second.body
@@ -232,20 +232,20 @@ def test_chat_request_is_the_same_on_every_attempt() -> None:
 
 
 def test_each_chat_has_its_own_conversation_id() -> None:
-    ids = {Chat(BASE, {}, "p").conversation_id for _ in range(20)}
+    ids = {ChatRequest(BASE, {}, "p").conversation_id for _ in range(20)}
     assert len(ids) == 20
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.text())
 def test_chat_body_carries_any_prompt(prompt: str) -> None:
-    body = Chat(BASE, {}, prompt, conversation_id="abc").request("t").body
+    body = ChatRequest(BASE, {}, prompt, conversation_id="abc").request("t").body
     assert body is not None
     assert json.loads(body.decode("utf-8")) == {"conversationId": "abc", "prompt": prompt}
 
 
 def test_reprs_leave_out_the_token_and_prompt() -> None:
-    chat = Chat(BASE, {"Cookie": "COOKIE-SECRET"}, "PROMPT-SECRET")
+    chat = ChatRequest(BASE, {"Cookie": "COOKIE-SECRET"}, "PROMPT-SECRET")
     request = chat.request("TOKEN-SECRET")
     for text in (repr(chat), repr(request), str(request)):
         assert "TOKEN-SECRET" not in text
@@ -625,7 +625,7 @@ def test_status_error_without_a_request() -> None:
 
 
 def test_status_error_masks_the_request_s_token_everywhere() -> None:
-    request = Chat(BASE, {}, "p").request("tok-SECRET-77")
+    request = ChatRequest(BASE, {}, "p").request("tok-SECRET-77")
     error = status_error(
         401,
         {"X-Echo": "got tok-SECRET-77", "Location": "http://x/?t=tok-SECRET-77"},

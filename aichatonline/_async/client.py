@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._base_client import NOT_GIVEN, BaseClient, NotGiven
-from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, Limits, RetryPolicy, TimeoutTypes
+from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, RetryPolicy, TimeLimits, TimeoutTypes
 from .._exceptions import APIError, InvalidRequestError
 from .._http_clients import DefaultAsyncHttpxClient
 from .._log_secrets import watch
@@ -244,7 +244,7 @@ class AsyncClient(BaseClient):
         self._check_open()
         if refresh:
             self._tokens_cache.token = None
-        limits = Limits(self.timeout)
+        limits = TimeLimits(self.timeout)
         waits = AsyncWaits()
         try:
             with waits.running():

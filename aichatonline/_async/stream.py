@@ -26,24 +26,25 @@ Written once, async; ``_sync/stream.py`` is generated from it.
 from __future__ import annotations
 
 import contextlib
-import operator
 import weakref
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, cast
 
 from .._core import (
-    DONE,
+    COMPLETE,
     ERROR_BODY_LIMIT,
     FETCH_TOKEN,
     READ_BODY,
     READ_ERROR,
     Call,
-    Limits,
+    CallState,
+    EventOrderError,
     Raise,
     RetryPolicy,
     Send,
     Sleep,
+    TimeLimits,
 )
 from .._exceptions import APIConnectionError, APIError, InvalidRequestError
 from .._synchronization import (
@@ -75,7 +76,6 @@ class AsyncStream:
 
     __slots__ = (
         "__weakref__",
-        "_batch",
         "_call",
         "_client_closed",
         "_closed",
@@ -93,10 +93,6 @@ class AsyncStream:
         self._transport = transport
         self._tokens = tokens
         self._response: AsyncResponse | None = None
-        # The batch being handed out, the iterator over it (how far it got), and the
-        # transcript's length once the batch was recorded: one tuple, published at once,
-        # so that another thread reading ``text`` sees the three agree.
-        self._batch: tuple[list[str], Iterator[str], int] = ([], iter(()), 0)
         self._waits = AsyncWaits()  # every wait bounded, and ended by a close
         self._wakeup = AsyncWakeup()  # a back-off wait that closing cuts short
         # The generator sees the stream through a weak proxy: no reference cycle, so a
@@ -110,19 +106,12 @@ class AsyncStream:
 
     @property
     def text(self) -> str:
-        """All text delivered so far (another thread may read it while the stream runs).
+        """All text handed out so far (another thread may read it while the stream runs).
 
         An :class:`~aichatonline.InvalidRequestError` for a stream made with
         ``keep_text=False``, which does not keep it.
         """
-        pieces, handed, end = self._batch
-        # The call counts a batch of pieces as delivered when it hands them over (and may
-        # have recorded the next one already); the caller has seen them up to where the
-        # published batch's iterator stands.
-        pending = pieces[len(pieces) - operator.length_hint(handed) :] if pieces else pieces
-        if pending:
-            end -= sum(map(len, pending))
-        return self._call.transcript.text[:end]
+        return self._call.transcript.seen_text
 
     @property
     def conversation_id(self) -> str:
@@ -148,10 +137,8 @@ class AsyncStream:
     def completed(self) -> bool:
         """Whether the whole answer arrived and was handed out (not stopped early, not
         failed)."""
-        if self._call.next_action() is not DONE:
-            return False
-        pieces, handed, _ = self._batch
-        return not pieces or not operator.length_hint(handed)
+        call = self._call
+        return call.state is CallState.COMPLETE and not call.transcript.pending
 
     def __aiter__(self) -> Self:
         return self
@@ -165,7 +152,6 @@ class AsyncStream:
         """Stop the stream and release its connection (from any task, any time)."""
         self._closed = True
         self._wakeup.wake()
-        response = self._response
         if self._iterating:  # another task waits on it: wake it, and it cleans up
             self._waits.interrupt()
             return
@@ -175,12 +161,9 @@ class AsyncStream:
             # Another thread is handing out a piece of a batch this moment (``generator
             # already executing``): end that batch after the piece, and the thread's loop
             # sees ``_closed`` and cleans up.
-            self._cut_batch()
+            self._call.transcript.cut_batch()
             return
-        if response is None:
-            return
-        self._response = None
-        await response.aclose()
+        await self._close_response()
 
     async def __aenter__(self) -> Self:
         return self
@@ -229,8 +212,8 @@ class AsyncStream:
                 expired = False
             # Handled here, out of the except blocks: the error that ended the wait must
             # not ride along as the new error's __context__.
-            await self._discard()
-            if expired:  # the whole-call or first-piece bound: one more failed attempt
+            await self._close_response()
+            if expired and not call.over:  # a bound ran out: one more failed attempt
                 limits = call.limits
                 error = limits.timeout_error(self._doing(), limits.bound_name())
                 error.__cause__ = TimeoutError("the wait was ended at the bound")
@@ -249,7 +232,7 @@ class AsyncStream:
         limits = call.limits
         while True:
             if self._closed:
-                await self._discard()
+                await self._close_response()
                 return []
             action = call.next_action()
             try:
@@ -258,11 +241,10 @@ class AsyncStream:
                     assert response is not None
                     waits.bound(limits.bound(), response.socket)
                     data = await response.read(limits)
-                    if data:
-                        pieces = call.receive(data)
-                    else:
-                        pieces = call.end_of_body()
-                        await self._release()
+                    pieces = call.receive(data) if data else call.end_of_body()
+                    if call.next_action() is not READ_BODY:
+                        # The answer ended, or the attempt failed: its pieces go out first.
+                        await self._close_response()
                     if pieces:
                         return pieces
                 elif type(action) is Send:
@@ -272,6 +254,8 @@ class AsyncStream:
                     response = await self._transport.send(action.request, limits, socket)
                     self._response = response
                     call.response_head(response.status, response.headers)
+                    if call.next_action() not in (READ_BODY, READ_ERROR):
+                        await self._close_response()  # unreadable: the attempt failed
                 elif action is FETCH_TOKEN:
                     socket = AsyncSocket()
                     waits.bound(limits.bound(), socket)
@@ -287,7 +271,7 @@ class AsyncStream:
                     assert response is not None
                     waits.bound(limits.bound(), response.socket)
                     body = await response.read_limited(limits, ERROR_BODY_LIMIT)
-                    await self._release()
+                    await self._close_response()
                     call.error_body(body)
                 elif type(action) is Sleep:
                     waits.bound(limits.bound())
@@ -296,13 +280,15 @@ class AsyncStream:
                 elif type(action) is Raise:
                     self._closed = True
                     raise action.error
-                else:  # DONE
+                elif action is COMPLETE:
                     self._closed = True
                     return []
+                else:
+                    raise EventOrderError(f"the stream's loop has no step for {action!r}")
             except (APIError, InvalidRequestError) as exc:
                 if type(action) is Raise:
                     raise
-                await self._discard()
+                await self._close_response()
                 waits.check()  # a wait ended on purpose (a close, a deadline) says so
                 if self._closed:
                     return []
@@ -315,7 +301,7 @@ class AsyncStream:
                 else:
                     call.failed(exc)
             except BaseException:
-                await self._discard()
+                await self._close_response()
                 raise
 
     def _doing(self) -> str:
@@ -325,30 +311,18 @@ class AsyncStream:
             return "fetching the token"
         return self._transport.describe(request)
 
-    async def _release(self) -> None:
+    async def _close_response(self) -> None:
+        """Done with the response: httpx keeps its connection when the body was read to its
+        end, and closes it otherwise."""
         response, self._response = self._response, None
         if response is not None:
             await response.aclose()
-
-    async def _discard(self) -> None:
-        """Done with a response that did not end well: closed now (its connection too)."""
-        response, self._response = self._response, None
-        if response is not None:
-            await response.aclose()
-
-    def _cut_batch(self) -> None:
-        """End the batch being handed out after the piece that may be on its way now."""
-        pieces, handed, end = self._batch
-        keep = len(pieces) - operator.length_hint(handed) + 1
-        if keep < len(pieces):
-            # Published first: a reader of ``text`` may see it short a moment, never ahead.
-            self._batch = (pieces, handed, end - sum(map(len, pieces[keep:])))
-            del pieces[keep:]  # the list's iterator stops at its new end
 
 
 async def _hand_out(stream: AsyncStream) -> AsyncGenerator[str, None]:
     """The pieces, batch by batch as the call gives them (the generator behind
     ``__anext__``)."""
+    transcript = stream._call.transcript
     while not stream._closed:
         stream._iterating = True
         try:
@@ -357,22 +331,20 @@ async def _hand_out(stream: AsyncStream) -> AsyncGenerator[str, None]:
             stream._iterating = False
         if not pieces:
             return
-        handed = iter(pieces)
-        end = stream._call.transcript.length
-        stream._batch = (pieces, handed, end)
-        # From here the batch and its iterator hold the pieces while they are handed out,
-        # and nothing once they are: a stream waiting for its next read keeps none of them
-        # (a thousand waiting streams held ~80 KB each).
+        # The transcript follows the batch's iterator, so that what the caller has seen is
+        # known without a Python call for each piece; once the batch is out, nothing holds
+        # its pieces (a stream waiting for its next read keeps none of them).
+        handed = transcript.hand_out(pieces)
         del pieces
         for piece in handed:
             yield piece
-        stream._batch = ([], handed, end)
-    await stream._discard()  # closed from another thread while a batch was handed out
+        transcript.handed_out()
+    await stream._close_response()  # closed from another thread while a batch was handed out
 
 
 class AsyncTokenSource(Protocol):
     """Where a stream gets its token: the client's cache, or one fetch for every waiter."""
 
     async def token_for(
-        self, policy: RetryPolicy, limits: Limits, socket: AsyncSocket | None = None
+        self, policy: RetryPolicy, limits: TimeLimits, socket: AsyncSocket | None = None
     ) -> str: ...

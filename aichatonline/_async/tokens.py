@@ -17,7 +17,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from .._core import Limits, Raise, Request, RetryPolicy, Send, Sleep, TokenCache, TokenFetch
+from .._core import (
+    EventOrderError,
+    Fetched,
+    Raise,
+    Request,
+    RetryPolicy,
+    Send,
+    Sleep,
+    TimeLimits,
+    TokenCache,
+    TokenFetch,
+)
 from .._exceptions import APIError
 from .._synchronization import AsyncLock, AsyncSocket, AsyncWakeup, async_sleep
 from .transport import AsyncTransport
@@ -40,7 +51,7 @@ class AsyncTokens:
         self._headers = headers
 
     async def token_for(
-        self, policy: RetryPolicy, limits: Limits, socket: AsyncSocket | None = None
+        self, policy: RetryPolicy, limits: TimeLimits, socket: AsyncSocket | None = None
     ) -> str:
         """The cached token, or one fetched now (once for every caller waiting); ``socket``
         reports where the fetch waits."""
@@ -80,7 +91,7 @@ class AsyncFetcher(Protocol):
     """What sends a token request: the transport, or the provider's aiohttp session."""
 
     async def fetch(
-        self, request: Request, limits: Limits, socket: AsyncSocket | None = None
+        self, request: Request, limits: TimeLimits, socket: AsyncSocket | None = None
     ) -> tuple[int, Mapping[str, str], bytes]: ...
 
 
@@ -109,7 +120,9 @@ async def async_fetch_token(
             else:
                 await wakeup.sleep(action.seconds)
             fetch.slept()
+        elif type(action) is Fetched:
+            return action.token
         elif type(action) is Raise:
             raise action.error
         else:
-            return action.token  # type: ignore[attr-defined,no-any-return]
+            raise EventOrderError(f"the token fetch's loop has no step for {action!r}")

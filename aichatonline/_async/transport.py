@@ -5,7 +5,7 @@ The SDK decides what to send and how to read the answer (``_core``); an
 closed with the SDK's client) or the caller's (``http_client=``: never closed here; an
 ``httpx2`` client works too). What this module adds on top of httpx:
 
-- per-operation time limits sized by the call's ``Limits`` at the moment httpcore looks
+- per-operation time limits sized by the call's ``TimeLimits`` at the moment httpcore looks
   each one up (``_LiveTimeouts``), so a long wait for one phase leaves the next less time;
 - redirects never followed, whatever the client says (the token and the prompt go to the
   configured origin only);
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._core import ERROR_BODY_LIMIT, OPERATIONS, Limits, Request, check_expansion
+from .._core import ERROR_BODY_LIMIT, OPERATIONS, Request, TimeLimits, check_expansion
 from .._core.redact import redact, sanitized
 from .._exceptions import AiChatOnlineError, APIConnectionError, InvalidRequestError, ProtocolError
 from .._synchronization import (
@@ -116,7 +116,9 @@ class AsyncTransport:
             self._loop = None
             await self._http.aclose()
 
-    async def send(self, request: Request, limits: Limits, socket: AsyncSocket) -> AsyncResponse:
+    async def send(
+        self, request: Request, limits: TimeLimits, socket: AsyncSocket
+    ) -> AsyncResponse:
         """Send ``request`` and wait for its response head."""
         http = await self._client()
         message = http.build_request(
@@ -136,7 +138,7 @@ class AsyncTransport:
         raise error  # raised here, not in the except block: httpx's error is no __context__
 
     async def fetch(
-        self, request: Request, limits: Limits, socket: AsyncSocket | None = None
+        self, request: Request, limits: TimeLimits, socket: AsyncSocket | None = None
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send ``request``; its status, headers and body (at most ``ERROR_BODY_LIMIT`` bytes)."""
         response = await self.send(request, limits, socket or AsyncSocket())
@@ -151,7 +153,7 @@ class AsyncTransport:
         return f"{request.method} {redact(request.shown_url)}{self._via}"
 
     def error(
-        self, exc: BaseException, request: Request, limits: Limits, during: str = ""
+        self, exc: BaseException, request: Request, limits: TimeLimits, during: str = ""
     ) -> AiChatOnlineError:
         """Our error for a failure of ``request`` (its cause chained, secrets masked)."""
         secrets = (*request.secrets, *self.secrets)
@@ -237,7 +239,7 @@ class AsyncResponse:
         socket.set(response.extensions.get("network_stream"))
         transport._open.add(self)
 
-    async def read(self, limits: Limits) -> bytes:
+    async def read(self, limits: TimeLimits) -> bytes:
         """The next bytes of the body, content-decoded, at most ``READ_SLICE`` of them;
         ``b""`` at its end.
 
@@ -272,7 +274,7 @@ class AsyncResponse:
             return chunk[:READ_SLICE]
         raise error
 
-    async def read_limited(self, limits: Limits, limit: int) -> bytes:
+    async def read_limited(self, limits: TimeLimits, limit: int) -> bytes:
         """The start of the body, up to ``limit`` bytes."""
         parts: list[bytes] = []
         size = 0
@@ -345,7 +347,7 @@ class _LiveTimeouts(dict[str, "float | None"]):
     phase the value holds; the stream's waits hold both bounds.)
     """
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: TimeLimits) -> None:
         super().__init__({name: None for name in OPERATIONS})
         self._limits = limits
 

@@ -11,7 +11,7 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
                by line; ``blocks`` its fast paths (line shapes, learned; one parse a block)
 - ``resume``   the text of a call, and resuming a dropped stream exactly
 - ``timeouts`` ``Timeout`` (httpx's per-operation limits, plus ``total`` and
-               ``first_piece``) and ``Limits``, one call's view of them
+               ``first_piece``) and ``TimeLimits``, one call's view of them
 - ``retries``  ``RetryPolicy``: retry decisions made by tenacity's strategies
 - ``session``  what a client keeps between calls: the token cache (token generations)
 - ``call``     one chat call as a state machine: events in, actions out; ``fetch`` one
@@ -19,71 +19,63 @@ layer moves bytes and sleeps; everything it needs to decide comes from here:
 - ``redact``   keeping the token and credentials out of messages
 """
 
-from .call import (
-    DONE,
+from .actions import (
+    COMPLETE,
     FETCH_TOKEN,
     READ_BODY,
     READ_ERROR,
+    READ_HEAD,
     Action,
-    Call,
-    Done,
+    EventOrderError,
+    Fetched,
     Raise,
     Send,
     Sleep,
 )
+from .call import Call, CallState
+from .codings import EXPANSION_LIMIT, check_content_encoding, check_expansion
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
-from .fetch import TokenFetch
+from .headers import (
+    BROWSER_USER_AGENT,
+    build_headers,
+    check_headers,
+    is_header_text,
+    is_header_token,
+)
+from .models import DEFAULT_MODEL, MODEL_ALIASES, MODELS, resolve_model
 from .prompt import format_prompt, get_random_string, normalize_messages
 from .redact import redact
-from .resume import Transcript
+from .request import CHAT_PATH, ChatRequest, Request
 from .retries import Attempts, RetryPolicy, is_testing, set_testing
-from .session import TokenCache
+from .statuses import (
+    ERROR_BODY_LIMIT,
+    RETRYABLE,
+    Outcome,
+    classify,
+    parse_retry_after,
+    status_error,
+)
 from .timeouts import (
     DEFAULT_TIMEOUT,
     OPERATIONS,
     HttpxLikeTimeout,
-    Limits,
+    TimeLimits,
     Timeout,
     TimeoutTypes,
 )
-from .wire import (
-    BROWSER_USER_AGENT,
-    CHAT_PATH,
-    DEFAULT_BASE_URL,
-    DEFAULT_MODEL,
-    ERROR_BODY_LIMIT,
-    EXPANSION_LIMIT,
-    MODEL_ALIASES,
-    MODELS,
-    RETRYABLE,
-    SITE_URL,
-    TOKEN_PATH,
-    Chat,
-    Outcome,
-    Request,
-    build_headers,
-    check_content_encoding,
-    check_expansion,
-    check_headers,
-    classify,
-    is_header_text,
-    is_header_token,
-    normalize_base_url,
-    parse_retry_after,
-    parse_token,
-    resolve_model,
-    status_error,
-    token_request,
-)
+from .token_cache import TokenCache
+from .token_fetch import TOKEN_PATH, FetchState, TokenFetch, parse_token, token_request
+from .transcript import Transcript
+from .urls import DEFAULT_BASE_URL, SITE_URL, normalize_base_url
 
 __all__ = [
     "BROWSER_USER_AGENT",
     "CHAT_PATH",
+    "COMPLETE",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_LINE_BYTES",
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
-    "DONE",
     "ERROR_BODY_LIMIT",
     "EXPANSION_LIMIT",
     "FETCH_TOKEN",
@@ -92,16 +84,19 @@ __all__ = [
     "OPERATIONS",
     "READ_BODY",
     "READ_ERROR",
+    "READ_HEAD",
     "RETRYABLE",
     "SITE_URL",
     "TOKEN_PATH",
     "Action",
     "Attempts",
     "Call",
-    "Chat",
-    "Done",
+    "CallState",
+    "ChatRequest",
+    "EventOrderError",
+    "FetchState",
+    "Fetched",
     "HttpxLikeTimeout",
-    "Limits",
     "Outcome",
     "Raise",
     "Request",
@@ -109,6 +104,7 @@ __all__ = [
     "Send",
     "Sleep",
     "StreamDecoder",
+    "TimeLimits",
     "Timeout",
     "TimeoutTypes",
     "TokenCache",

@@ -3,25 +3,32 @@
 Theory of operation
 -------------------
 Everything that decides what a call does next lives in :class:`Call`, as h11 keeps
-"everything that affects the state machine" in one class. The I/O layer (``_async`` and
-its generated sync twin) runs a short loop that only does I/O::
+"everything that affects the state machine" in one class. The call is always in one
+:class:`CallState`, which gives the action; the I/O layer (``_async`` and its generated
+sync twin) runs a short loop that only does I/O and reports each outcome as an event::
 
-    action = call.next_action()
-    FETCH_TOKEN  get the client's token (cached, or fetched once for every waiting call)
-                 -> call.token_ready(token)
-    Send         send action.request -> call.sent(); its response head comes back
-                 -> call.response_head(status, headers)
-    READ_BODY    read the next body bytes -> call.receive(data) gives the caller's pieces;
-                 at the end of the body -> call.end_of_body() gives the last ones
-    READ_ERROR   read the start of a refused response's body -> call.error_body(body)
-    Sleep        wait action.seconds (the back-off) -> call.slept()
-    Raise        raise action.error
-    DONE         the answer is complete
-    any I/O step that fails -> call.failed(exc), and the loop asks again
+    state          action        the I/O layer does, then reports
+    NEEDS_TOKEN    FETCH_TOKEN   get the client's token -> token_ready(t) / token_failed(e)
+    SENDING        Send          the request goes out   -> sent()
+    AWAITING_HEAD  READ_HEAD     its head comes back    -> response_head(status, headers)
+    READING_BODY   READ_BODY     read body bytes        -> receive(data): pieces for the
+                                                           caller; at the end end_of_body()
+    READING_ERROR  READ_ERROR    read a refusal's start -> error_body(body)
+    BACKING_OFF    Sleep         wait action.seconds    -> slept()
+    COMPLETE       COMPLETE      nothing: the answer is complete
+    FAILED         Raise         raise action.error
+    any state but the last two: an I/O step or a wait failed -> failed(exc); the caller's
+    client closed -> stop(exc)
 
-The rules the call holds (PROTOCOL.md and ``docs/protocol.md``):
+``_TAKES`` is the one table of which state takes which event. An event in any other state
+is a bug of the loop and raises :class:`~aichatonline._core.actions.EventOrderError`.
+A failure of the service (a refusal, an unreadable answer, an in-band error, a resumed
+answer that differs) never raises out of an event: the event moves the call on, to
+``BACKING_OFF`` (a retry), ``NEEDS_TOKEN`` or ``SENDING`` (a token rule) or ``FAILED``.
 
-- The token comes from the client's :class:`~aichatonline._core.session.TokenCache`,
+The rules the call holds (``docs/protocol.md``):
+
+- The token comes from the client's :class:`~aichatonline._core.token_cache.TokenCache`,
   with its generation. A 401/403 on a token that is no longer the newest (another call
   replaced it, or dropped it after its own 401) is simply sent again with the newest,
   or, when there is none, after a fetch: no refresh spent, no back-off, not counted as a
@@ -31,48 +38,53 @@ The rules the call holds (PROTOCOL.md and ``docs/protocol.md``):
   at most ``STALE_RESENDS`` free resends without progress (a call that delivers new text
   gets a fresh allowance), after which a rejection counts as if the token were the
   newest: no call bounces between tokens forever. A failed token fetch is final too: it
-  was retried on its own by a :class:`~aichatonline._core.fetch.TokenFetch`.
+  was retried on its own by a :class:`~aichatonline._core.token_fetch.TokenFetch`.
 - Retries: one :class:`~aichatonline._core.retries.Attempts` (tenacity) per call. An
   attempt that delivered new text earns a fresh budget; the whole-call bound is never
   slept into.
-- Resume: the :class:`~aichatonline._core.resume.Transcript` skips, on a re-sent
-  request, the text the caller already has, or raises ``StreamInterrupted`` when the new
-  answer differs.
-- A 200 answer in which no line could be read (an HTML page, an empty body) is a
-  ``ProtocolError``, retried once.
+- Resume: the :class:`~aichatonline._core.transcript.Transcript` skips, on a re-sent
+  request, the text the caller already has; a new answer that differs ends the call
+  with ``StreamInterrupted``.
+- A 200 answer in which no line could be read (an HTML page, an empty body, a coding we
+  did not ask for) is a ``ProtocolError``, retried once.
+- Errors keep the order of the stream: the pieces before an in-band error line are handed
+  out first, and the call fails with that error as it hands them out.
 - Any failure that ends the call after text was delivered is ``StreamInterrupted``
   carrying exactly that text, the failure as its cause.
-- Time: :class:`~aichatonline._core.timeouts.Limits` holds the whole-call bound from the
-  start, and the first-piece bound from each chat request sent to its first piece.
+- Time: :class:`~aichatonline._core.timeouts.TimeLimits` holds the whole-call bound from
+  the start, and the first-piece bound from each chat request sent to its first piece.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from enum import Enum
+from types import MappingProxyType
+from typing import Any, ClassVar
 
-from .._exceptions import APIError, AuthenticationError, ProtocolError
+from .._exceptions import APIError, AuthenticationError, ProtocolError, StreamInterrupted
+from .actions import (
+    COMPLETE,
+    FETCH_TOKEN,
+    READ_BODY,
+    READ_ERROR,
+    READ_HEAD,
+    Raise,
+    Send,
+    Sleep,
+    StateMachine,
+)
+from .codings import check_content_encoding
 from .decoder import DEFAULT_MAX_LINE_BYTES, StreamDecoder
-from .resume import Transcript
+from .request import ChatRequest, Request
 from .retries import Attempts, RetryPolicy
-from .session import TokenCache
-from .timeouts import Limits, Timeout
-from .wire import Chat, Request, check_content_encoding, status_error
+from .statuses import status_error
+from .timeouts import TimeLimits, Timeout
+from .token_cache import TokenCache
+from .transcript import Transcript
 
-__all__ = [
-    "DONE",
-    "FETCH_TOKEN",
-    "READ_BODY",
-    "READ_ERROR",
-    "STALE_RESENDS",
-    "Action",
-    "Call",
-    "Done",
-    "Raise",
-    "Send",
-    "Sleep",
-]
+__all__ = ["STALE_RESENDS", "Call", "CallState"]
 
 
 #: How many times a call sends again, free, a request whose token another call had
@@ -80,74 +92,21 @@ __all__ = [
 STALE_RESENDS = 8
 
 
-class Action:
-    """What the I/O layer should do next."""
+class CallState(Enum):
+    """Where a chat call is (each state gives one action: see the module docstring)."""
 
-    __slots__ = ()
-
-
-class _Named(Action):
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
+    NEEDS_TOKEN = "needs a token"
+    SENDING = "sending the request"
+    AWAITING_HEAD = "awaiting the response head"
+    READING_BODY = "reading the answer"
+    READING_ERROR = "reading a refusal"
+    BACKING_OFF = "backing off before the next attempt"
+    COMPLETE = "complete"
+    FAILED = "failed"
 
 
-FETCH_TOKEN: Final = _Named("FETCH_TOKEN")
-READ_BODY: Final = _Named("READ_BODY")
-READ_ERROR: Final = _Named("READ_ERROR")
-DONE: Final = _Named("DONE")
-
-
-class Send(Action):
-    """Send ``request``."""
-
-    __slots__ = ("request",)
-
-    def __init__(self, request: Request) -> None:
-        self.request = request
-
-    def __repr__(self) -> str:
-        return f"Send({self.request!r})"
-
-
-class Sleep(Action):
-    """Wait ``seconds`` (the back-off before the next attempt)."""
-
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def __repr__(self) -> str:
-        return f"Sleep({self.seconds:g})"
-
-
-class Raise(Action):
-    """The call failed: raise ``error``."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: APIError) -> None:
-        self.error = error
-
-    def __repr__(self) -> str:
-        return f"Raise({self.error!r})"
-
-
-class Done(Action):
-    """A token fetch succeeded with ``token``."""
-
-    __slots__ = ("token",)
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __repr__(self) -> str:
-        return "Done(***)"
+_OVER = frozenset({CallState.COMPLETE, CallState.FAILED})
+_UNDER_WAY = frozenset(CallState) - _OVER
 
 
 def forget_tracebacks(exc: BaseException) -> None:
@@ -167,18 +126,33 @@ def forget_tracebacks(exc: BaseException) -> None:
         current = current.__cause__ or current.__context__
 
 
-class Call:
+class Call(StateMachine[CallState]):
     """The state of one chat call: token, attempts, decoder, transcript, time limits.
 
     ``resume`` true (``stream()``): a dropped answer is resumed where the caller is;
     false (``complete()``): it starts over. ``keep_text`` false: the transcript keeps only
     the delivered text's length and hash, not the text (see
-    :class:`~aichatonline._core.resume.Transcript`). ``strict``, ``max_line_bytes`` and
+    :class:`~aichatonline._core.transcript.Transcript`). ``strict``, ``max_line_bytes`` and
     ``json_loads`` configure each attempt's :class:`StreamDecoder`.
     """
 
+    #: The states that take each event (any other: ``EventOrderError``).
+    _TAKES: ClassVar[Mapping[str, frozenset[CallState]]] = MappingProxyType(
+        {
+            "token_ready": frozenset({CallState.NEEDS_TOKEN}),
+            "token_failed": frozenset({CallState.NEEDS_TOKEN}),
+            "sent": frozenset({CallState.SENDING}),
+            "response_head": frozenset({CallState.AWAITING_HEAD}),
+            "receive": frozenset({CallState.READING_BODY}),
+            "end_of_body": frozenset({CallState.READING_BODY}),
+            "error_body": frozenset({CallState.READING_ERROR}),
+            "slept": frozenset({CallState.BACKING_OFF}),
+            "failed": _UNDER_WAY,
+            "stop": _UNDER_WAY,
+        }
+    )
+
     __slots__ = (
-        "_action",
         "_attempts",
         "_best",
         "_decoder",
@@ -202,7 +176,7 @@ class Call:
 
     def __init__(
         self,
-        chat: Chat,
+        chat: ChatRequest,
         *,
         tokens: TokenCache,
         policy: RetryPolicy,
@@ -215,12 +189,13 @@ class Call:
         clock: Callable[[], float] = time.monotonic,
         secrets: tuple[str, ...] = (),
     ) -> None:
+        super().__init__(CallState.NEEDS_TOKEN, FETCH_TOKEN)
         self.chat = chat
         self._secrets = secrets  # the proxy's credentials: a proxy may echo them
         self.tokens = tokens
         #: The retry policy of this call (its token fetch, if it needs one, follows it too).
         self.policy = policy
-        self.limits = Limits(timeout, clock)
+        self.limits = TimeLimits(timeout, clock)
         self.transcript = Transcript(resume=resume, keep_text=keep_text)
         #: The response headers of the last attempt (lower-case names), once one came.
         self.headers: Mapping[str, str] | None = None
@@ -236,12 +211,16 @@ class Call:
         self._unreadable_retried = False
         self._best = 0  # the most text any attempt had delivered when it failed
         self._skipped_before = 0  # anomalies of the attempts before this one
-        self._action: Action = FETCH_TOKEN
         token = tokens.token
         if token is not None:
-            self.token_ready(token)
+            self._send_with(token)
 
     # -- what the caller sees ---------------------------------------------------------
+
+    @property
+    def over(self) -> bool:
+        """Whether the call has ended (``COMPLETE`` or ``FAILED``)."""
+        return self._state in _OVER
 
     @property
     def retries(self) -> int:
@@ -264,41 +243,38 @@ class Call:
         """What no message may repeat: the token in use, and the proxy's credentials."""
         return (self._token, *self._secrets) if self._token else self._secrets
 
-    # -- events in, actions out -------------------------------------------------------
-
-    def next_action(self) -> Action:
-        """What the I/O layer should do now."""
-        return self._action
+    # -- events in ----------------------------------------------------------------------
 
     def token_ready(self, token: str) -> None:
         """The client's token is ``token`` (the cache's, just read or fetched): send the
         chat request with it."""
-        current, generation = self.tokens.current
-        # Replaced already (another thread's refresh came in between): outdated at once.
-        self._generation = generation if current == token else -1
-        self._token = token
-        self._request = self.chat.request(token)
-        self._action = Send(self._request)
+        self._expect("token_ready")
+        self._send_with(token)
 
     def token_failed(self, exc: APIError) -> None:
         """Getting a token failed (its fetch was retried on its own): the call fails."""
-        self.stop(exc)
+        self._expect("token_failed")
+        self._end(exc)
 
     def sent(self) -> None:
-        """The chat request went out: the first-piece bound starts."""
+        """The chat request is going out: the first-piece bound starts."""
+        self._expect("sent")
         self.limits.arm_first_piece()
+        self._to(CallState.AWAITING_HEAD, READ_HEAD)
 
     def response_head(self, status: int, headers: Mapping[str, str]) -> None:
         """The response head arrived (``headers`` with lower-case names)."""
+        self._expect("response_head")
         self.headers = headers
         self._status = status
         if not 200 <= status < 300:
-            self._action = READ_ERROR
+            self._to(CallState.READING_ERROR, READ_ERROR)
             return
         try:
             check_content_encoding(headers.get("content-encoding"))
         except ProtocolError as exc:  # an encoding we did not ask for: unreadable
-            raise self._unreadable_error(str(exc)) from None
+            self._fail(self._unreadable_error(str(exc)))
+            return
         strict, max_line_bytes, json_loads = self._decoder_options
         self._decoder = StreamDecoder(
             strict=strict,
@@ -307,46 +283,112 @@ class Call:
             secrets=self.secrets,
         )
         self.transcript.begin_attempt()
-        self._action = READ_BODY
+        self._to(CallState.READING_BODY, READ_BODY)
 
     def error_body(self, body: bytes) -> None:
         """The start of a refused response's body: the status becomes a typed error."""
+        self._expect("error_body")
         assert self.headers is not None
-        self.failed(
+        self._fail(
             status_error(
                 self._status, self.headers, body, request=self._request, secrets=self._secrets
             )
         )
 
     def receive(self, data: bytes) -> list[str]:
-        """Body bytes (content-decoded) arrived: the pieces to hand to the caller now."""
+        """Body bytes (content-decoded) arrived: the pieces to hand to the caller now.
+
+        When the bytes hold an error (an in-band error line, an unreadable line in strict
+        mode, a line over the bound), the pieces before it come back and the call has
+        failed: the next action says what follows.
+        """
+        self._expect("receive")
         decoder = self._decoder
         assert decoder is not None
-        pieces = decoder.feed(data)
-        if not pieces:
-            return pieces
-        self.limits.disarm_first_piece()
-        return self.transcript.deliver(pieces)
+        try:
+            pieces = decoder.feed(data)
+        except APIError as exc:  # held from the bytes before, or a line over the bound
+            self._fail(exc)
+            return []
+        if pieces:
+            self.limits.disarm_first_piece()
+            pieces = self._deliver(pieces)
+        if decoder.error is not None and self._state is CallState.READING_BODY:
+            self._fail(decoder.error)  # after these pieces, in the stream's order
+        return pieces
 
     def end_of_body(self) -> list[str]:
-        """The body ended normally: the last pieces; the call is done."""
+        """The body ended: the last pieces; the call is complete, or the attempt failed."""
+        self._expect("end_of_body")
         decoder = self._decoder
         assert decoder is not None
-        pieces = decoder.finish()
+        try:
+            pieces = decoder.finish()
+        except APIError as exc:  # an error after the last piece, with no piece before it
+            self._fail(exc)
+            return []
         error = decoder.error  # an error after the last pieces: they go out first
         if decoder.readable == 0 and error is None:
-            raise self._unreadable(decoder)
-        delivered = self.transcript.deliver(pieces)
+            self._fail(self._unreadable(decoder))
+            return []
+        pieces = self._deliver(pieces)
+        if self._state is not CallState.READING_BODY:
+            return pieces
         if error is not None:
-            self.failed(error)
-            return delivered
-        self.transcript.end_attempt()  # a resumed answer that ended too early raises
-        self._action = DONE
-        return delivered
+            self._fail(error)
+            return pieces
+        try:
+            self.transcript.end_attempt()
+        except StreamInterrupted as exc:  # a resumed answer that ended too early
+            self._fail(exc)
+            return pieces
+        self._to(CallState.COMPLETE, COMPLETE)
+        return pieces
 
     def failed(self, exc: APIError) -> None:
-        """An I/O step failed with ``exc``: retry (after a Sleep), send again with another
-        token, refresh the token, or Raise."""
+        """An I/O step (or a wait) failed with ``exc``: retry (after a Sleep), send again
+        with another token, refresh the token, or Raise."""
+        self._expect("failed")
+        self._fail(exc)
+
+    def stop(self, exc: APIError) -> None:
+        """End the call with ``exc`` now, no retry (the client was closed, say)."""
+        self._expect("stop")
+        self._end(exc)
+
+    def slept(self) -> None:
+        """The back-off is over: the next attempt, with the newest token."""
+        self._expect("slept")
+        self._send_with_newest()
+
+    # -- transitions --------------------------------------------------------------------
+
+    def _send_with(self, token: str) -> None:
+        current, generation = self.tokens.current
+        # Replaced already (another thread's refresh came in between): outdated at once.
+        self._generation = generation if current == token else -1
+        self._token = token
+        self._request = self.chat.request(token)
+        self._to(CallState.SENDING, Send(self._request))
+
+    def _send_with_newest(self) -> None:
+        token = self.tokens.token
+        if token is None:
+            self._token = None
+            self._to(CallState.NEEDS_TOKEN, FETCH_TOKEN)
+        else:
+            self._send_with(token)
+
+    def _deliver(self, pieces: list[str]) -> list[str]:
+        """The pieces for the caller, through the transcript (``[]`` and failed when a
+        resumed answer differs from the text already delivered)."""
+        try:
+            return self.transcript.deliver(pieces)
+        except StreamInterrupted as exc:
+            self._fail(exc)
+            return []
+
+    def _fail(self, exc: APIError) -> None:
         self._end_attempt()
         token = self._token
         if isinstance(exc, AuthenticationError) and token is not None and self._rejected(token):
@@ -362,25 +404,18 @@ class Call:
             self._best = self.transcript.length
         delay = self._attempts.failed(exc)
         if delay is None:
-            self._action = Raise(final)
+            self._to(CallState.FAILED, Raise(final))
         else:
             forget_tracebacks(exc)
-            self._action = Sleep(delay)
+            self._to(CallState.BACKING_OFF, Sleep(delay))
 
-    def stop(self, exc: APIError) -> None:
-        """End the call with ``exc`` now, no retry (the client was closed, say)."""
+    def _end(self, exc: APIError) -> None:
         self._end_attempt()
-        self._action = Raise(self.transcript.failure(exc))
-
-    def slept(self) -> None:
-        """The back-off is over: the next attempt, with the newest token."""
-        self._send_with_newest()
-
-    # -- internals --------------------------------------------------------------------
+        self._to(CallState.FAILED, Raise(self.transcript.failure(exc)))
 
     def _rejected(self, token: str) -> bool:
-        """The service refused ``token``: set the next action and say True, or say False
-        when the rejection is final."""
+        """The service refused ``token``: move on and say True, or say False when the
+        rejection is final."""
         if (
             not self.tokens.is_current(token, self._generation)
             and self._stale_resends < STALE_RESENDS
@@ -396,16 +431,8 @@ class Call:
         self._refreshed = True
         self.tokens.forget(token, self._generation)
         self._token = None
-        self._action = FETCH_TOKEN
+        self._to(CallState.NEEDS_TOKEN, FETCH_TOKEN)
         return True
-
-    def _send_with_newest(self) -> None:
-        token = self.tokens.token
-        if token is None:
-            self._token = None
-            self._action = FETCH_TOKEN
-        else:
-            self.token_ready(token)
 
     def _end_attempt(self) -> None:
         self.limits.disarm_first_piece()  # each attempt gets its own window

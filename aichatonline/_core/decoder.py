@@ -27,10 +27,10 @@ decoded before it in the same ``feed`` are returned first, and the error is
 raised by the next ``feed`` or ``finish`` call. Nothing after the error is
 decoded. The state is all in this one object: the fragments, the counts of
 readable and unreadable lines, a held-back surrogate, and the pending error. The careful
-reading of lines, one by one, is its base class (``lines.py``).
+reading of lines, one by one, is its base class (``decoder_lines.py``).
 
 Speed. A block of complete lines is first read whole, by the fast paths in
-``blocks.py``: lines of one shape sliced with no parser (the service's usual shapes are
+``decoder_shapes.py``: lines of one shape sliced with no parser (the service's usual shapes are
 known; any other consistent shape, an SSE ``data:`` prefix or ``\\r\\n`` line ends
 included, is learned from a line this decoder read carefully, and kept for the decoders
 to come); else one parser call for the whole block. Each answers only when it gives
@@ -56,7 +56,8 @@ import json
 import re
 
 from .._exceptions import APIError, ProtocolError
-from .blocks import (
+from .decoder_lines import DEFAULT_MAX_LINE_BYTES, JSONLoads, LineReader, default_json_loads
+from .decoder_shapes import (
     Shape,
     array_texts,
     known_shapes,
@@ -65,7 +66,6 @@ from .blocks import (
     shape_texts,
     trim_blank_lines,
 )
-from .lines import DEFAULT_MAX_LINE_BYTES, JSONLoads, LineReader, default_json_loads
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "StreamDecoder", "default_json_loads"]
 

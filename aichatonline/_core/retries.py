@@ -35,7 +35,7 @@ from .._exceptions import (
     StreamInterrupted,
 )
 from .redact import redact
-from .timeouts import Limits
+from .timeouts import TimeLimits
 
 if TYPE_CHECKING:
     import tenacity
@@ -152,7 +152,7 @@ class _WaitRetryAfter:
         return float(self._fallback(state))
 
 
-def _retrying(policy: RetryPolicy, limits: Limits, what: str) -> tenacity.Retrying:
+def _retrying(policy: RetryPolicy, limits: TimeLimits, what: str) -> tenacity.Retrying:
     return _shared_retrying(policy, limits.timeout.total, what, _testing)
 
 
@@ -207,7 +207,7 @@ class Attempts:
 
     __slots__ = ("_limits", "_policy", "_retrying", "_state", "_what", "retries")
 
-    def __init__(self, policy: RetryPolicy, limits: Limits, what: str) -> None:
+    def __init__(self, policy: RetryPolicy, limits: TimeLimits, what: str) -> None:
         self._policy = policy
         self._limits = limits
         self._what = what

@@ -8,9 +8,9 @@ answer is never cut because it is long. Two bounds come on top, off unless asked
 streaming of the answer) and ``first_piece`` the wait from sending the chat request to the
 first text piece (a service that accepts and then never answers).
 
-:class:`Limits` is one call's view of them at any moment. Before every wait the I/O layer
-asks it how long that wait may take (:meth:`Limits.cap`): the operation's own limit, cut
-down to what is left of the bounds. When a wait runs out, :meth:`Limits.timeout_error`
+:class:`TimeLimits` is one call's view of them at any moment. Before every wait the I/O layer
+asks it how long that wait may take (:meth:`TimeLimits.cap`): the operation's own limit, cut
+down to what is left of the bounds. When a wait runs out, :meth:`TimeLimits.timeout_error`
 says which limit it was, with its value, so the message names the limit that fired.
 """
 
@@ -27,7 +27,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "OPERATIONS",
     "HttpxLikeTimeout",
-    "Limits",
+    "TimeLimits",
     "Timeout",
     "TimeoutTypes",
 ]
@@ -196,10 +196,10 @@ _WHAT = {
 }
 
 
-class Limits:
+class TimeLimits:
     """One call's time limits at this moment: how long the next wait may take, and why.
 
-    The whole-call bound starts when the ``Limits`` is made; the first-piece bound when
+    The whole-call bound starts when the ``TimeLimits`` is made; the first-piece bound when
     the I/O layer reports the chat request sent (:meth:`arm_first_piece`), until the
     first piece (:meth:`disarm_first_piece`). :meth:`cap` remembers which limit bound the
     last wait it sized, so :meth:`timeout_error` can name it.

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._base_client import NOT_GIVEN, BaseClient, NotGiven
-from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, Limits, RetryPolicy, TimeoutTypes
+from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, RetryPolicy, TimeLimits, TimeoutTypes
 from .._exceptions import APIError, InvalidRequestError
 from .._http_clients import DefaultHttpxClient
 from .._log_secrets import watch
@@ -245,7 +245,7 @@ class Client(BaseClient):
         self._check_open()
         if refresh:
             self._tokens_cache.token = None
-        limits = Limits(self.timeout)
+        limits = TimeLimits(self.timeout)
         waits = Waits()
         try:
             with waits.running():

@@ -18,7 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from .._core import Limits, Raise, Request, RetryPolicy, Send, Sleep, TokenCache, TokenFetch
+from .._core import (
+    EventOrderError,
+    Fetched,
+    Raise,
+    Request,
+    RetryPolicy,
+    Send,
+    Sleep,
+    TimeLimits,
+    TokenCache,
+    TokenFetch,
+)
 from .._exceptions import APIError
 from .._synchronization import Lock, Socket, Wakeup, sync_sleep
 from .transport import Transport
@@ -38,7 +49,9 @@ class Tokens:
         self._base_url = base_url
         self._headers = headers
 
-    def token_for(self, policy: RetryPolicy, limits: Limits, socket: Socket | None = None) -> str:
+    def token_for(
+        self, policy: RetryPolicy, limits: TimeLimits, socket: Socket | None = None
+    ) -> str:
         """The cached token, or one fetched now (once for every caller waiting); ``socket``
         reports where the fetch waits."""
         cache = self.cache
@@ -77,7 +90,7 @@ class Fetcher(Protocol):
     """What sends a token request: the transport, or the provider's aiohttp session."""
 
     def fetch(
-        self, request: Request, limits: Limits, socket: Socket | None = None
+        self, request: Request, limits: TimeLimits, socket: Socket | None = None
     ) -> tuple[int, Mapping[str, str], bytes]: ...
 
 
@@ -106,7 +119,9 @@ def sync_fetch_token(
             else:
                 wakeup.sleep(action.seconds)
             fetch.slept()
+        elif type(action) is Fetched:
+            return action.token
         elif type(action) is Raise:
             raise action.error
         else:
-            return action.token  # type: ignore[attr-defined,no-any-return]
+            raise EventOrderError(f"the token fetch's loop has no step for {action!r}")

@@ -42,6 +42,8 @@ that ends before the boundary, raises :class:`StreamInterrupted` at once, with
 from __future__ import annotations
 
 import hashlib
+import operator
+from collections.abc import Iterator
 
 from .._exceptions import APIError, InvalidRequestError, StreamInterrupted
 
@@ -60,6 +62,7 @@ class Transcript:
     hash)."""
 
     __slots__ = (
+        "_batch",
         "_blocks",
         "_digest",
         "_folds",
@@ -94,6 +97,10 @@ class Transcript:
         self._last_failure: APIError | None = None
         #: How many characters were delivered (cheaper than ``len(text)``).
         self.length = 0
+        # The batch being handed out to the caller, the iterator over it (how far it got),
+        # and ``length`` once it was delivered: one tuple, published at once, so that
+        # another thread reading ``seen_text`` sees the three agree.
+        self._batch: tuple[list[str], Iterator[str], int] = ([], iter(()), 0)
 
     @property
     def replaying(self) -> bool:
@@ -120,6 +127,53 @@ class Transcript:
             if folds == self._folds and not folds % 2:
                 return text
 
+    # -- what the caller has been handed -------------------------------------------------
+
+    def hand_out(self, pieces: list[str]) -> Iterator[str]:
+        """The caller is handed ``pieces`` (just delivered) one by one, from the iterator
+        returned: :attr:`seen_text` and :attr:`pending` follow that iterator, with no call
+        for each piece."""
+        handed = iter(pieces)
+        self._batch = (pieces, handed, self.length)
+        return handed
+
+    def handed_out(self) -> None:
+        """The batch went out whole: it is no longer held."""
+        _, handed, end = self._batch
+        self._batch = ([], handed, end)
+
+    @property
+    def pending(self) -> int:
+        """How many pieces of the batch being handed out the caller has not had yet."""
+        pieces, handed, _ = self._batch
+        return operator.length_hint(handed) if pieces else 0
+
+    @property
+    def seen_text(self) -> str:
+        """The text the caller has been handed so far (:attr:`text` less the pieces of the
+        batch still to come; another thread may read it while the stream runs).
+
+        :class:`InvalidRequestError` when the text is not kept.
+        """
+        pieces, handed, end = self._batch
+        if pieces:
+            pending = pieces[len(pieces) - operator.length_hint(handed) :]
+            end -= sum(map(len, pending))
+        return self.text[:end]
+
+    def cut_batch(self) -> None:
+        """End the batch being handed out after the piece that may be on its way now (the
+        stream is closing from another thread)."""
+        pieces, handed, end = self._batch
+        keep = len(pieces) - operator.length_hint(handed) + 1
+        if keep < len(pieces):
+            # Published first: a reader of ``seen_text`` may see it short a moment, never
+            # ahead.
+            self._batch = (pieces, handed, end - sum(map(len, pieces[keep:])))
+            del pieces[keep:]  # the list's iterator stops at its new end
+
+    # -- attempts ---------------------------------------------------------------------------
+
     def begin_attempt(self) -> None:
         """A new attempt's answer is about to arrive."""
         if not self.resume:
@@ -127,6 +181,7 @@ class Transcript:
             self._blocks = []
             self._tail.clear()
             self.length = 0
+            self._batch = ([], iter(()), 0)  # the caller has seen nothing of this attempt
             self._folds += 1
             if self._hash is not None:
                 self._hash = _text_hash()

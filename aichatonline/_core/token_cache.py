@@ -23,9 +23,9 @@ from __future__ import annotations
 import copy
 
 from .._exceptions import APIError, InvalidRequestError
+from .headers import is_header_token
 from .retries import RetryPolicy
 from .timeouts import Timeout
-from .wire import is_header_token
 
 __all__ = ["TokenCache"]
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import APIError, ProtocolError, ServiceError
-from .blocks import PARSE_ERRORS as _PARSE_ERRORS
+from .decoder_shapes import PARSE_ERRORS as _PARSE_ERRORS
 from .redact import redact
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "JSONLoads", "LineReader", "default_json_loads"]
