@@ -66,7 +66,14 @@ if TYPE_CHECKING:
         StreamInterrupted,
     )
     from ._http_clients import DefaultAioHttpClient, DefaultAsyncHttpxClient, DefaultHttpxClient
-    from ._provider import AiChatOnline, AsyncGeneratorProvider, ProviderModelMixin
+    from ._messages import Message, Messages, TextPart
+    from ._provider import (
+        AiChatOnline,
+        AsyncGeneratorProvider,
+        AsyncResult,
+        CreateResult,
+        ProviderModelMixin,
+    )
     from ._sync.client import Client
     from ._sync.resources import (
         Chat,
@@ -76,7 +83,7 @@ if TYPE_CHECKING:
         ConversationStream,
     )
     from ._sync.stream import Stream
-    from ._types import AsyncResult, Completion, CreateResult, Message, Messages, TextPart
+    from .types import Completion
 
 __all__ = [
     "BROWSER_USER_AGENT",
@@ -182,7 +189,14 @@ _EXPORTS = {
         "StreamInterrupted",
     ],
     "._http_clients": ["DefaultAioHttpClient", "DefaultAsyncHttpxClient", "DefaultHttpxClient"],
-    "._provider": ["AiChatOnline", "AsyncGeneratorProvider", "ProviderModelMixin"],
+    "._messages": ["Message", "Messages", "TextPart"],
+    "._provider": [
+        "AiChatOnline",
+        "AsyncGeneratorProvider",
+        "AsyncResult",
+        "CreateResult",
+        "ProviderModelMixin",
+    ],
     "._sync.client": ["Client"],
     "._sync.resources": [
         "Chat",
@@ -192,7 +206,7 @@ _EXPORTS = {
         "ConversationStream",
     ],
     "._sync.stream": ["Stream"],
-    "._types": ["AsyncResult", "Completion", "CreateResult", "Message", "Messages", "TextPart"],
+    ".types": ["Completion"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

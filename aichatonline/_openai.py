@@ -38,7 +38,7 @@ from typing import Any
 from ._core import MODEL_ALIASES, MODELS, resolve_model
 from ._core.prompt import ROLES
 from ._exceptions import InvalidRequestError, ModelNotFoundError
-from ._types import Message
+from ._messages import Message
 
 __all__ = [
     "IGNORED",

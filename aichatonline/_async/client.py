@@ -21,8 +21,9 @@ from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, Limits, RetryPolicy
 from .._exceptions import APIError, InvalidRequestError
 from .._http_clients import DefaultAsyncHttpxClient
 from .._log_secrets import watch
+from .._messages import Messages
 from .._synchronization import AsyncSocket, AsyncWaits, Expired
-from .._types import Completion, Messages
+from ..types import Completion
 from .resources import AsyncChat, AsyncConversation
 from .stream import AsyncStream
 from .tokens import AsyncTokens

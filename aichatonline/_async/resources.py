@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from .._base_client import NOT_GIVEN, NotGiven
 from .._core import TimeoutTypes, get_random_string, normalize_messages
 from .._exceptions import InvalidRequestError
+from .._messages import Message, Role
 from .._openai import check_chat_params, new_completion_id
-from .._types import Message, Role
 from ..types import (
     ChatCompletion,
     ChatCompletionChunk,

@@ -22,8 +22,9 @@ from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, Limits, RetryPolicy
 from .._exceptions import APIError, InvalidRequestError
 from .._http_clients import DefaultHttpxClient
 from .._log_secrets import watch
+from .._messages import Messages
 from .._synchronization import Expired, Socket, Waits
-from .._types import Completion, Messages
+from ..types import Completion
 from .resources import Chat, Conversation
 from .stream import Stream
 from .tokens import Tokens
