@@ -3,8 +3,8 @@
 ``client.chat.completions.create(model=..., messages=..., stream=...)`` takes OpenAI's
 parameters (checked by ``_openai.py``, shared with the gateway) and answers with the
 OpenAI-shaped objects of :mod:`aichatonline.types`: a ``ChatCompletion``, or an async
-iterable of ``ChatCompletionChunk`` (the first one carries ``role``, then one per piece, the
-last one ``finish_reason="stop"``). Underneath it is ``stream()``, with the same resume and
+iterable of ``ChatCompletionChunk`` in OpenAI's order (``_completions.py``, shared with the
+gateway too). Underneath it is ``stream()``, with the same resume and
 error guarantees.
 
 ``client.conversation(system=None)`` keeps a history and one ``conversationId``: each
@@ -18,24 +18,18 @@ generated from it.
 
 from __future__ import annotations
 
-import time
+from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._base_client import NOT_GIVEN, NotGiven
+from .._completions import ChunkSequence, whole_completion
 from .._core import TimeoutTypes, get_random_string, normalize_messages
 from .._exceptions import InvalidRequestError
 from .._messages import Message, Role
-from .._openai import check_chat_params, new_completion_id
-from ..types import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionMessage,
-    Choice,
-    ChoiceDelta,
-    ChunkChoice,
-)
+from .._openai import check_chat_params
+from ..types import ChatCompletion, ChatCompletionChunk
 from .stream import AsyncStream
 
 if TYPE_CHECKING:
@@ -169,33 +163,29 @@ class AsyncCompletions:
             pieces = self._client.stream(checked.messages, **options)
             return AsyncChatCompletionStream(pieces, checked.model, checked.include_usage)
         text = await self._client.complete(checked.messages, **options)
-        message = ChatCompletionMessage(content=text)
-        return ChatCompletion(
-            id=new_completion_id(),
-            created=int(time.time()),
-            model=checked.model,
-            choices=[Choice(message=message, finish_reason="stop")],
-        )
+        return whole_completion(checked.model, text)
 
 
 class AsyncChatCompletionStream(_Facade):
     """A streamed answer as ``ChatCompletionChunk`` objects (``async for`` it).
 
-    The first chunk carries ``role="assistant"`` and no text (as OpenAI's does), each
-    later one a piece, the last one no text and ``finish_reason="stop"`` (then, with
-    ``stream_options={"include_usage": True}``, one with ``choices == []`` and ``usage``
-    ``None``). Every chunk has the same ``id`` and ``created``. ``text`` is the text so
-    far; close it (or leave its ``async with`` block) to stop early.
+    The chunks are OpenAI's sequence (``aichatonline._completions``): the first carries
+    ``role="assistant"`` and no text, and comes with the first piece (so a call that fails
+    before any text raises from the first ``__anext__``); then one per piece; the last one
+    no text and ``finish_reason="stop"`` (then, with ``stream_options={"include_usage":
+    True}``, one with ``choices == []`` and ``usage`` ``None``). Every chunk has the same
+    ``id`` and ``created``. ``text`` is the text so far; close it (or leave its
+    ``async with`` block) to stop early.
     """
 
     def __init__(self, pieces: AsyncStream, model: str, include_usage: bool) -> None:
         self._pieces = pieces
-        self.id = new_completion_id()
-        self.created = int(time.time())
+        self._sequence = ChunkSequence(model, include_usage=include_usage)
+        self.id = self._sequence.id
+        self.created = self._sequence.created
         self.model = model
-        self._include_usage = include_usage
-        self._state = "first"
-        self._held: str | None = None
+        self._ready: deque[ChatCompletionChunk] = deque()  # chunks due, not handed out yet
+        self._ended = False  # nothing more will come from the pieces
 
     def __repr__(self) -> str:
         state = "completed" if self.completed else f"chars={len(self.text)}"
@@ -205,54 +195,28 @@ class AsyncChatCompletionStream(_Facade):
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        try:
-            return await self._next_chunk()
-        except BaseException:
-            self._state = "done"  # after an error, nothing more: above all no "stop"
-            raise
-
-    async def _next_chunk(self) -> ChatCompletionChunk:
-        state = self._state
-        if state == "first":
-            # As OpenAI's: a first chunk with the role and no text. It waits for the first
-            # piece, so a call that fails before any text raises here, not later.
+        ready = self._ready
+        if not ready:
+            if self._ended:
+                raise StopAsyncIteration
             try:
-                self._held = await self._pieces.__anext__()
+                piece = await self._pieces.__anext__()
             except StopAsyncIteration:
-                self._held = None
-            self._state = "text"
-            return self._chunk(ChoiceDelta(role="assistant", content=""))
-        if state == "text":
-            piece, self._held = self._held, None
-            if piece is None:
-                try:
-                    piece = await self._pieces.__anext__()
-                except StopAsyncIteration:
-                    if not self._pieces.completed:  # closed early: it did not finish
-                        raise
-                    self._state = "usage" if self._include_usage else "done"
-                    return self._chunk(ChoiceDelta(), finish_reason="stop")
-            return self._chunk(ChoiceDelta(content=piece))
-        if state == "usage":
-            self._state = "done"
-            return ChatCompletionChunk(
-                id=self.id, created=self.created, model=self.model, choices=[]
-            )
-        raise StopAsyncIteration
-
-    def _chunk(
-        self, delta: ChoiceDelta, finish_reason: Literal["stop"] | None = None
-    ) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=self.id,
-            created=self.created,
-            model=self.model,
-            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
-        )
+                self._ended = True
+                if not self._pieces.completed:  # closed early: it did not finish
+                    raise
+                ready.extend(self._sequence.end())
+            except BaseException:
+                self._ended = True  # after an error, nothing more: above all no "stop"
+                raise
+            else:
+                ready.extend(self._sequence.text(piece))
+        return ready.popleft()
 
     async def aclose(self) -> None:
         """Stop the stream and release its connection."""
-        self._state = "done"
+        self._ended = True
+        self._ready.clear()
         await self._pieces.aclose()
 
     #: openai's name for it (``await stream.close()``).
