@@ -27,14 +27,9 @@ from ._lazy import lazy_exports
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._async.chat_completions import AsyncChat, AsyncChatCompletionStream, AsyncCompletions
     from ._async.client import AsyncClient
-    from ._async.resources import (
-        AsyncChat,
-        AsyncChatCompletionStream,
-        AsyncCompletions,
-        AsyncConversation,
-        AsyncConversationStream,
-    )
+    from ._async.conversation import AsyncConversation, AsyncConversationStream
     from ._async.stream import AsyncStream
     from ._base_client import NOT_GIVEN, NotGiven
     from ._core import (
@@ -62,14 +57,9 @@ if TYPE_CHECKING:
         CreateResult,
         ProviderModelMixin,
     )
+    from ._sync.chat_completions import Chat, ChatCompletionStream, Completions
     from ._sync.client import Client
-    from ._sync.resources import (
-        Chat,
-        ChatCompletionStream,
-        Completions,
-        Conversation,
-        ConversationStream,
-    )
+    from ._sync.conversation import Conversation, ConversationStream
     from ._sync.stream import Stream
     from .types import Completion
 
@@ -121,13 +111,8 @@ __all__ = [
 
 _EXPORTS = {
     "._async.client": ["AsyncClient"],
-    "._async.resources": [
-        "AsyncChat",
-        "AsyncChatCompletionStream",
-        "AsyncCompletions",
-        "AsyncConversation",
-        "AsyncConversationStream",
-    ],
+    "._async.chat_completions": ["AsyncChat", "AsyncChatCompletionStream", "AsyncCompletions"],
+    "._async.conversation": ["AsyncConversation", "AsyncConversationStream"],
     "._async.stream": ["AsyncStream"],
     "._base_client": ["NOT_GIVEN", "NotGiven"],
     "._core": [
@@ -156,13 +141,8 @@ _EXPORTS = {
         "ProviderModelMixin",
     ],
     "._sync.client": ["Client"],
-    "._sync.resources": [
-        "Chat",
-        "ChatCompletionStream",
-        "Completions",
-        "Conversation",
-        "ConversationStream",
-    ],
+    "._sync.chat_completions": ["Chat", "ChatCompletionStream", "Completions"],
+    "._sync.conversation": ["Conversation", "ConversationStream"],
     "._sync.stream": ["Stream"],
     ".types": ["Completion"],
 }

@@ -105,8 +105,13 @@ def _leaves(annotation: object) -> list[object]:
 
 
 # Objects that users get from the clients and never make: their constructors take the
-# internal pieces they are made of.
-_MADE_BY_THE_CLIENT = {"Stream.__init__", "AsyncStream.__init__"}
+# internal pieces they are made of (a call, a transport; the client seen as the faces'
+# Protocol; a conversation's History and Turn).
+_MADE_BY_THE_CLIENT = {
+    f"{prefix}{name}.__init__"
+    for prefix in ("", "Async")
+    for name in ("Stream", "Chat", "Completions", "Conversation", "ConversationStream")
+}
 
 
 _CALLABLES = _public_callables()

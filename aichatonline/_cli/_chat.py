@@ -31,7 +31,7 @@ from .._exceptions import (
 )
 from .._openai import check_model
 from .._sync.client import Client
-from .._sync.resources import Conversation
+from .._sync.conversation import Conversation
 from ._output import ExitCode, Output, error_record, notice, one_line, report
 
 __all__ = ["DEMO_PROMPT", "PROBE_SECONDS", "cmd_chat", "cmd_demo", "cmd_serve"]
