@@ -9,28 +9,27 @@ provider class, kept working. ``aichatonline.testing`` is a local AiChatOnline s
 ``AICHATONLINE_LOG=info`` (or ``debug``) in the environment shows the SDK's log lines
 (retries, and at debug skipped stream lines) on stderr, as ``OPENAI_LOG`` does for openai.
 
-The names below are loaded on first use (PEP 562): the package's pytest plugin imports
-``aichatonline`` in every test run of every project that has it installed, and that
-should not cost the import of the clients. ``_EXPORTS`` says where each name lives;
-``__all__`` and the ``TYPE_CHECKING`` imports list the same names (a test checks).
+The names below are loaded on first use (PEP 562, ``_lazy.py``): the package's pytest
+plugin imports ``aichatonline`` in every test run of every project that has it installed,
+and that should not cost the import of the clients. ``_EXPORTS`` says where each name
+lives; ``__all__`` and the ``TYPE_CHECKING`` imports list the same names (a test checks).
+The errors (``_exceptions.py``, small and pure) are imported at once, by their own
+``__all__``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from . import _exceptions
+from ._exceptions import *  # noqa: F403 - the error tree, named by its own __all__
+from ._lazy import lazy_exports
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._async.chat_completions import AsyncChat, AsyncChatCompletionStream, AsyncCompletions
     from ._async.client import AsyncClient
-    from ._async.resources import (
-        AsyncChat,
-        AsyncChatCompletionStream,
-        AsyncCompletions,
-        AsyncConversation,
-        AsyncConversationStream,
-    )
+    from ._async.conversation import AsyncConversation, AsyncConversationStream
     from ._async.stream import AsyncStream
     from ._base_client import NOT_GIVEN, NotGiven
     from ._core import (
@@ -49,34 +48,20 @@ if TYPE_CHECKING:
         is_testing,
         set_testing,
     )
-    from ._exceptions import (
-        AiChatOnlineError,
-        APIConnectionError,
-        APIError,
-        APIStatusError,
-        APITimeoutError,
-        AuthenticationError,
-        BlockedError,
-        InvalidRequestError,
-        ModelNotFoundError,
-        ProtocolError,
-        RateLimitError,
-        ServerError,
-        ServiceError,
-        StreamInterrupted,
-    )
     from ._http_clients import DefaultAioHttpClient, DefaultAsyncHttpxClient, DefaultHttpxClient
-    from ._provider import AiChatOnline, AsyncGeneratorProvider, ProviderModelMixin
-    from ._sync.client import Client
-    from ._sync.resources import (
-        Chat,
-        ChatCompletionStream,
-        Completions,
-        Conversation,
-        ConversationStream,
+    from ._messages import Message, Messages, TextPart
+    from ._provider import (
+        AiChatOnline,
+        AsyncGeneratorProvider,
+        AsyncResult,
+        CreateResult,
+        ProviderModelMixin,
     )
+    from ._sync.chat_completions import Chat, ChatCompletionStream, Completions
+    from ._sync.client import Client
+    from ._sync.conversation import Conversation, ConversationStream
     from ._sync.stream import Stream
-    from ._types import AsyncResult, Completion, CreateResult, Message, Messages, TextPart
+    from .types import Completion
 
 __all__ = [
     "BROWSER_USER_AGENT",
@@ -85,12 +70,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MODELS",
     "NOT_GIVEN",
-    "APIConnectionError",
-    "APIError",
-    "APIStatusError",
-    "APITimeoutError",
     "AiChatOnline",
-    "AiChatOnlineError",
     "AsyncChat",
     "AsyncChatCompletionStream",
     "AsyncClient",
@@ -100,8 +80,6 @@ __all__ = [
     "AsyncGeneratorProvider",
     "AsyncResult",
     "AsyncStream",
-    "AuthenticationError",
-    "BlockedError",
     "Chat",
     "ChatCompletionStream",
     "Client",
@@ -114,20 +92,13 @@ __all__ = [
     "DefaultAsyncHttpxClient",
     "DefaultHttpxClient",
     "HttpxLikeTimeout",
-    "InvalidRequestError",
     "Message",
     "Messages",
-    "ModelNotFoundError",
     "NotGiven",
-    "ProtocolError",
     "ProviderModelMixin",
-    "RateLimitError",
     "RetryPolicy",
-    "ServerError",
-    "ServiceError",
     "Stream",
     "StreamDecoder",
-    "StreamInterrupted",
     "TextPart",
     "Timeout",
     "TimeoutTypes",
@@ -140,13 +111,8 @@ __all__ = [
 
 _EXPORTS = {
     "._async.client": ["AsyncClient"],
-    "._async.resources": [
-        "AsyncChat",
-        "AsyncChatCompletionStream",
-        "AsyncCompletions",
-        "AsyncConversation",
-        "AsyncConversationStream",
-    ],
+    "._async.chat_completions": ["AsyncChat", "AsyncChatCompletionStream", "AsyncCompletions"],
+    "._async.conversation": ["AsyncConversation", "AsyncConversationStream"],
     "._async.stream": ["AsyncStream"],
     "._base_client": ["NOT_GIVEN", "NotGiven"],
     "._core": [
@@ -165,49 +131,23 @@ _EXPORTS = {
         "is_testing",
         "set_testing",
     ],
-    "._exceptions": [
-        "AiChatOnlineError",
-        "APIConnectionError",
-        "APIError",
-        "APIStatusError",
-        "APITimeoutError",
-        "AuthenticationError",
-        "BlockedError",
-        "InvalidRequestError",
-        "ModelNotFoundError",
-        "ProtocolError",
-        "RateLimitError",
-        "ServerError",
-        "ServiceError",
-        "StreamInterrupted",
-    ],
     "._http_clients": ["DefaultAioHttpClient", "DefaultAsyncHttpxClient", "DefaultHttpxClient"],
-    "._provider": ["AiChatOnline", "AsyncGeneratorProvider", "ProviderModelMixin"],
-    "._sync.client": ["Client"],
-    "._sync.resources": [
-        "Chat",
-        "ChatCompletionStream",
-        "Completions",
-        "Conversation",
-        "ConversationStream",
+    "._messages": ["Message", "Messages", "TextPart"],
+    "._provider": [
+        "AiChatOnline",
+        "AsyncGeneratorProvider",
+        "AsyncResult",
+        "CreateResult",
+        "ProviderModelMixin",
     ],
+    "._sync.client": ["Client"],
+    "._sync.chat_completions": ["Chat", "ChatCompletionStream", "Completions"],
+    "._sync.conversation": ["Conversation", "ConversationStream"],
     "._sync.stream": ["Stream"],
-    "._types": ["AsyncResult", "Completion", "CreateResult", "Message", "Messages", "TextPart"],
+    ".types": ["Completion"],
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__ += _exceptions.__all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 
 def _log_from_env() -> None:

@@ -28,7 +28,7 @@ from ._core import (
     is_header_text,
 )
 from ._exceptions import InvalidRequestError
-from ._types import Messages
+from ._messages import Messages
 
 __all__ = ["NOT_GIVEN", "BaseClient", "NotGiven"]
 

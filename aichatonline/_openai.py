@@ -30,7 +30,6 @@ The rules, parameter by parameter:
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,7 @@ from typing import Any
 from ._core import MODEL_ALIASES, MODELS, resolve_model
 from ._core.prompt import ROLES
 from ._exceptions import InvalidRequestError, ModelNotFoundError
-from ._types import Message
+from ._messages import Message
 
 __all__ = [
     "IGNORED",
@@ -46,7 +45,6 @@ __all__ = [
     "ModelNotFoundError",
     "check_chat_params",
     "check_model",
-    "new_completion_id",
 ]
 
 _ROLES = tuple(sorted(ROLES))  # one list of roles, the prompt formatter's
@@ -114,11 +112,6 @@ class ChatParams:
     """The accepted-and-ignored parameters the request set (not null), in request order."""
     dropped: tuple[str, ...] = ()
     """The unknown parameters accepted and ignored under ``drop_unknown``, in request order."""
-
-
-def new_completion_id() -> str:
-    """A fresh ``chatcmpl-...`` id for one answer (shared by every chunk of a stream)."""
-    return "chatcmpl-" + secrets.token_hex(14)
 
 
 def check_model(model: object) -> str:

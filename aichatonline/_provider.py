@@ -26,8 +26,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import AsyncGenerator, Generator, Mapping
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
+from typing import Any, ClassVar, TypeAlias
 
 import anyio
 import anyio.from_thread
@@ -53,10 +53,22 @@ from ._core import (
     build_headers,
 )
 from ._exceptions import APIConnectionError, InvalidRequestError
+from ._messages import Messages
 from ._sync.client import Client
-from ._types import AsyncResult, CreateResult, Messages
 
-__all__ = ["AiChatOnline", "AsyncGeneratorProvider", "ProviderModelMixin"]
+__all__ = [
+    "AiChatOnline",
+    "AsyncGeneratorProvider",
+    "AsyncResult",
+    "CreateResult",
+    "ProviderModelMixin",
+]
+
+#: What ``create_async_generator`` returns: an async iterator of text pieces.
+AsyncResult: TypeAlias = AsyncIterator[str]
+
+#: What ``create_completion`` returns: an iterator of text pieces.
+CreateResult: TypeAlias = Iterator[str]
 
 logger = logging.getLogger("aichatonline")
 

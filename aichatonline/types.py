@@ -1,6 +1,8 @@
-"""The OpenAI-shaped objects: chat completions, streamed chunks, models and errors.
+"""The objects the SDK answers with: a ``Completion``, and the OpenAI-shaped objects.
 
-These classes are the one source of truth for the JSON shapes of the OpenAI-shaped surface:
+:class:`Completion` is what ``complete(..., full=True)`` returns: the text and how it came.
+The rest are OpenAI's shapes (chat completions, streamed chunks, models and errors), the one
+source of truth for the JSON of the OpenAI-shaped surface:
 ``client.chat.completions.create()`` returns them and the OpenAI-compatible gateway
 (``aichatonline.gateway``) serializes them. They are plain dataclasses (slots, no pydantic):
 attribute access as on openai's objects (``completion.choices[0].message.content``), and
@@ -18,7 +20,7 @@ counts no tokens), ``system_fingerprint`` and ``service_tier`` are ``None``, ``l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -29,6 +31,7 @@ __all__ = [
     "Choice",
     "ChoiceDelta",
     "ChunkChoice",
+    "Completion",
     "CompletionUsage",
     "ErrorObject",
     "FinishReason",
@@ -38,6 +41,29 @@ __all__ = [
 
 #: Why an answer ended. The service only ever ends with ``"stop"``.
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A whole answer and how it came: what ``complete(..., full=True)`` returns.
+
+    ``str(completion)`` is the text.
+    """
+
+    text: str
+    #: The ``conversationId`` the call sent (pass it again to continue the conversation).
+    conversation_id: str
+    #: Why the answer ended: always ``"stop"`` (the service has no other end).
+    finish_reason: Literal["stop"] = "stop"
+    #: How many retries the call took.
+    retries: int = 0
+    #: Unreadable lines skipped on the way (and surrogate halves replaced).
+    anomalies: int = 0
+    #: The response headers of the last attempt (lower-case names).
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(slots=True, kw_only=True)

@@ -21,6 +21,7 @@ from tests.test_gateway import KEY, MODEL, events, running
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
+from aichatonline._completions import ChunkSequence
 from aichatonline.gateway import create_app
 from aichatonline.gateway._sse import ChunkEncoder, Pipe
 from aichatonline.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
@@ -411,7 +412,7 @@ def test_the_key_is_never_logged(
     "text", ["", "plain", 'q"uo\\te\n\t', "ünïcödé ✓ 🚀", "\x00\x1f", "\ud83d"]
 )
 def test_content_events_equal_the_types_serialization(text: str) -> None:
-    encoder = ChunkEncoder(id="chatcmpl-x", created=1700000000, model=MODEL, include_usage=False)
+    encoder = ChunkEncoder(ChunkSequence(MODEL, id="chatcmpl-x", created=1700000000))
     chunk = ChatCompletionChunk(
         id="chatcmpl-x",
         created=1700000000,
@@ -420,6 +421,7 @@ def test_content_events_equal_the_types_serialization(text: str) -> None:
     )
     assert encoder.content(text) == encoder.event(chunk)
     assert json.loads(encoder.content(text)[6:]) == chunk.to_dict()
+    assert encoder.events([chunk]) == encoder.event(chunk)
 
 
 def test_pipe_coalesces_and_bounds() -> None:

@@ -17,7 +17,6 @@ from aichatonline._openai import (
     ModelNotFoundError,
     check_chat_params,
     check_model,
-    new_completion_id,
 )
 
 USER = [{"role": "user", "content": "Hi"}]
@@ -257,12 +256,6 @@ def test_tools_with_tool_choice_none_are_harmless() -> None:
     assert check(tools=tools, tool_choice="none").model == DEFAULT_MODEL
     assert check(functions=[{"name": "f"}], function_call="none").model == DEFAULT_MODEL
     assert check(tools=[]).model == DEFAULT_MODEL
-
-
-def test_completion_ids_are_fresh() -> None:
-    ids = {new_completion_id() for _ in range(100)}
-    assert len(ids) == 100
-    assert all(value.startswith("chatcmpl-") for value in ids)
 
 
 def test_drop_unknown_accepts_unknown_parameters_and_names_them() -> None:

@@ -1,8 +1,9 @@
 """The public face: the lazy export lists agree, and no private type shows in a public signature.
 
-``aichatonline/__init__.py`` lists its names three times (``__all__`` for readers and
+``aichatonline/__init__.py`` lists its lazy names three times (``__all__`` for readers and
 tools, the ``TYPE_CHECKING`` imports for type checkers, ``_EXPORTS`` for the lazy
-loading): this checks that they name the same things. The signatures of everything
+loading), and adds the errors by ``_exceptions.__all__``: this checks that they name the
+same things. The signatures of everything
 exported (and of the methods users call on it) may use only public types: builtins, the
 standard library, httpx, and what ``aichatonline`` or ``aichatonline.types`` exports.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import aichatonline
+import aichatonline._exceptions
 import aichatonline.types
 
 INIT = Path(aichatonline.__file__)
@@ -40,10 +42,25 @@ def _type_checking_names() -> set[str]:
 
 
 def test_the_three_export_lists_agree() -> None:
-    exported = set(aichatonline._MODULE_OF)
-    assert set(aichatonline.__all__) == exported | {"__version__"}
+    exported = {name for names in aichatonline._EXPORTS.values() for name in names}
+    errors = set(aichatonline._exceptions.__all__)
+    assert set(aichatonline.__all__) == exported | errors | {"__version__"}
     assert _type_checking_names() == exported
+    assert not exported & errors
     assert len(aichatonline.__all__) == len(set(aichatonline.__all__))
+
+
+def test_every_error_class_is_exported() -> None:
+    # The tree's __all__ is the package's list of errors: a class left out of it would be
+    # missing from ``aichatonline`` too.
+    classes = {
+        name
+        for name, value in vars(aichatonline._exceptions).items()
+        if isinstance(value, type) and issubclass(value, Exception)
+    }
+    assert classes == set(aichatonline._exceptions.__all__)
+    for name in classes:
+        assert getattr(aichatonline, name) is getattr(aichatonline._exceptions, name)
 
 
 @pytest.mark.parametrize("name", sorted(aichatonline.__all__))
@@ -88,8 +105,13 @@ def _leaves(annotation: object) -> list[object]:
 
 
 # Objects that users get from the clients and never make: their constructors take the
-# internal pieces they are made of.
-_MADE_BY_THE_CLIENT = {"Stream.__init__", "AsyncStream.__init__"}
+# internal pieces they are made of (a call, a transport; the client seen as the faces'
+# Protocol; a conversation's History and Turn).
+_MADE_BY_THE_CLIENT = {
+    f"{prefix}{name}.__init__"
+    for prefix in ("", "Async")
+    for name in ("Stream", "Chat", "Completions", "Conversation", "ConversationStream")
+}
 
 
 _CALLABLES = _public_callables()

@@ -12,7 +12,6 @@ import functools
 import ssl
 import threading
 import weakref
-from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -21,15 +20,18 @@ from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, RetryPolicy, TimeLi
 from .._exceptions import APIError, InvalidRequestError
 from .._http_clients import DefaultAsyncHttpxClient
 from .._log_secrets import watch
+from .._messages import Messages
 from .._synchronization import AsyncSocket, AsyncWaits, Expired
-from .._types import Completion, Messages
-from .resources import AsyncChat, AsyncConversation
+from ..types import Completion
+from .chat_completions import AsyncChat
+from .conversation import AsyncConversation
+from .facade import CallOptions
 from .stream import AsyncStream
 from .tokens import AsyncTokens
 from .transport import AsyncTransport
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
 __all__ = ["AsyncClient"]
 
@@ -137,10 +139,8 @@ class AsyncClient(BaseClient):
         messages: Messages | str,
         *,
         conversation_id: str | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
         keep_text: bool = True,
+        **options: Unpack[CallOptions],
     ) -> AsyncStream:
         """Stream the answer to ``messages`` (a string is one user message).
 
@@ -154,13 +154,7 @@ class AsyncClient(BaseClient):
         unavailable and a ``StreamInterrupted`` carries ``delivered`` with ``partial=""``.
         """
         return self._stream(
-            messages,
-            resume=True,
-            conversation_id=conversation_id,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            keep_text=keep_text,
+            messages, resume=True, conversation_id=conversation_id, keep_text=keep_text, **options
         )
 
     @overload
@@ -169,10 +163,8 @@ class AsyncClient(BaseClient):
         messages: Messages | str,
         *,
         conversation_id: str | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
         full: Literal[False] = False,
+        **options: Unpack[CallOptions],
     ) -> str: ...
 
     @overload
@@ -180,11 +172,9 @@ class AsyncClient(BaseClient):
         self,
         messages: Messages | str,
         *,
-        conversation_id: str | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
         full: Literal[True],
+        conversation_id: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> Completion: ...
 
     async def complete(
@@ -192,10 +182,8 @@ class AsyncClient(BaseClient):
         messages: Messages | str,
         *,
         conversation_id: str | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
         full: bool = False,
+        **options: Unpack[CallOptions],
     ) -> str | Completion:
         """The whole answer to ``messages`` as one string (a dropped stream starts over).
 
@@ -204,14 +192,7 @@ class AsyncClient(BaseClient):
         headers of the last attempt. To continue the conversation under the same id later,
         pass ``conversation_id`` again (or use :meth:`conversation`).
         """
-        stream = self._stream(
-            messages,
-            resume=False,
-            conversation_id=conversation_id,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        stream = self._stream(messages, resume=False, conversation_id=conversation_id, **options)
         async with stream:
             async for _ in stream:
                 pass
@@ -298,18 +279,16 @@ class AsyncClient(BaseClient):
         *,
         resume: bool,
         conversation_id: str | None,
-        timeout: TimeoutTypes | NotGiven,
-        max_retries: int | NotGiven,
-        extra_headers: Mapping[str, str] | None,
         keep_text: bool = True,
+        **options: Unpack[CallOptions],
     ) -> AsyncStream:
         call = self._call(
             messages,
             resume=resume,
             conversation_id=conversation_id,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
+            timeout=options.get("timeout", NOT_GIVEN),
+            max_retries=options.get("max_retries", NOT_GIVEN),
+            extra_headers=options.get("extra_headers"),
             keep_text=keep_text,
         )
         self._check_open()

@@ -8,12 +8,13 @@
     aichatonline demo [PROMPT]     the whole flow on any machine, with or without internet
     aichatonline gateway           an OpenAI-compatible API in front of the service
 
-``_parser.py`` holds the arguments, ``_chat.py`` the commands that talk to the service,
-``_output.py`` what gets printed and the exit codes (:class:`ExitCode`); the gateway's
-command lives with the gateway. A failure is one line on stderr and an exit code that says
-which kind it was; ``-v`` logs retries, and only ``--debug`` shows tracebacks. An argument a
-subcommand does not know is reported with that subcommand's usage (and the option it most
-likely meant), not the top-level one.
+``_parser.py`` holds the arguments, ``_commands.py`` the commands that talk to the service
+(``_target.py`` where the answers come from, ``_answer.py`` asking once and printing,
+``_session.py`` the interactive session), ``_output.py`` what gets printed and the exit
+codes (:class:`ExitCode`); the gateway's command lives with the gateway. A failure is one
+line on stderr and an exit code that says which kind it was; ``-v`` logs retries, and only
+``--debug`` shows tracebacks. An argument a subcommand does not know is reported with that
+subcommand's usage (and the option it most likely meant), not the top-level one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 
 from .._config import log_to_stderr
 from .._exceptions import AiChatOnlineError
-from ._chat import DEMO_PROMPT, PROBE_SECONDS
+from ._commands import DEMO_PROMPT, PROBE_SECONDS
 from ._output import ExitCode, exit_code_for, notice, report
 from ._parser import add_common, build_parser
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
+from .._arguments import PORT, POSITIVE_SECONDS, add_service_options
 from .._config import BASE_URL_ENV, PROXY_ENV
 from .._core import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, MODEL_ALIASES, MODELS
 from .._version import __version__
-from ._chat import DEMO_PROMPT, PROBE_SECONDS, cmd_chat, cmd_demo, cmd_serve
+from ._commands import DEMO_PROMPT, PROBE_SECONDS, cmd_chat, cmd_demo, cmd_serve
 from ._output import EXIT_MEANINGS, PROG, ExitCode
 
 __all__ = ["DEFAULT_SERVE_PORT", "build_parser"]
@@ -17,24 +17,6 @@ __all__ = ["DEFAULT_SERVE_PORT", "build_parser"]
 #: ``serve`` listens here unless told otherwise: a fixed port keeps the exported
 #: ``AICHATONLINE_BASE_URL`` valid across restarts (``--port 0`` picks a free one).
 DEFAULT_SERVE_PORT = 8765
-
-
-def _number(kind: Callable[[str], Any], test: Callable[[Any], bool], what: str) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not test(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-
-    return parse
-
-
-_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
-_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-_port = _number(int, lambda v: 0 <= v <= 65535, "a port number (0-65535)")
 
 
 def _exit_code_table() -> str:
@@ -115,38 +97,21 @@ def add_common(parser: argparse.ArgumentParser, *, on_subcommand: bool) -> None:
 
 def _add_chat_options(parser: argparse.ArgumentParser) -> None:
     """The options ``chat`` and ``demo`` share: where to connect, what to send, how to print."""
-    where = parser.add_argument_group("connection")
-    choice = where.add_mutually_exclusive_group()
-    choice.add_argument(
-        "--base-url", metavar="URL", help=f"the service's base URL (default: ${BASE_URL_ENV})"
-    )
-    choice.add_argument(
-        "--local",
-        action="store_true",
-        help="start the bundled local server in this process and chat with it (no network; "
-        "proxies are not used)",
-    )
-    where.add_argument("--proxy", metavar="URL", help=f"proxy URL (default: ${PROXY_ENV})")
-    where.add_argument(
-        "--timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="limit on each network operation, as in httpx: connecting, sending, and the "
-        "longest silence between two reads (default: connect "
+    where = add_service_options(
+        parser,
+        title="connection",
+        local_help="start the bundled local server in this process and chat with it (no "
+        "network; proxies are not used)",
+        timeout_help="limit on each network operation, as in httpx: connecting, sending, and "
+        "the longest silence between two reads (default: connect "
         f"{DEFAULT_TIMEOUT.connect:g}, read {DEFAULT_TIMEOUT.read:g}); a long answer that "
         "keeps coming is never cut",
     )
     where.add_argument(
         "--total",
-        type=_positive_float,
+        type=POSITIVE_SECONDS,
         metavar="SECONDS",
         help="bound on the whole call, token fetch, retries and back-off included (default: none)",
-    )
-    where.add_argument(
-        "--max-retries",
-        type=_non_negative_int,
-        metavar="N",
-        help="retries after a failed attempt (default: 2)",
     )
     what = parser.add_argument_group("request and output")
     what.add_argument("--system", metavar="TEXT", help="a system message sent before the prompt")
@@ -190,7 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("prompt", nargs="?", metavar="PROMPT", help='the prompt ("-": stdin)')
     _add_chat_options(chat)
-    add_common(chat, on_subcommand=True)
     chat.set_defaults(run=cmd_chat)
 
     serve = commands.add_parser(
@@ -204,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     serve.add_argument(
         "--port",
-        type=_port,
+        type=PORT,
         default=DEFAULT_SERVE_PORT,
         help="port to listen on (%(default)s; 0 picks a free one)",
     )
@@ -213,7 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
     from ..testing import ServerOptions
 
     ServerOptions.add_arguments(serve)
-    add_common(serve, on_subcommand=True)
     serve.set_defaults(run=cmd_serve)
 
     demo = commands.add_parser(
@@ -232,12 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f'the prompt ("-": stdin; default: "{DEMO_PROMPT}")',
     )
     _add_chat_options(demo)
-    add_common(demo, on_subcommand=True)
     demo.set_defaults(run=cmd_demo)
 
     from ..gateway._cli import add_parser as add_gateway_parser  # no Starlette/uvicorn import
 
     add_gateway_parser(commands)
-    for command in commands.choices.values():  # whose usage an unknown argument prints
-        command.set_defaults(command_parser=command)
+    for command in commands.choices.values():
+        add_common(command, on_subcommand=True)  # -v / --debug after the subcommand too
+        command.set_defaults(command_parser=command)  # whose usage an unknown argument prints
     return parser

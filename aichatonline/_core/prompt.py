@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._exceptions import InvalidRequestError
-from .._types import Messages
+from .._messages import Messages
 
 __all__ = ["EMPTY_PROMPT", "ROLES", "format_prompt", "get_random_string", "normalize_messages"]
 

@@ -13,7 +13,6 @@ import functools
 import ssl
 import threading
 import weakref
-from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -22,15 +21,18 @@ from .._core import DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT, RetryPolicy, TimeLi
 from .._exceptions import APIError, InvalidRequestError
 from .._http_clients import DefaultHttpxClient
 from .._log_secrets import watch
+from .._messages import Messages
 from .._synchronization import Expired, Socket, Waits
-from .._types import Completion, Messages
-from .resources import Chat, Conversation
+from ..types import Completion
+from .chat_completions import Chat
+from .conversation import Conversation
+from .facade import CallOptions
 from .stream import Stream
 from .tokens import Tokens
 from .transport import Transport
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
 __all__ = ["Client"]
 
@@ -138,10 +140,8 @@ class Client(BaseClient):
         messages: Messages | str,
         *,
         conversation_id: str | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
         keep_text: bool = True,
+        **options: Unpack[CallOptions],
     ) -> Stream:
         """Stream the answer to ``messages`` (a string is one user message).
 
@@ -155,13 +155,7 @@ class Client(BaseClient):
         unavailable and a ``StreamInterrupted`` carries ``delivered`` with ``partial=""``.
         """
         return self._stream(
-            messages,
-            resume=True,
-            conversation_id=conversation_id,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            keep_text=keep_text,
+            messages, resume=True, conversation_id=conversation_id, keep_text=keep_text, **options
         )
 
     @overload
@@ -170,10 +164,8 @@ class Client(BaseClient):
         messages: Messages | str,
         *,
         conversation_id: str | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
         full: Literal[False] = False,
+        **options: Unpack[CallOptions],
     ) -> str: ...
 
     @overload
@@ -181,11 +173,9 @@ class Client(BaseClient):
         self,
         messages: Messages | str,
         *,
-        conversation_id: str | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
         full: Literal[True],
+        conversation_id: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> Completion: ...
 
     def complete(
@@ -193,10 +183,8 @@ class Client(BaseClient):
         messages: Messages | str,
         *,
         conversation_id: str | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
         full: bool = False,
+        **options: Unpack[CallOptions],
     ) -> str | Completion:
         """The whole answer to ``messages`` as one string (a dropped stream starts over).
 
@@ -205,14 +193,7 @@ class Client(BaseClient):
         headers of the last attempt. To continue the conversation under the same id later,
         pass ``conversation_id`` again (or use :meth:`conversation`).
         """
-        stream = self._stream(
-            messages,
-            resume=False,
-            conversation_id=conversation_id,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        stream = self._stream(messages, resume=False, conversation_id=conversation_id, **options)
         with stream:
             for _ in stream:
                 pass
@@ -299,18 +280,16 @@ class Client(BaseClient):
         *,
         resume: bool,
         conversation_id: str | None,
-        timeout: TimeoutTypes | NotGiven,
-        max_retries: int | NotGiven,
-        extra_headers: Mapping[str, str] | None,
         keep_text: bool = True,
+        **options: Unpack[CallOptions],
     ) -> Stream:
         call = self._call(
             messages,
             resume=resume,
             conversation_id=conversation_id,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
+            timeout=options.get("timeout", NOT_GIVEN),
+            max_retries=options.get("max_retries", NOT_GIVEN),
+            extra_headers=options.get("extra_headers"),
             keep_text=keep_text,
         )
         self._check_open()

@@ -23,8 +23,9 @@ Starlette nor uvicorn; ``create_app`` does, on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._app import create_app
@@ -32,17 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GatewaySettings", "create_app"]
 
-_MODULE_OF = {"create_app": "._app", "GatewaySettings": "._settings"}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"._app": ["create_app"], "._settings": ["GatewaySettings"]}, __all__
+)

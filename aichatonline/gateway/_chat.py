@@ -39,8 +39,8 @@ import anyio
 import anyio.abc
 
 from .. import AsyncClient, AsyncStream
-from .._openai import ChatParams, check_chat_params, new_completion_id
-from ..types import ChatCompletion, ChatCompletionMessage, Choice
+from .._completions import ChunkSequence, whole_completion
+from .._openai import ChatParams, check_chat_params
 from ._errors import CLIENT_CLOSED, CONCURRENCY_LIMIT, CUT_BY_SHUTDOWN, Failure, failure_for
 from ._observe import RequestRecord, record_of
 from ._sse import DONE, KEEPALIVE, ChunkEncoder, Pipe, dumps
@@ -209,12 +209,7 @@ class ChatEndpoint:
         finally:
             record.pieces = len(parts)
             await _close(stream, self.gateway)
-        completion = ChatCompletion(
-            id=new_completion_id(),
-            created=created,
-            model=model,
-            choices=[Choice(message=ChatCompletionMessage(content="".join(parts)))],
-        )
+        completion = whole_completion(model, "".join(parts), created=created)
         body = dumps(completion.to_dict())
         request.done = True
         record.outcome = "completed"
@@ -237,12 +232,8 @@ class ChatEndpoint:
         group: anyio.abc.TaskGroup,
     ) -> None:
         record, gateway = request.record, self.gateway
-        encoder = ChunkEncoder(
-            id=new_completion_id(),
-            created=int(time.time()),
-            model=model,
-            include_usage=params.include_usage,
-        )
+        sequence = ChunkSequence(model, include_usage=params.include_usage)
+        encoder = ChunkEncoder(sequence)
         try:
             stream = client.stream(
                 params.messages, extra_headers=_upstream_headers(record), keep_text=False
@@ -275,15 +266,15 @@ class ChatEndpoint:
                     return
             if pieces:
                 self._first_piece(record)
-            data = encoder.start()
+            data = b""
             while True:
                 if pieces:
                     record.pieces += len(pieces)
-                    data += encoder.content("".join(pieces))
+                    data += encoder.events(sequence.text("".join(pieces)))
                 finished = pipe.closed  # take() returned everything the pipe held
                 if finished:
                     request.done = True
-                    data += self._ending(client, pipe.error, encoder, record)
+                    data += self._ending(client, pipe.error, sequence, encoder, record)
                 await send({"type": "http.response.body", "body": data, "more_body": not finished})
                 if finished:
                     return
@@ -302,13 +293,14 @@ class ChatEndpoint:
     def _ending(
         client: AsyncClient,
         error: Exception | None,
+        sequence: ChunkSequence,
         encoder: ChunkEncoder,
         record: RequestRecord,
     ) -> bytes:
         """The last bytes of a stream that started: the finish events, or the error's."""
         if error is None:
             record.outcome = "completed"
-            return encoder.end()
+            return encoder.events(sequence.end()) + DONE
         failure = _ending_failure(client, error)
         record.outcome = _outcome_of(failure)
         if isinstance(error, _Cut):  # the drain: an error event, and the stream ends cleanly

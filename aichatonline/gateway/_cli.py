@@ -12,10 +12,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import os
 import sys
 from typing import Any
 
+from .._arguments import (
+    PORT,
+    POSITIVE_INT,
+    POSITIVE_SECONDS,
+    SECONDS,
+    ValueCheck,
+    add_service_options,
+)
 from .._config import BASE_URL_ENV, PROXY_ENV
 from ._settings import (
     API_KEY_ENV,
@@ -35,6 +44,9 @@ DEFAULT_PORT = 8000
 EXTRA_HINT = 'aichatonline: the gateway needs its extra: pip install "aichatonline[gateway]"'
 #: Seconds between the pieces of the bundled server's answers with --local (as ``chat``).
 LOCAL_DELAY = 0.02
+
+#: A keep-alive comment more often than each millisecond would be the stream itself.
+_KEEPALIVE_SECONDS = ValueCheck(float, lambda v: 1e-3 <= v < math.inf, "a positive number")
 
 #: The variables of the flags that are not gateway settings (where and how many to serve).
 HOST_ENV, PORT_ENV, WORKERS_ENV = (f"AICHATONLINE_GATEWAY_{n}" for n in ("HOST", "PORT", "WORKERS"))
@@ -64,19 +76,6 @@ load balancer.
 """
 
 
-def _number(kind: type, low: float, what: str, high: float = float("inf")) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not low <= value < high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-
-    return parse
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``gateway`` on the main parser's subparsers."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -99,41 +98,41 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     listen.add_argument(  # a default from the environment is a string: argparse checks it
         "--port",
-        type=_number(int, 0, "a port number (0-65535)", 65536),
+        type=PORT,
         default=env.get(PORT_ENV) or DEFAULT_PORT,
         help="port to listen on (%(default)s; 0 picks a free one)",
     )
     listen.add_argument(
         "--workers",
-        type=_number(int, 1, "a positive integer"),
+        type=POSITIVE_INT,
         default=env.get(WORKERS_ENV) or 1,
         metavar="N",
         help="worker processes, each with its own SDK client (%(default)s)",
     )
     listen.add_argument(
         "--max-concurrency",
-        type=_number(int, 1, "a positive integer"),
+        type=POSITIVE_INT,
         metavar="N",
         help=f"chat requests at once per worker; past it, 429 ({DEFAULT_MAX_CONCURRENCY})",
     )
     operate = parser.add_argument_group("operating")
     operate.add_argument(
         "--sse-keepalive",
-        type=_number(float, 1e-3, "a positive number"),
+        type=_KEEPALIVE_SECONDS,
         metavar="SECONDS",
         help="send streams' heads at once and ': keep-alive' after each SECONDS of silence "
         "(default: off)",
     )
     operate.add_argument(
         "--shutdown-timeout",
-        type=_number(float, 0, "a number >= 0"),
+        type=SECONDS,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, what running requests get before open streams are ended "
         f"({DEFAULT_SHUTDOWN_TIMEOUT:g})",
     )
     operate.add_argument(
         "--ready-ttl",
-        type=_number(float, 0, "a number >= 0"),
+        type=SECONDS,
         metavar="SECONDS",
         help=f"/ready trusts the service's last answer this long ({DEFAULT_READY_TTL:g})",
     )
@@ -157,7 +156,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     connections = parser.add_argument_group("connections (per worker)")
     connections.add_argument(
         "--header-timeout",
-        type=_number(float, 1e-9, "a positive number"),
+        type=POSITIVE_SECONDS,
         metavar="SECONDS",
         help="a request head must be complete within this of the accept or of the last "
         "response, or the connection is closed (408 if it had started; "
@@ -165,14 +164,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     connections.add_argument(
         "--keep-alive-timeout",
-        type=_number(float, 1e-9, "a positive number"),
+        type=POSITIVE_SECONDS,
         metavar="SECONDS",
         help="an idle connection is closed this long after its last response "
         f"({DEFAULT_KEEP_ALIVE_TIMEOUT:g})",
     )
     connections.add_argument(
         "--max-connections",
-        type=_number(int, 1, "a positive integer"),
+        type=POSITIVE_INT,
         metavar="N",
         help="open connections at once; past it, 503 and close (default: sized from the "
         "descriptor limit, which is raised to its hard limit)",
@@ -200,32 +199,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="allow browser requests from ORIGIN (repeatable; default: no CORS at all)",
     )
-    upstream = parser.add_argument_group("the service")
-    choice = upstream.add_mutually_exclusive_group()
-    choice.add_argument(
-        "--base-url", metavar="URL", help=f"the service's base URL (default: ${BASE_URL_ENV})"
+    add_service_options(
+        parser,
+        title="the service",
+        local_help="start the bundled local server in this process and serve from it (offline)",
+        timeout_help="the SDK client's timeout, as its timeout= argument",
     )
-    choice.add_argument(
-        "--local",
-        action="store_true",
-        help="start the bundled local server in this process and serve from it (offline)",
-    )
-    upstream.add_argument("--proxy", metavar="URL", help=f"proxy URL (default: ${PROXY_ENV})")
-    upstream.add_argument(
-        "--timeout",
-        type=_number(float, 1e-9, "a positive number"),
-        metavar="SECONDS",
-        help="the SDK client's timeout, as its timeout= argument",
-    )
-    upstream.add_argument(
-        "--max-retries",
-        type=_number(int, 0, "an integer >= 0"),
-        metavar="N",
-        help="the SDK client's retries after a failed attempt (default: 2)",
-    )
-    from .._cli._parser import add_common  # -v / --debug after the subcommand, as on the others
-
-    add_common(parser, on_subcommand=True)
     parser.set_defaults(run=run)
     return parser
 

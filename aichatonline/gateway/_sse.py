@@ -11,10 +11,11 @@ holds ``limit`` characters, the pump stops pulling from the SDK, the SDK stops r
 socket, and TCP slows the service down: a stream's memory is bounded by ``limit`` characters
 (plus one piece, plus the server's write buffer), whatever the client does.
 
-:class:`ChunkEncoder` renders the events. Its bytes come from the ``aichatonline.types``
-classes (the one source of truth for the shapes): a content event is the serialized
-``ChatCompletionChunk`` with the text spliced in, so the per-event cost is one JSON string
-encoding. Every event of one answer carries the same ``id``, ``created`` and ``model``.
+:class:`ChunkEncoder` renders the chunks of a :class:`~aichatonline._completions.ChunkSequence`
+(OpenAI's order, and when the answer is committed, decided there for the clients and the
+gateway alike) as SSE events. Its bytes come from the ``aichatonline.types`` classes (the
+one source of truth for the shapes): a text event is the serialized ``ChatCompletionChunk``
+with the text spliced in, so the per-event cost is one JSON string encoding.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any
 
 import anyio
 
-from ..types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
+from .._completions import ChunkSequence, text_of
+from ..types import ChatCompletionChunk
 
 __all__ = ["DONE", "KEEPALIVE", "ChunkEncoder", "Pipe", "dumps"]
 
@@ -43,48 +45,32 @@ def dumps(obj: Any) -> bytes:
 
 
 class ChunkEncoder:
-    """The SSE events of one streamed answer."""
+    """The SSE events of one streamed answer's chunks (a :class:`ChunkSequence`'s)."""
 
-    __slots__ = ("_head", "_tail", "created", "id", "include_usage", "model")
+    __slots__ = ("_head", "_tail")
 
-    def __init__(self, *, id: str, created: int, model: str, include_usage: bool) -> None:
-        self.id = id
-        self.created = created
-        self.model = model
-        self.include_usage = include_usage
-        template = self._chunk(ChoiceDelta(content=_MARK))
-        head, tail = self.event(template).split(dumps(_MARK), 1)
-        self._head, self._tail = head, tail
-
-    def _chunk(self, delta: ChoiceDelta | None, finish: bool = False) -> ChatCompletionChunk:
-        choices = (
-            []
-            if delta is None
-            else [ChunkChoice(delta=delta, finish_reason="stop" if finish else None)]
-        )
-        return ChatCompletionChunk(
-            id=self.id, created=self.created, model=self.model, choices=choices
-        )
+    def __init__(self, sequence: ChunkSequence) -> None:
+        # A text event is the serialized chunk with the text spliced in: the bytes before
+        # and after the text, from a chunk of this answer whose text is a marker.
+        template = self.event(sequence.text_chunk(_MARK))
+        self._head, self._tail = template.split(dumps(_MARK), 1)
 
     @staticmethod
     def event(chunk: ChatCompletionChunk) -> bytes:
         """One ``data: {...}`` event for ``chunk``."""
         return b"data: " + dumps(chunk.to_dict()) + b"\n\n"
 
-    def start(self) -> bytes:
-        """The first event: the role, empty content (as OpenAI sends it)."""
-        return self.event(self._chunk(ChoiceDelta(role="assistant", content="")))
-
     def content(self, text: str) -> bytes:
-        """A content event with ``text`` (equal to ``event()`` of the same chunk)."""
+        """A text event with ``text`` (equal to ``event()`` of the same chunk)."""
         return self._head + dumps(text) + self._tail
 
-    def end(self) -> bytes:
-        """The finish event, the usage event when asked for, then ``[DONE]``."""
-        out = self.event(self._chunk(ChoiceDelta(), finish=True))
-        if self.include_usage:
-            out += self.event(self._chunk(None))
-        return out + DONE
+    def events(self, chunks: list[ChatCompletionChunk]) -> bytes:
+        """The events of ``chunks``, in order; text chunks by :meth:`content`."""
+        out = b""
+        for chunk in chunks:
+            text = text_of(chunk)
+            out += self.event(chunk) if text is None else self.content(text)
+        return out
 
 
 #: Buffered pieces are joined into one string once this many have gathered.

@@ -44,8 +44,9 @@ every test run) costs nothing until a server is needed.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._answers import pieces_for, reply_for
@@ -73,32 +74,14 @@ __all__ = [
     "spawn_server",
 ]
 
-_MODULE_OF = {
-    "CHAT_PATH": "._server",
-    "TOKEN_PATH": "._server",
-    "Fault": "._faults",
-    "FaultMix": "._mix",
-    "ForwardProxy": "._proxy",
-    "LocalServer": "._server",
-    "RecordedRequest": "._http",
-    "ServerOptions": "._options",
-    "SpawnedServer": "._process",
-    "pieces_for": "._answers",
-    "reply_for": "._answers",
-    "run_server": "._process",
-    "spawn_server": "._process",
+_EXPORTS = {
+    "._answers": ["pieces_for", "reply_for"],
+    "._faults": ["Fault"],
+    "._http": ["RecordedRequest"],
+    "._mix": ["FaultMix"],
+    "._options": ["ServerOptions"],
+    "._process": ["SpawnedServer", "run_server", "spawn_server"],
+    "._proxy": ["ForwardProxy"],
+    "._server": ["CHAT_PATH", "TOKEN_PATH", "LocalServer"],
 }
-
-
-def __getattr__(name: str) -> Any:
-    # PEP 562 lazy attributes: import the implementing module on first access.
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -48,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
         run_server(
             args.host, args.port, options=ServerOptions.from_namespace(args), on_ready=announce
         )
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
-        pass
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

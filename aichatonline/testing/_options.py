@@ -16,39 +16,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from .._arguments import COUNT, POSITIVE_INT, SECONDS, ValueCheck
 from ._mix import FaultMix
 
 __all__ = ["ServerOptionFields", "ServerOptions", "resolve_options"]
 
 
-@dataclass(frozen=True)
-class _Check:
-    """What values a field takes: how a flag's text becomes one, a test, and its words."""
-
-    kind: Callable[[str], Any]
-    test: Callable[[Any], bool]
-    what: str
-
-    def parse(self, text: str) -> Any:
-        """Convert a flag's text, as an argparse ``type``."""
-        try:
-            value = self.kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {self.what}") from None
-        if not self.test(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {self.what}")
-        return value
-
-
-_COUNT = _Check(int, lambda v: v >= 0, "an integer >= 0")
-_SIZE = _Check(int, lambda v: v > 0, "a positive integer")
-_SECONDS = _Check(float, lambda v: 0 <= v < math.inf, "a number >= 0")
-_MIX = _Check(
+_MIX = ValueCheck(
     FaultMix.parse,
     lambda v: isinstance(v, FaultMix),
     "a FaultMix (text form: 'drop=1%, rate_limit=0.5%, seed=7')",
@@ -56,7 +33,7 @@ _MIX = _Check(
 
 
 def _option(
-    default: Any, check: _Check | None = None, flag: str = "", metavar: str = "", text: str = ""
+    default: Any, check: ValueCheck | None = None, flag: str = "", metavar: str = "", text: str = ""
 ) -> Any:
     """A field with its check and command-line flag (no flag: not on the command line)."""
     metadata = {"check": check, "flag": flag, "metavar": metavar or None, "help": text}
@@ -73,19 +50,17 @@ class ServerOptions:
     """
 
     pieces: int | None = _option(
-        None, _COUNT, "--pieces", "N", "pieces per answer (default: just enough for the reply once)"
+        None, COUNT, "--pieces", "N", "pieces per answer (default: just enough for the reply once)"
     )
     """Pieces per answer (None: the reply exactly once)."""
     piece_size: int = _option(
-        8, _SIZE, "--piece-size", "CHARS", "characters per piece (%(default)s)"
+        8, POSITIVE_INT, "--piece-size", "CHARS", "characters per piece (%(default)s)"
     )
     """Characters per piece."""
-    delay: float = _option(
-        0.0, _SECONDS, "--delay", "SECONDS", "pause between pieces (%(default)s)"
-    )
+    delay: float = _option(0.0, SECONDS, "--delay", "SECONDS", "pause between pieces (%(default)s)")
     """Seconds between streamed lines."""
     token_ttl: float | None = _option(
-        None, _SECONDS, "--token-ttl", "SECONDS", "lifetime of an issued token (default: forever)"
+        None, SECONDS, "--token-ttl", "SECONDS", "lifetime of an issued token (default: forever)"
     )
     """Lifetime of a newly issued token in seconds (None: forever)."""
     require_token: bool = _option(
@@ -109,7 +84,7 @@ class ServerOptions:
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
-            check: _Check | None = spec.metadata["check"]
+            check: ValueCheck | None = spec.metadata["check"]
             value = getattr(self, spec.name)
             if check is not None and value is not None and not check.test(value):
                 what = f"None or {check.what}" if spec.default is None else check.what
@@ -129,7 +104,7 @@ class ServerOptions:
                 parser.add_argument(
                     flag,
                     dest=spec.name,
-                    type=check.parse,
+                    type=check,
                     default=spec.default,
                     metavar=spec.metadata["metavar"],
                     help=spec.metadata["help"],

@@ -9,6 +9,7 @@ base URL.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -50,10 +51,22 @@ def run_server(
     ``on_ready`` is called with the base URL once the server listens. Signal handlers are
     installed only when called from the main thread; elsewhere pass ``stop_event``. Requests
     are not recorded (a long-running server must not grow), whatever ``record_requests``
-    says, but are logged at INFO level on the ``aichatonline.testing`` logger.
+    says, but are logged at INFO level on the ``aichatonline.testing`` logger. A Ctrl-C
+    that comes before the signal handlers are installed stops it just as cleanly.
     """
     resolved = resolve_options(options, changes)
-    server = LocalServer(host, port, options=dataclasses.replace(resolved, record_requests=False))
+    with contextlib.suppress(KeyboardInterrupt):
+        _serve(host, port, resolved, on_ready, stop_event)
+
+
+def _serve(
+    host: str,
+    port: int,
+    options: ServerOptions,
+    on_ready: Callable[[str], None] | None,
+    stop_event: threading.Event | None,
+) -> None:
+    server = LocalServer(host, port, options=dataclasses.replace(options, record_requests=False))
     stop = stop_event if stop_event is not None else threading.Event()
     previous: dict[signal.Signals, Any] = {}
     signals = [signal.SIGINT, signal.SIGTERM]
