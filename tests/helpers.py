@@ -42,20 +42,6 @@ PROMPT = "Tell me about the weather"
 #: The local server's answer to ``PROMPT``.
 REPLY = reply_for(PROMPT)
 
-#: Environment variables that route traffic through a proxy or to another server.
-ROUTING_ENV = (
-    "AICHATONLINE_BASE_URL",
-    "AICHATONLINE_PROXY",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-)
-
 #: A whole-call bound for tests that should never come near it (it turns a hang into a failure).
 SAFE_TIMEOUT = Timeout(total=20.0, read=10.0)
 #: Short reads, for the stall cases: a stall of ``STALL`` seconds is a read timeout.
@@ -74,20 +60,6 @@ def fast(max_retries: int = 2, **overrides: float) -> RetryPolicy:
     options: dict[str, float] = {"initial_backoff": 0.0, "max_backoff": 0.0, "jitter": 0.0}
     options.update(overrides)
     return RetryPolicy(max_retries=max_retries, **options)  # type: ignore[arg-type]
-
-
-def clear_routing_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove every environment variable that could redirect the clients' traffic."""
-    for name in ROUTING_ENV:
-        monkeypatch.delenv(name, raising=False)
-
-
-def isolate(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the environment's proxies and base URL away from the test's clients.
-
-    (The ``isolated`` fixture of ``conftest.py`` does this for a whole module.)
-    """
-    clear_routing_env(monkeypatch)
 
 
 def assert_ours(exc: BaseException | None) -> None:

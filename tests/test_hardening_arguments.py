@@ -17,7 +17,6 @@ import pytest
 
 from aichatonline import AsyncClient, Client, InvalidRequestError, RetryPolicy
 from tests import hostile
-from tests.helpers import isolate
 
 #: name -> the constructor's arguments, given the server the client must never reach.
 BAD_ARGUMENTS: dict[str, Callable[[hostile.HostileServer], dict[str, object]]] = {
@@ -35,9 +34,7 @@ BAD_ARGUMENTS: dict[str, Callable[[hostile.HostileServer], dict[str, object]]] =
 }
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate(monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 @pytest.mark.parametrize("case", list(BAD_ARGUMENTS))

@@ -21,14 +21,12 @@ import pytest
 
 from aichatonline import AsyncClient, Client, ProtocolError, ServerError
 from tests import hostile
-from tests.helpers import fast, isolate
+from tests.helpers import fast
 
 PROMPT = "Launch it"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate(monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 @pytest.fixture(params=["orjson", "stdlib"])

@@ -31,7 +31,7 @@ from aichatonline import (
     Timeout,
 )
 from tests import hostile
-from tests.helpers import fast, isolate
+from tests.helpers import fast
 
 PROMPT = "Tell me about the weather"
 SLOW = [f"piece {i}; " for i in range(7)]  # one every 0.2 s: about 1.2 s in all
@@ -41,9 +41,7 @@ TRICKLE = 0.2  # seconds between two bytes: well within every read limit in play
 MARGIN = 0.5  # allowed past a bound (thread wake-ups, closing sockets, a loaded machine)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate(monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def chain(exc: BaseException | None) -> Iterator[BaseException]:
