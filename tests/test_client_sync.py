@@ -20,34 +20,25 @@ import trio
 
 import aichatonline
 from aichatonline import (
-    BROWSER_USER_AGENT,
     DEFAULT_BASE_URL,
-    APIConnectionError,
     APIError,
     Client,
-    Completion,
     InvalidRequestError,
     RateLimitError,
     RetryPolicy,
     Stream,
     StreamInterrupted,
     Timeout,
-    format_prompt,
 )
-from aichatonline.testing import Fault, LocalServer, reply_for
+from aichatonline.testing import Fault, LocalServer
 from tests.helpers import (
     BAD_MESSAGES,
     BAD_OPTIONS,
-    COMPLETE_CASES,
     PROMPT,
     REPLY,
     SAFE_TIMEOUT,
-    STREAM_CASES,
     TOTAL,
-    Case,
     assert_timed_out,
-    case_params,
-    caused_by,
     closed_port,
     elapsed_error,
     fast,
@@ -55,7 +46,6 @@ from tests.helpers import (
     recording_hooks,
     run_stream,
     timeout_of,
-    verify,
 )
 
 pytestmark = pytest.mark.usefixtures("isolated")
@@ -65,224 +55,6 @@ pytestmark = pytest.mark.usefixtures("isolated")
 def client(server: LocalServer) -> Iterator[Client]:
     with Client(base_url=server.base_url, retry_policy=fast(), timeout=SAFE_TIMEOUT) as made:
         yield made
-
-
-# --------------------------------------------------------------------------- the happy path
-
-
-def test_stream_delivers_the_servers_pieces_exactly(client: Client, server: LocalServer) -> None:
-    pieces, stream, exc = run_stream(client)
-    assert exc is None
-    assert pieces == server.pieces_for(PROMPT)
-    assert stream.text == "".join(pieces) == REPLY
-    (request,) = server.chat_requests
-    assert request.json() == {"conversationId": stream.conversation_id, "prompt": PROMPT}
-    assert len(stream.conversation_id) == 10
-    assert (stream.retries, stream.anomalies) == (0, 0)
-    assert stream.headers is not None
-    assert stream.headers["content-type"].startswith("text/event-stream")
-    assert "chars=" in repr(stream)
-
-
-def test_complete_returns_the_whole_answer(client: Client, server: LocalServer) -> None:
-    messages = [
-        {"role": "system", "content": "Be brief."},
-        {
-            "role": "user",
-            "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}],
-        },
-    ]
-    prompt = format_prompt(messages)
-    assert client.complete(messages) == reply_for(prompt)
-    assert (
-        server.chat_requests[0].json()["prompt"] == "System: Be brief.\nUser: Hi there\nAssistant:"
-    )
-
-
-def test_complete_full_returns_a_completion(client: Client, server: LocalServer) -> None:
-    server.inject(Fault(status=503))
-    result = client.complete(PROMPT, full=True)
-    assert isinstance(result, Completion)
-    assert result.text == str(result) == REPLY
-    assert result.conversation_id == server.chat_requests[-1].json()["conversationId"]
-    assert (result.finish_reason, result.retries, result.anomalies) == ("stop", 1, 0)
-    assert result.headers["content-type"].startswith("text/event-stream")
-
-
-def test_many_small_pieces_and_long_answers(client: Client, server: LocalServer) -> None:
-    server.pieces, server.piece_size = 2000, 1
-    pieces, _, exc = run_stream(client)
-    assert exc is None
-    assert pieces == server.pieces_for(PROMPT)
-    server.pieces, server.piece_size = 50, 4000
-    assert client.complete(PROMPT) == "".join(server.pieces_for(PROMPT))
-
-
-def test_explicit_conversation_id_is_sent(client: Client, server: LocalServer) -> None:
-    stream = client.stream(PROMPT, conversation_id="myconv1234")
-    assert stream.conversation_id == "myconv1234"
-    assert "".join(stream) == REPLY
-    assert client.complete(PROMPT, conversation_id="other12345") == REPLY
-    assert [r.json()["conversationId"] for r in server.chat_requests] == [
-        "myconv1234",
-        "other12345",
-    ]
-
-
-def test_next_and_exhaustion(client: Client, server: LocalServer) -> None:
-    stream = client.stream(PROMPT)
-    assert stream.headers is None  # nothing was sent yet
-    first = next(stream)
-    assert first == server.pieces_for(PROMPT)[0]
-    assert stream.text == first
-    rest = list(stream)
-    assert first + "".join(rest) == REPLY
-    with pytest.raises(StopIteration):
-        next(stream)
-    assert "chars=" in repr(stream)
-    assert stream.conversation_id in repr(stream)
-
-
-def test_browser_headers_and_custom_user_agent(server: LocalServer) -> None:
-    with Client(base_url=server.base_url, retry_policy=fast()) as client:
-        client.complete(PROMPT)
-    with Client(base_url=server.base_url, retry_policy=fast(), user_agent="my-app/1.0") as client:
-        client.complete(PROMPT)
-    token_request, chat_request, _, custom = server.requests
-    assert token_request.method == "GET"
-    canvas = token_request.query["canvas"]
-    assert canvas.startswith("-")
-    assert len(canvas) == 11
-    headers = chat_request.headers
-    assert headers["user-agent"] == BROWSER_USER_AGENT
-    assert headers["referer"] == f"{server.base_url}/chatgpt/chat/"
-    assert headers["origin"] == server.base_url
-    assert headers["content-type"] == "application/json"
-    assert headers["sec-fetch-mode"] == "cors"
-    assert headers["uniqueid"]
-    assert custom.headers["user-agent"] == "my-app/1.0"
-
-
-def test_extra_headers_go_with_one_call(client: Client, server: LocalServer) -> None:
-    assert client.complete(PROMPT, extra_headers={"X-Trace": "abc"}) == REPLY
-    assert "".join(client.stream(PROMPT, extra_headers={"X-Trace": "def"})) == REPLY
-    assert client.complete(PROMPT) == REPLY
-    assert [r.headers.get("x-trace") for r in server.chat_requests] == ["abc", "def", None]
-
-
-# --------------------------------------------------------------------------- the fault matrix
-
-
-@pytest.mark.parametrize("case", case_params(STREAM_CASES))
-def test_fault_stream(case: Case, server: LocalServer) -> None:
-    server.inject(*case.faults)
-    with Client(base_url=server.base_url, **case.client_options()) as client:  # type: ignore[arg-type]
-        pieces, stream, exc = run_stream(client)
-        verify(case, server, pieces=pieces, text=stream.text, exc=exc)
-        assert pool_active_requests(client) == 0
-        # The client stays usable after whatever happened.
-        assert client.complete(PROMPT) == REPLY
-
-
-@pytest.mark.parametrize("case", case_params(COMPLETE_CASES))
-def test_fault_complete(case: Case, server: LocalServer) -> None:
-    server.inject(*case.faults)
-    with Client(base_url=server.base_url, **case.client_options()) as client:  # type: ignore[arg-type]
-        text: str | None = None
-        exc: Exception | None = None
-        try:
-            text = client.complete(PROMPT)
-        except Exception as caught:  # noqa: BLE001 - any error, to check that it is one of ours
-            exc = caught
-        verify(case, server, pieces=None, text=text, exc=exc)
-        assert pool_active_requests(client) == 0
-        assert client.complete(PROMPT) == REPLY
-
-
-def test_stream_counts_its_retries(client: Client, server: LocalServer) -> None:
-    # A 503, then a drop after 3 pieces (resumed): two retries, one answer.
-    server.inject(Fault(status=503), Fault(drop_after=3))
-    pieces, stream, exc = run_stream(client)
-    assert exc is None
-    assert pieces == server.pieces_for(PROMPT)
-    assert stream.retries == 2
-    assert len(server.chat_requests) == 3
-
-
-def test_stream_counts_the_lines_it_skipped(client: Client, server: LocalServer) -> None:
-    server.inject(Fault(malformed=True))
-    pieces, stream, exc = run_stream(client)
-    assert exc is None
-    assert pieces == server.pieces_for(PROMPT)  # the text is whole
-    assert stream.anomalies > 0
-    server.inject(Fault(malformed=True))
-    assert client.complete(PROMPT, full=True).anomalies == stream.anomalies
-
-
-def test_complete_restarts_a_dropped_stream_from_scratch(
-    client: Client, server: LocalServer
-) -> None:
-    # The second attempt gives another answer: complete() has shown nothing yet, so it returns
-    # that answer whole, never a splice of the two.
-    server.inject(Fault(drop_after=3), Fault(variant=True))
-    assert client.complete(PROMPT) == f"Variant 1: {REPLY}"
-    assert len(server.chat_requests) == 2
-
-
-def test_complete_gives_up_when_every_attempt_drops_at_the_same_point(
-    server: LocalServer,
-) -> None:
-    # Every attempt breaks after the same two pieces. complete() starts each attempt over,
-    # so re-reading those two pieces is no progress: max_retries=2 means three requests.
-    server.always = Fault(drop_after=2)
-    timeout = Timeout(total=1.5, read=10.0)
-    client = Client(base_url=server.base_url, retry_policy=fast(2), timeout=timeout)
-    with client, pytest.raises(StreamInterrupted) as info:
-        client.complete(PROMPT)
-    assert len(server.chat_requests) == 3
-    assert info.value.partial == "".join(server.pieces_for(PROMPT)[:2])
-    assert isinstance(info.value.__cause__, APIConnectionError)
-    assert timeout_of(info.value) is None  # the retries ran out, not the time
-
-
-def test_resumed_stream_skips_a_piece_that_ends_inside_the_delivered_text(
-    client: Client, server: LocalServer
-) -> None:
-    # The pieces of the first attempt are 8 characters; the re-sent answer is cut differently
-    # (5 characters), so the resume point falls inside a piece.
-    server.inject(Fault(drop_after=3))
-    expected = server.pieces_for(PROMPT)
-    stream = client.stream(PROMPT)
-    pieces = [next(stream) for _ in range(3)]
-    server.piece_size = 5
-    pieces += list(stream)
-    assert pieces[:3] == expected[:3]
-    assert "".join(pieces) == REPLY
-    assert pieces[3] == REPLY[24:25]  # the rest of the piece the resume point cut
-    assert len(server.chat_requests) == 2
-
-
-def test_connection_refused_is_an_api_connection_error() -> None:
-    with Client(base_url=f"http://127.0.0.1:{closed_port()}", retry_policy=fast(1)) as client:
-        with pytest.raises(APIConnectionError) as info:
-            client.complete(PROMPT)
-        # httpx's error (the socket's, underneath) is the cause.
-        assert caused_by(info.value, OSError)
-        assert not isinstance(info.value, StreamInterrupted)
-        with pytest.raises(APIConnectionError):
-            client.get_token()
-        with pytest.raises(APIConnectionError):
-            list(client.stream(PROMPT))
-
-
-def test_connection_refused_through_your_own_http_client() -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
-    with httpx.Client() as own:
-        client = Client(base_url=url, http_client=own, retry_policy=fast(1))
-        with client, pytest.raises(APIConnectionError) as info:
-            client.complete(PROMPT)
-        # Your httpx client's error is the cause.
-        assert isinstance(info.value.__cause__, httpx.ConnectError)
 
 
 # --------------------------------------------------------------------------- time limits
