@@ -15,6 +15,7 @@ for the async one) is tested without ``Api``: ``test_blocking_client.py`` and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import threading
@@ -171,7 +172,8 @@ class Api:
 
     async def concurrently(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
         """Run every call at the same time (threads that start together, or tasks); their
-        results in order. An error of any call is raised."""
+        results in order. An error of any call is raised. A call is a client call of the
+        face (blocking, or a coroutine), or an ``async def`` body written for every face."""
         results: list[Any] = [None] * len(calls)
         if self.sync:
             errors: list[BaseException] = []
@@ -180,7 +182,7 @@ class Api:
             def run(index: int) -> None:
                 try:
                     start.wait(10)
-                    results[index] = calls[index]()
+                    results[index] = _to_the_end(calls[index])
                 except BaseException as exc:  # noqa: BLE001 - re-raised below
                     errors.append(exc)
 
@@ -195,7 +197,7 @@ class Api:
         else:
 
             async def run_task(index: int) -> None:
-                results[index] = await calls[index]()
+                results[index] = await self(calls[index]())
 
             async with anyio.create_task_group() as group:
                 for index in range(len(calls)):
@@ -218,7 +220,7 @@ class Api:
 
             def run() -> None:
                 try:
-                    call()
+                    _to_the_end(call)
                 except BaseException as exc:  # noqa: BLE001 - re-raised below
                     errors.append(exc)
 
@@ -232,10 +234,23 @@ class Api:
             if errors:
                 raise errors[0]
         else:
+
+            async def task() -> None:
+                await self(call())
+
             with anyio.fail_after(within):
                 async with anyio.create_task_group() as group:
-                    group.start_soon(call)
+                    group.start_soon(task)
                     yield
+
+
+def _to_the_end(call: Callable[[], Any]) -> Any:
+    """``call()`` in this thread, to its end: a body written once over the faces (an ``async
+    def``) runs on an event loop of the thread's own."""
+    result = call()
+    if inspect.iscoroutine(result):
+        return asyncio.run(result)
+    return result
 
 
 def backend_of(flavor: str) -> str:

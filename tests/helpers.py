@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -89,6 +89,19 @@ def find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
 def caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     """Whether an error of ``kind`` is chained below ``exc``."""
     return find_cause(exc, kind) is not None
+
+
+def chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and every error chained to it (causes and contexts, all branches)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [current.__cause__, current.__context__]
 
 
 def error_texts(exc: BaseException) -> list[str]:
@@ -198,7 +211,15 @@ def assert_timed_out(exc: BaseException, limit: str, seconds: float | None = Non
     if seconds is not None:
         assert timeout.seconds == seconds
         assert f"Timeout.{limit}={seconds:g}" in str(timeout), str(timeout)
-    assert "peer closed" not in str(exc)
+    assert_never_says_peer_closed(exc)
+
+
+def assert_never_says_peer_closed(exc: BaseException | None) -> None:
+    """No error of the chain blames the peer for what was a time limit of ours."""
+    for error in chain(exc):
+        for text in (str(error), repr(error)):
+            assert "peer closed" not in text.lower(), text
+            assert "server disconnected" not in text.lower(), text
 
 
 async def await_server(

@@ -23,9 +23,7 @@ from aichatonline import (
     AsyncClient,
     AsyncStream,
     InvalidRequestError,
-    RateLimitError,
     RetryPolicy,
-    StreamInterrupted,
     Timeout,
 )
 from aichatonline.testing import Fault, LocalServer
@@ -35,16 +33,12 @@ from tests.helpers import (
     PROMPT,
     REPLY,
     SAFE_TIMEOUT,
-    TOTAL,
-    aelapsed_error,
     arecording_hooks,
     arun_stream,
-    assert_timed_out,
     await_server,
     closed_port,
     fast,
     pool_active_requests,
-    timeout_of,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("isolated")]
@@ -61,176 +55,6 @@ async def client(server: LocalServer, anyio_backend: str) -> AsyncIterator[Async
 async def _drain(stream: AsyncStream) -> list[str]:
     async with stream:
         return [piece async for piece in stream]
-
-
-# --------------------------------------------------------------------------- time limits
-
-
-@pytest.mark.parametrize("mode", ["stream", "complete"])
-async def test_total_bounds_a_stall_before_the_first_line(
-    server: LocalServer, anyio_backend: str, mode: str
-) -> None:
-    server.inject(Fault(stall=5.0))
-    timeout = Timeout(total=TOTAL, read=10.0)
-    async with AsyncClient(
-        base_url=server.base_url, timeout=timeout, retry_policy=fast()
-    ) as client:
-
-        async def call() -> object:
-            if mode == "stream":
-                return await _drain(client.stream(PROMPT))
-            return await client.complete(PROMPT)
-
-        exc, elapsed = await aelapsed_error(call, total=TOTAL)
-        assert_timed_out(exc, "total", TOTAL)
-        assert elapsed >= TOTAL - 0.1
-        assert await client.complete(PROMPT) == REPLY
-
-
-async def test_total_bounds_a_stall_mid_stream(server: LocalServer, anyio_backend: str) -> None:
-    server.inject(Fault(stall=5.0, stall_after=3))
-    timeout = Timeout(total=TOTAL, read=10.0)
-    async with AsyncClient(
-        base_url=server.base_url, timeout=timeout, retry_policy=fast()
-    ) as client:
-        stream = client.stream(PROMPT)
-        pieces: list[str] = []
-
-        async def consume() -> None:
-            async with stream:
-                async for piece in stream:
-                    pieces.append(piece)
-
-        exc, _ = await aelapsed_error(consume, total=TOTAL)
-        assert isinstance(exc, StreamInterrupted)
-        assert_timed_out(exc, "total", TOTAL)
-        assert pieces == server.pieces_for(PROMPT)[:3]
-        assert exc.partial == "".join(pieces) == stream.text
-
-
-async def test_a_number_timeout_lets_a_long_answer_finish(
-    server: LocalServer, anyio_backend: str
-) -> None:
-    # timeout=<number> limits each operation, as in httpx: an answer that takes longer than
-    # the number, but never goes silent that long, completes.
-    server.pieces, server.delay = 10, 0.08  # 0.8 s an answer
-    expected = "".join(server.pieces_for(PROMPT))
-    async with AsyncClient(base_url=server.base_url, timeout=TOTAL, retry_policy=fast(0)) as client:
-        assert client.timeout == Timeout(TOTAL)
-        assert client.timeout.total is None
-        started = time.monotonic()
-        assert await client.complete(PROMPT) == expected
-        assert time.monotonic() - started > TOTAL
-        started = time.monotonic()
-        assert "".join(await _drain(client.stream(PROMPT))) == expected
-        assert time.monotonic() - started > TOTAL
-
-
-async def test_a_number_timeout_limits_each_silence(
-    server: LocalServer, anyio_backend: str
-) -> None:
-    server.inject(Fault(stall=5.0, stall_after=2))
-    async with AsyncClient(base_url=server.base_url, timeout=TOTAL, retry_policy=fast(0)) as client:
-        stream = client.stream(PROMPT)
-        exc, _ = await aelapsed_error(lambda: _drain(stream), total=TOTAL)
-        assert isinstance(exc, StreamInterrupted)
-        assert_timed_out(exc, "read", TOTAL)
-        assert exc.partial == "".join(server.pieces_for(PROMPT)[:2])
-
-
-async def test_total_bounds_a_paced_stream_that_never_stalls(
-    server: LocalServer, anyio_backend: str
-) -> None:
-    # Every read is quick, but the whole answer would take 5 s.
-    server.pieces, server.delay = 100, 0.05
-    async with AsyncClient(
-        base_url=server.base_url, timeout=Timeout(total=TOTAL, read=10.0)
-    ) as client:
-        exc, _ = await aelapsed_error(lambda: _drain(client.stream(PROMPT)), total=TOTAL)
-        assert_timed_out(exc, "total", TOTAL)
-
-
-async def test_total_cuts_a_fast_stream_with_a_timeout_error(anyio_backend: str) -> None:
-    # Lines come every half millisecond: the bound runs out between two reads as often as
-    # during one. Either way the error is the whole-call timeout, never a socket error.
-    with LocalServer(pieces=20000, piece_size=10, delay=0.0005) as server:
-        async with AsyncClient(base_url=server.base_url, retry_policy=fast(0)) as client:
-            await client.get_token()
-            for step in range(6):
-                total = 0.2 + step * 0.013
-                client.timeout = Timeout(total=total)
-                exc, _ = await aelapsed_error(lambda: client.complete(PROMPT), total=total)
-                assert_timed_out(exc, "total", total)
-
-
-async def test_total_bounds_a_stalled_token_fetch(server: LocalServer, anyio_backend: str) -> None:
-    server.inject(Fault(endpoint="token", stall=5.0))
-    async with AsyncClient(
-        base_url=server.base_url, timeout=Timeout(total=TOTAL, read=10.0)
-    ) as client:
-        exc, _ = await aelapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
-        assert_timed_out(exc, "total", TOTAL)
-    assert not server.chat_requests
-
-
-async def test_total_bounds_retries_and_back_off(server: LocalServer, anyio_backend: str) -> None:
-    server.always = Fault(status=503)
-    policy = RetryPolicy(max_retries=20, initial_backoff=0.3, max_backoff=0.3, jitter=0.0)
-    async with AsyncClient(
-        base_url=server.base_url, timeout=Timeout(total=TOTAL), retry_policy=policy
-    ) as client:
-        exc, _ = await aelapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
-        assert isinstance(exc, APIError)
-    assert 2 <= len(server.chat_requests) <= 5
-
-
-async def test_total_bounds_repeated_read_timeouts(server: LocalServer, anyio_backend: str) -> None:
-    server.always = Fault(stall=5.0)
-    timeout = Timeout(total=TOTAL, read=0.2)
-    async with AsyncClient(
-        base_url=server.base_url, timeout=timeout, retry_policy=fast(20)
-    ) as client:
-        exc, _ = await aelapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
-        assert timeout_of(exc) is not None
-    assert len(server.chat_requests) >= 2
-
-
-async def test_retry_after_longer_than_the_time_left_fails_at_once(
-    server: LocalServer, anyio_backend: str
-) -> None:
-    server.inject(Fault(status=429, retry_after="5"))
-    async with AsyncClient(
-        base_url=server.base_url, timeout=Timeout(total=TOTAL), retry_policy=fast()
-    ) as client:
-        exc, elapsed = await aelapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
-        assert isinstance(exc, RateLimitError)
-        assert exc.retry_after == 5.0
-        assert elapsed < TOTAL - 0.1
-    assert len(server.chat_requests) == 1
-
-
-async def test_retry_after_is_honoured(server: LocalServer, anyio_backend: str) -> None:
-    server.inject(Fault(status=429, retry_after="0.3"))
-    async with AsyncClient(base_url=server.base_url, retry_policy=fast()) as client:
-        start = time.monotonic()
-        assert await client.complete(PROMPT) == REPLY
-        assert time.monotonic() - start >= 0.25
-    assert len(server.chat_requests) == 2
-
-
-async def test_per_call_timeout_and_max_retries(client: AsyncClient, server: LocalServer) -> None:
-    server.inject(Fault(stall=5.0))
-    timeout = Timeout(total=TOTAL, read=10.0)
-    exc, _ = await aelapsed_error(lambda: client.complete(PROMPT, timeout=timeout), total=TOTAL)
-    assert_timed_out(exc, "total", TOTAL)
-    server.inject(Fault(status=503))
-    with pytest.raises(APIError):
-        await client.complete(PROMPT, max_retries=0)
-    assert len(server.chat_requests) == 2
-    # The client's own settings are untouched.
-    assert client.timeout == SAFE_TIMEOUT
-    assert client.max_retries == 2
-    assert await client.complete(PROMPT) == REPLY
 
 
 # --------------------------------------------------------------------------- the token

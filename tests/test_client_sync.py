@@ -24,10 +24,8 @@ from aichatonline import (
     APIError,
     Client,
     InvalidRequestError,
-    RateLimitError,
     RetryPolicy,
     Stream,
-    StreamInterrupted,
     Timeout,
 )
 from aichatonline.testing import Fault, LocalServer
@@ -37,15 +35,11 @@ from tests.helpers import (
     PROMPT,
     REPLY,
     SAFE_TIMEOUT,
-    TOTAL,
-    assert_timed_out,
     closed_port,
-    elapsed_error,
     fast,
     pool_active_requests,
     recording_hooks,
     run_stream,
-    timeout_of,
 )
 
 pytestmark = pytest.mark.usefixtures("isolated")
@@ -55,152 +49,6 @@ pytestmark = pytest.mark.usefixtures("isolated")
 def client(server: LocalServer) -> Iterator[Client]:
     with Client(base_url=server.base_url, retry_policy=fast(), timeout=SAFE_TIMEOUT) as made:
         yield made
-
-
-# --------------------------------------------------------------------------- time limits
-
-
-@pytest.mark.parametrize("mode", ["stream", "complete"])
-def test_total_bounds_a_stall_before_the_first_line(server: LocalServer, mode: str) -> None:
-    server.inject(Fault(stall=5.0))
-    timeout = Timeout(total=TOTAL, read=10.0)
-    with Client(base_url=server.base_url, timeout=timeout, retry_policy=fast()) as client:
-        call = (
-            (lambda: list(client.stream(PROMPT)))
-            if mode == "stream"
-            else (lambda: client.complete(PROMPT))
-        )
-        exc, elapsed = elapsed_error(call, total=TOTAL)
-        assert_timed_out(exc, "total", TOTAL)
-        assert elapsed >= TOTAL - 0.1
-        assert client.complete(PROMPT) == REPLY
-
-
-def test_total_bounds_a_stall_mid_stream(server: LocalServer) -> None:
-    server.inject(Fault(stall=5.0, stall_after=3))
-    timeout = Timeout(total=TOTAL, read=10.0)
-    with Client(base_url=server.base_url, timeout=timeout, retry_policy=fast()) as client:
-        stream = client.stream(PROMPT)
-        pieces: list[str] = []
-
-        def consume() -> None:
-            for piece in stream:
-                pieces.append(piece)
-
-        exc, _ = elapsed_error(consume, total=TOTAL)
-        assert isinstance(exc, StreamInterrupted)
-        assert_timed_out(exc, "total", TOTAL)
-        assert pieces == server.pieces_for(PROMPT)[:3]
-        assert exc.partial == "".join(pieces) == stream.text
-
-
-def test_a_number_timeout_lets_a_long_answer_finish(server: LocalServer) -> None:
-    # timeout=<number> limits each operation, as in httpx: an answer that takes longer than
-    # the number, but never goes silent that long, completes.
-    server.pieces, server.delay = 10, 0.08  # 0.8 s an answer
-    expected = "".join(server.pieces_for(PROMPT))
-    with Client(base_url=server.base_url, timeout=TOTAL, retry_policy=fast(0)) as client:
-        assert client.timeout == Timeout(TOTAL)
-        assert client.timeout.total is None
-        for call in (lambda: client.complete(PROMPT), lambda: "".join(client.stream(PROMPT))):
-            started = time.monotonic()
-            assert call() == expected
-            assert time.monotonic() - started > TOTAL
-
-
-def test_a_number_timeout_limits_each_silence(server: LocalServer) -> None:
-    server.inject(Fault(stall=5.0, stall_after=2))
-    with Client(base_url=server.base_url, timeout=TOTAL, retry_policy=fast(0)) as client:
-        stream = client.stream(PROMPT)
-        exc, _ = elapsed_error(lambda: list(stream), total=TOTAL)
-        assert isinstance(exc, StreamInterrupted)
-        assert_timed_out(exc, "read", TOTAL)
-        assert exc.partial == "".join(server.pieces_for(PROMPT)[:2])
-
-
-def test_total_bounds_a_paced_stream_that_never_stalls(server: LocalServer) -> None:
-    # Every read is quick, but the whole answer would take 5 s.
-    server.pieces, server.delay = 100, 0.05
-    with Client(base_url=server.base_url, timeout=Timeout(total=TOTAL, read=10.0)) as client:
-        exc, _ = elapsed_error(lambda: list(client.stream(PROMPT)), total=TOTAL)
-        assert_timed_out(exc, "total", TOTAL)
-
-
-def test_total_cuts_a_fast_stream_with_a_timeout_error() -> None:
-    # Lines come every half millisecond: the bound runs out between two reads as often as
-    # during one. Either way the error is the whole-call timeout, never a socket error.
-    server = LocalServer(pieces=20000, piece_size=10, delay=0.0005)
-    with server, Client(base_url=server.base_url, retry_policy=fast(0)) as client:
-        client.get_token()
-        for step in range(6):
-            total = 0.2 + step * 0.013
-            client.timeout = Timeout(total=total)
-            exc, _ = elapsed_error(lambda: client.complete(PROMPT), total=total)
-            assert_timed_out(exc, "total", total)
-
-
-def test_total_bounds_a_stalled_token_fetch(server: LocalServer) -> None:
-    server.inject(Fault(endpoint="token", stall=5.0))
-    with Client(base_url=server.base_url, timeout=Timeout(total=TOTAL, read=10.0)) as client:
-        exc, _ = elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
-        assert_timed_out(exc, "total", TOTAL)
-        assert not server.chat_requests
-
-
-def test_total_bounds_retries_and_back_off(server: LocalServer) -> None:
-    server.always = Fault(status=503)
-    policy = RetryPolicy(max_retries=20, initial_backoff=0.3, max_backoff=0.3, jitter=0.0)
-    with Client(
-        base_url=server.base_url, timeout=Timeout(total=TOTAL), retry_policy=policy
-    ) as client:
-        exc, _ = elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
-        assert isinstance(exc, APIError)
-    assert 2 <= len(server.chat_requests) <= 5
-
-
-def test_total_bounds_repeated_read_timeouts(server: LocalServer) -> None:
-    server.always = Fault(stall=5.0)
-    timeout = Timeout(total=TOTAL, read=0.2)
-    with Client(base_url=server.base_url, timeout=timeout, retry_policy=fast(20)) as client:
-        exc, _ = elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
-        assert timeout_of(exc) is not None
-    assert len(server.chat_requests) >= 2
-
-
-def test_retry_after_longer_than_the_time_left_fails_at_once(server: LocalServer) -> None:
-    server.inject(Fault(status=429, retry_after="5"))
-    with Client(
-        base_url=server.base_url, timeout=Timeout(total=TOTAL), retry_policy=fast()
-    ) as client:
-        exc, elapsed = elapsed_error(lambda: client.complete(PROMPT), total=TOTAL)
-        assert isinstance(exc, RateLimitError)
-        assert exc.retry_after == 5.0
-        assert elapsed < TOTAL - 0.1
-    assert len(server.chat_requests) == 1
-
-
-def test_retry_after_is_honoured(server: LocalServer) -> None:
-    server.inject(Fault(status=429, retry_after="0.3"))
-    with Client(base_url=server.base_url, retry_policy=fast()) as client:
-        start = time.monotonic()
-        assert client.complete(PROMPT) == REPLY
-        assert time.monotonic() - start >= 0.25
-    assert len(server.chat_requests) == 2
-
-
-def test_per_call_timeout_and_max_retries(client: Client, server: LocalServer) -> None:
-    server.inject(Fault(stall=5.0))
-    timeout = Timeout(total=TOTAL, read=10.0)
-    exc, _ = elapsed_error(lambda: client.complete(PROMPT, timeout=timeout), total=TOTAL)
-    assert_timed_out(exc, "total", TOTAL)
-    server.inject(Fault(status=503))
-    with pytest.raises(APIError):
-        client.complete(PROMPT, max_retries=0)
-    assert len(server.chat_requests) == 2
-    # The client's own settings are untouched.
-    assert client.timeout == SAFE_TIMEOUT
-    assert client.max_retries == 2
-    assert client.complete(PROMPT) == REPLY
 
 
 # --------------------------------------------------------------------------- the token
