@@ -14,7 +14,6 @@ import copy
 import pickle
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import anyio.to_thread
@@ -32,7 +31,7 @@ from aichatonline import (
     ServiceError,
     StreamInterrupted,
 )
-from aichatonline.testing import Fault, LocalServer
+from aichatonline.testing import LocalServer
 from tests.helpers import fast
 
 NO_WAIT = fast(2)
@@ -156,50 +155,6 @@ async def test_input_that_cannot_be_sent_is_an_invalid_request_before_any_io_asy
     with pytest.raises(InvalidRequestError):
         await AsyncClient(base_url=server.base_url).complete("a lone surrogate \ud800")
     assert server.requests == []
-
-
-# -- one token fetch, shared: its failure too -----------------------------------------------
-
-
-def test_threads_waiting_on_a_failed_token_fetch_share_its_error(server: LocalServer) -> None:
-    server.always = Fault(endpoint="token", status=503, retry_after="0.2")
-    client = Client(base_url=server.base_url, retry_policy=NO_WAIT)
-    barrier = threading.Barrier(10)
-
-    def call() -> BaseException | None:
-        barrier.wait()
-        try:
-            client.get_token()
-        except ServerError as exc:
-            return exc
-        return None
-
-    with ThreadPoolExecutor(10) as pool:
-        outcomes = list(pool.map(lambda _: call(), range(10)))
-    assert all(isinstance(outcome, ServerError) for outcome in outcomes)
-    assert len(server.token_requests) == 3  # one flight: the first try and two retries
-    client.close()
-
-
-@pytest.mark.anyio
-async def test_tasks_waiting_on_a_failed_token_fetch_share_its_error(
-    server: LocalServer, anyio_backend: str
-) -> None:
-    server.always = Fault(endpoint="token", status=503, retry_after="0.2")
-    outcomes: list[BaseException] = []
-    async with AsyncClient(base_url=server.base_url, retry_policy=NO_WAIT) as client:
-
-        async def call() -> None:
-            try:
-                await client.get_token()
-            except ServerError as exc:
-                outcomes.append(exc)
-
-        async with anyio.create_task_group() as group:
-            for _ in range(10):
-                group.start_soon(call)
-    assert len(outcomes) == 10
-    assert len(server.token_requests) == 3
 
 
 # -- text read from another thread, and a second event loop ---------------------------------
