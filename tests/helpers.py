@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import httpx
-import pytest
 
 from aichatonline import (
     AiChatOnlineError,
@@ -247,37 +246,3 @@ def arecording_hooks(seen: list[str]) -> dict[str, list[Callable[..., Any]]]:
         seen.append(f"{request.method} {request.url.path}")
 
     return {"request": [request]}
-
-
-# --------------------------------------------------------------------------- bad input
-
-BAD_MESSAGES = [
-    pytest.param([], id="empty-list"),
-    pytest.param([{"role": "user"}], id="no-content"),
-    pytest.param([{"role": "robot", "content": "x"}], id="bad-role"),
-    pytest.param([{"role": "user", "content": 5}], id="content-int"),
-    pytest.param([{"role": "user", "content": None}], id="content-none"),
-    pytest.param([{"role": "user", "content": [{"type": "image_url"}]}], id="image-part"),
-    pytest.param(["hello"], id="message-not-a-mapping"),
-    pytest.param({"role": "user", "content": "x"}, id="a-mapping-not-a-list"),
-    pytest.param(None, id="none"),
-    pytest.param(b"bytes", id="bytes"),
-]
-
-BAD_OPTIONS = [
-    pytest.param({"base_url": "ftp://example.com"}, id="base-url-scheme"),
-    pytest.param({"base_url": "not a url"}, id="base-url-garbage"),
-    pytest.param({"base_url": "http://host/?q=1"}, id="base-url-query"),
-    pytest.param({"proxy": "ftp://127.0.0.1:21"}, id="proxy-scheme"),
-    pytest.param({"proxy": "gopher://127.0.0.1:70"}, id="proxy-gopher"),
-    pytest.param({"proxy": "127.0.0.1:8080"}, id="proxy-no-scheme"),
-    pytest.param({"timeout": -1}, id="timeout-negative"),
-    pytest.param({"timeout": 0}, id="timeout-zero"),
-    pytest.param({"timeout": "10"}, id="timeout-string"),
-    pytest.param({"timeout": float("inf")}, id="timeout-inf"),
-    pytest.param({"max_retries": -1}, id="max-retries-negative"),
-    pytest.param({"max_retries": 1.5}, id="max-retries-float"),
-    pytest.param({"retry_policy": "x"}, id="retry-policy-string"),
-    pytest.param({"max_retries": 3, "retry_policy": RetryPolicy()}, id="max-retries-and-policy"),
-    pytest.param({"strict": "yes"}, id="strict-string"),
-]

@@ -13,11 +13,9 @@ import asyncio
 import copy
 import pickle
 import threading
-from collections.abc import Callable
 
 import anyio
 import anyio.to_thread
-import httpx
 import pytest
 
 from aichatonline import (
@@ -90,71 +88,6 @@ async def test_a_closed_async_client_says_so_and_sends_nothing(
     with pytest.raises(InvalidRequestError, match="closed"):
         await client.get_token(refresh=True)
     assert len(server.requests) == sent
-
-
-def test_a_closed_httpx_client_of_yours_is_a_clear_error(server: LocalServer) -> None:
-    http = httpx.Client()
-    http.close()
-    with pytest.raises(InvalidRequestError, match="closed"):
-        Client(base_url=server.base_url, http_client=http).complete("Hi")
-    assert server.requests == []
-
-
-@pytest.mark.anyio
-async def test_a_closed_async_httpx_client_of_yours_is_a_clear_error(
-    server: LocalServer, anyio_backend: str
-) -> None:
-    http = httpx.AsyncClient()
-    await http.aclose()
-    with pytest.raises(InvalidRequestError, match="closed"):
-        await AsyncClient(base_url=server.base_url, http_client=http).complete("Hi")
-    assert server.requests == []
-
-
-#: Input that cannot go on the wire, for either client class (made with ``kind(base_url=...)``).
-UNSENDABLE: dict[str, Callable[[type, str], object]] = {
-    "lone-surrogate": lambda kind, url: kind(base_url=url).stream("a lone surrogate \ud800"),
-    "non-ascii-user-agent": lambda kind, url: kind(base_url=url, user_agent="Bot/é"),
-    "header-injection-user-agent": lambda kind, url: kind(
-        base_url=url, user_agent="Bot\r\nX-Injected: 1"
-    ),
-    "header-injection-extra-header": lambda kind, url: kind(base_url=url).stream(
-        "Hi", extra_headers={"X-Trace": "a\r\nX-Injected: 1"}
-    ),
-    "non-ascii-token": lambda kind, url: setattr(kind(base_url=url), "token", "tök"),
-    "token-with-space": lambda kind, url: setattr(kind(base_url=url), "token", "a b"),
-    "proxy-bad-port": lambda kind, url: kind(
-        base_url=url, proxy="http://user:secret@proxy:notaport"
-    ),
-    "wrong-httpx-class": lambda kind, url: kind(
-        base_url=url, http_client=httpx.AsyncClient() if kind is Client else httpx.Client()
-    ),
-}
-
-
-@pytest.mark.parametrize("bad", list(UNSENDABLE))
-def test_input_that_cannot_be_sent_is_an_invalid_request_before_any_io(
-    server: LocalServer, bad: str
-) -> None:
-    with pytest.raises(InvalidRequestError) as info:
-        UNSENDABLE[bad](Client, server.base_url)
-    assert "secret" not in str(info.value)
-    with pytest.raises(InvalidRequestError):
-        Client(base_url=server.base_url).complete("a lone surrogate \ud800")
-    assert server.requests == []
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("bad", list(UNSENDABLE))
-async def test_input_that_cannot_be_sent_is_an_invalid_request_before_any_io_async(
-    server: LocalServer, anyio_backend: str, bad: str
-) -> None:
-    with pytest.raises(InvalidRequestError) as info:
-        UNSENDABLE[bad](AsyncClient, server.base_url)
-    assert "secret" not in str(info.value)
-    with pytest.raises(InvalidRequestError):
-        await AsyncClient(base_url=server.base_url).complete("a lone surrogate \ud800")
-    assert server.requests == []
 
 
 # -- text read from another thread, and a second event loop ---------------------------------
