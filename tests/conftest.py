@@ -7,9 +7,14 @@
 - ``server``: a fresh local AiChatOnline server for the test. Not the package's own
   ``aichatonline_server`` fixture (``tests/test_pytest_plugin.py`` tests that one): this
   suite's tests choose their back-off themselves, and that fixture turns it off.
-- ``shared_server``: one local server for a whole module (for files whose tests only read
-  answers, or reset it themselves: a subprocess per test is slow enough already).
+- ``shared_server``: one local server for a whole module (a module-scoped fixture, such as a
+  gateway in front of it, can stand on it). ``pytestmark =
+  pytest.mark.shared_server(pieces=12)`` gives it ``LocalServer`` options.
+- ``upstream``: the module's ``shared_server``, reset before and after the test (no recorded
+  request, no queued fault), for tests that count what it received.
 - ``paced``: the test's server, slowed down so that a client can leave mid-stream.
+- ``flavor``, ``api``, ``client``: one test body for the three faces of the SDK (the
+  blocking ``Client``, the ``AsyncClient`` on asyncio and on trio): ``tests/faces.py``.
 
 Hypothesis profiles: ``ci`` (the default: Hypothesis's usual 100 examples, no deadline,
 since a test against a server meets the machine's load) and ``long``
@@ -28,13 +33,32 @@ from hypothesis import HealthCheck, settings
 import aichatonline
 from aichatonline.testing import LocalServer
 from tests.faces import Api
-from tests.helpers import clear_routing_env
+
+#: Environment variables that route traffic through a proxy or to another server.
+ROUTING_ENV = (
+    "AICHATONLINE_BASE_URL",
+    "AICHATONLINE_PROXY",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+)
 
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "long", max_examples=5_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("ci")  # ``--hypothesis-profile long`` loads the other one after this
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "shared_server(**options): the LocalServer options of the module's shared_server"
+    )
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -53,7 +77,8 @@ def no_backoff() -> Iterator[None]:
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the environment's proxies and base URL away from the test's clients."""
-    clear_routing_env(monkeypatch)
+    for name in ROUTING_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -64,10 +89,20 @@ def server() -> Iterator[LocalServer]:
 
 
 @pytest.fixture(scope="module")
-def shared_server() -> Iterator[LocalServer]:
-    """One local AiChatOnline server for every test of a module."""
-    with LocalServer() as running:
+def shared_server(request: pytest.FixtureRequest) -> Iterator[LocalServer]:
+    """One local AiChatOnline server for every test of a module (options: the module's
+    ``shared_server`` marker)."""
+    marker = request.node.get_closest_marker("shared_server")
+    with LocalServer(**(marker.kwargs if marker else {})) as running:
         yield running
+
+
+@pytest.fixture
+def upstream(shared_server: LocalServer) -> Iterator[LocalServer]:
+    """The module's shared server, reset before and after the test."""
+    shared_server.reset()
+    yield shared_server
+    shared_server.reset()
 
 
 @pytest.fixture
@@ -94,7 +129,7 @@ def api(flavor: str) -> Api:
 
 @pytest.fixture
 async def client(api: Api, server: LocalServer) -> AsyncIterator[Any]:
-    """A client of the shared test server, closed after the test."""
+    """A client of the test's server, closed after the test."""
     made = api.client(server)
     try:
         yield made

@@ -78,16 +78,6 @@ async def test_a_turn_closed_before_its_last_piece_is_not_kept(api: Api, client:
     assert stream.text == first
 
 
-async def test_completed_only_when_every_piece_was_handed_out(api: Api, client: Any) -> None:
-    stream = client.stream(PROMPT)
-    await api.next(stream)
-    assert not stream.completed
-    await read_exactly(api, stream, REPLY[len(stream.text) :])
-    assert await api.next(stream) is END
-    assert stream.completed
-    assert stream.text == REPLY
-
-
 async def test_chat_completion_stream_has_close(api: Api, client: Any) -> None:
     chunks = await api(
         client.chat.completions.create(
@@ -115,15 +105,6 @@ async def test_client_chat_is_one_object_and_a_clone_has_its_own(
         )
     )
     assert completion.choices[0].message.content == REPLY
-
-
-async def test_stream_conversation_id_is_read_only(api: Api, client: Any) -> None:
-    stream = client.stream(PROMPT, conversation_id="conv-1")
-    assert stream.conversation_id == "conv-1"
-    with pytest.raises(AttributeError):
-        stream.conversation_id = "other"
-    assert stream.conversation_id == "conv-1"
-    await api.close(stream)
 
 
 async def test_complete_and_create_read_messages_by_the_same_rules(

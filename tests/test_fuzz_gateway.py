@@ -41,7 +41,8 @@ pytest.importorskip("uvicorn")
 from aichatonline.gateway import create_app
 from tests.test_gateway_cli import READY, _env
 
-pytestmark = pytest.mark.usefixtures("isolated")
+#: The upstream keeps no record of the thousands of requests the fuzzing sends.
+pytestmark = [pytest.mark.usefixtures("isolated"), pytest.mark.shared_server(record_requests=False)]
 
 CHAT = "/v1/chat/completions"
 LIMIT = 16 * 1024  # the apps' max_body_bytes: small, so that "past the limit" is cheap
@@ -101,12 +102,6 @@ class _Errors(logging.Handler):
         self.records.append(record)
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[LocalServer]:
-    with LocalServer(record_requests=False) as server:
-        yield server
-
-
 @asynccontextmanager
 async def _serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 9))
@@ -118,10 +113,14 @@ async def _serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="module")
-def post(upstream: LocalServer) -> Iterator[Post]:
+def post(shared_server: LocalServer) -> Iterator[Post]:
     """POST to the app's chat route in-process (its lifespan running); no error logged."""
     app = create_app(
-        base_url=upstream.base_url, max_body_bytes=LIMIT, timeout=10, max_retries=0, trust_env=False
+        base_url=shared_server.base_url,
+        max_body_bytes=LIMIT,
+        timeout=10,
+        max_retries=0,
+        trust_env=False,
     )
     errors = _Errors()
     logging.getLogger().addHandler(errors)
@@ -279,11 +278,11 @@ def test_sizes_around_the_limit(post: Post, offset: int, stream: bool, chunked: 
 
 @pytest.fixture(scope="module")
 def real_gateway(
-    upstream: LocalServer, tmp_path_factory: pytest.TempPathFactory
+    shared_server: LocalServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, int, Path]]:
     """``aichatonline gateway`` on uvicorn in a child process: (host, port, its log file)."""
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    argv = [sys.executable, "-m", "aichatonline", "gateway", "--base-url", upstream.base_url]
+    argv = [sys.executable, "-m", "aichatonline", "gateway", "--base-url", shared_server.base_url]
     argv += ["--port", "0", "--max-retries", "0"]
     with log.open("w") as sink:
         process = subprocess.Popen(

@@ -30,7 +30,7 @@ from aichatonline import (
     StreamInterrupted,
 )
 from aichatonline.testing import Fault, LocalServer
-from tests.helpers import PROMPT, fast, isolate
+from tests.helpers import PROMPT, fast
 
 g4f = pytest.importorskip("g4f")
 g4f_client = pytest.importorskip("g4f.client")
@@ -62,12 +62,13 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def refused_hosts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
+def refused_hosts(
+    isolated: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[list[str]]:
     """Keep g4f and the SDK on this machine, and undo what g4f changes on the class.
 
     Yields the host names whose lookup was refused; a test that expects one clears the list.
     """
-    isolate(monkeypatch)
     monkeypatch.delenv("G4F_PROXY", raising=False)
     monkeypatch.delenv("AICHATONLINE_API_KEY", raising=False)
     monkeypatch.setenv("G4F_DISABLE_CIRCUIT_BREAKER", "1")  # g4f 8.x: no provider cool-down

@@ -32,6 +32,8 @@ KEY = "sk-test-gateway-key"
 MODEL = "gpt-4o-mini"
 HI = [{"role": "user", "content": "Hi"}]
 
+pytestmark = pytest.mark.usefixtures("upstream")
+
 
 @contextmanager
 def running(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
@@ -68,22 +70,9 @@ def events(response: httpx.Response) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer() as local:
-        yield local
-
-
-@pytest.fixture(autouse=True)
-def _clean(server: LocalServer) -> Iterator[None]:
-    server.reset()
-    yield
-    server.reset()
-
-
-@pytest.fixture(scope="module")
-def gateway(server: LocalServer) -> Iterator[str]:
+def gateway(shared_server: LocalServer) -> Iterator[str]:
     """The gateway with an API key and the SDK's default retries."""
-    with running(create_app(base_url=server.base_url, api_key=KEY, trust_env=False)) as url:
+    with running(create_app(base_url=shared_server.base_url, api_key=KEY, trust_env=False)) as url:
         yield url + "/v1"
 
 
@@ -101,27 +90,27 @@ def test_models_list(client: Any) -> None:
     assert client.models.retrieve(MODEL).id == MODEL
 
 
-def test_create_not_streamed(client: Any, server: LocalServer) -> None:
+def test_create_not_streamed(client: Any, upstream: LocalServer) -> None:
     completion = client.chat.completions.create(model=MODEL, messages=HI)
     assert completion.object == "chat.completion"
     assert completion.id.startswith("chatcmpl-")
     assert completion.model == MODEL
-    assert completion.choices[0].message.content == server.reply_for("Hi")
+    assert completion.choices[0].message.content == upstream.reply_for("Hi")
     assert completion.choices[0].message.role == "assistant"
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is None
 
 
-def test_create_streamed(client: Any, server: LocalServer) -> None:
+def test_create_streamed(client: Any, upstream: LocalServer) -> None:
     chunks = list(client.chat.completions.create(model=MODEL, messages=HI, stream=True))
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason == "stop"
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
-    assert text == server.reply_for("Hi")
+    assert text == upstream.reply_for("Hi")
     assert len({(chunk.id, chunk.created) for chunk in chunks}) == 1
 
 
-def test_streamed_with_usage_and_a_conversation(client: Any, server: LocalServer) -> None:
+def test_streamed_with_usage_and_a_conversation(client: Any, upstream: LocalServer) -> None:
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "What is 2 + 2?"},
@@ -140,11 +129,11 @@ def test_streamed_with_usage_and_a_conversation(client: Any, server: LocalServer
     assert chunks[-1].choices == []
     assert chunks[-1].usage is None
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
-    assert text == server.reply_for(format_prompt(messages))
+    assert text == upstream.reply_for(format_prompt(messages))
     assert {chunk.model for chunk in chunks} == {"gpt-4o-mini-2024-07-18"}  # echoed as asked
 
 
-def test_async_client(gateway: str, server: LocalServer) -> None:
+def test_async_client(gateway: str, upstream: LocalServer) -> None:
     async def main() -> tuple[list[str], str, str]:
         async with openai.AsyncOpenAI(base_url=gateway, api_key=KEY, max_retries=0) as aclient:
             models = [model.id async for model in aclient.models.list()]
@@ -157,7 +146,7 @@ def test_async_client(gateway: str, server: LocalServer) -> None:
 
     models, whole, streamed = asyncio.run(main())
     assert MODEL in models
-    assert whole == streamed == server.reply_for("Hi")
+    assert whole == streamed == upstream.reply_for("Hi")
 
 
 def test_wrong_or_missing_key_is_authentication_error(gateway: str) -> None:
@@ -196,8 +185,8 @@ def test_unsupported_parameter_is_bad_request_naming_it(client: Any) -> None:
     assert info.value.param == "tools"
 
 
-def test_rate_limited_throughout_is_rate_limit_error(client: Any, server: LocalServer) -> None:
-    server.always = Fault(status=429, retry_after="0")
+def test_rate_limited_throughout_is_rate_limit_error(client: Any, upstream: LocalServer) -> None:
+    upstream.always = Fault(status=429, retry_after="0")
     for stream in (False, True):
         with pytest.raises(openai.RateLimitError) as info:
             client.chat.completions.create(model=MODEL, messages=HI, stream=stream)
@@ -205,30 +194,30 @@ def test_rate_limited_throughout_is_rate_limit_error(client: Any, server: LocalS
         assert info.value.code == "rate_limit_exceeded"
 
 
-def test_a_drop_mid_stream_upstream_is_resumed(client: Any, server: LocalServer) -> None:
+def test_a_drop_mid_stream_upstream_is_resumed(client: Any, upstream: LocalServer) -> None:
     set_testing = getattr(aichatonline, "set_testing", None)  # no back-off waits, if we can
     with set_testing(True) if set_testing else contextlib.nullcontext():
-        _drop_mid_stream(client, server)
+        _drop_mid_stream(client, upstream)
 
 
-def _drop_mid_stream(client: Any, server: LocalServer) -> None:
-    server.inject(Fault(drop_after=3))
+def _drop_mid_stream(client: Any, upstream: LocalServer) -> None:
+    upstream.inject(Fault(drop_after=3))
     chunks = client.chat.completions.create(model=MODEL, messages=HI, stream=True)
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
-    assert text == server.reply_for("Hi")
-    assert len(server.chat_requests) == 2  # dropped, then resumed by the SDK
-    server.inject(Fault(drop_after=3))
+    assert text == upstream.reply_for("Hi")
+    assert len(upstream.chat_requests) == 2  # dropped, then resumed by the SDK
+    upstream.inject(Fault(drop_after=3))
     whole = client.chat.completions.create(model=MODEL, messages=HI)
-    assert whole.choices[0].message.content == server.reply_for("Hi")
+    assert whole.choices[0].message.content == upstream.reply_for("Hi")
 
 
-def test_langchain_chat_openai(gateway: str, server: LocalServer) -> None:
+def test_langchain_chat_openai(gateway: str, upstream: LocalServer) -> None:
     chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
     llm = chat_openai(model=MODEL, base_url=gateway, api_key=KEY, max_retries=0)
-    assert llm.invoke("Hi").content == server.reply_for("Hi")
-    assert "".join(str(chunk.content) for chunk in llm.stream("Hi")) == server.reply_for("Hi")
+    assert llm.invoke("Hi").content == upstream.reply_for("Hi")
+    assert "".join(str(chunk.content) for chunk in llm.stream("Hi")) == upstream.reply_for("Hi")
     usage = chat_openai(model=MODEL, base_url=gateway, api_key=KEY, stream_usage=True)
-    assert "".join(str(chunk.content) for chunk in usage.stream("Hi")) == server.reply_for("Hi")
+    assert "".join(str(chunk.content) for chunk in usage.stream("Hi")) == upstream.reply_for("Hi")
 
 
 def test_health_needs_no_key(gateway: str) -> None:

@@ -46,6 +46,9 @@ PROTOCOLS = [_connections.GuardedH11Protocol]
 if _connections.HttpToolsProtocol is not None:
     PROTOCOLS.append(_connections.GuardedHttpToolsProtocol)
 
+#: Answers of 20 pieces, 50 ms apart: long enough to be cut, pipelined or kept alive.
+pytestmark = pytest.mark.shared_server(pieces=20, delay=0.05)
+
 
 @contextlib.contextmanager
 def serving(app: Any, protocol: type, limits: ConnectionLimits) -> Iterator[int]:
@@ -82,12 +85,6 @@ def until_closed(sock: socket.socket, timeout: float = 5) -> bytes:
         while chunk := sock.recv(65536):
             data += chunk
     return data
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[LocalServer]:
-    with LocalServer(pieces=20, delay=0.05) as local:
-        yield local
 
 
 @pytest.fixture(params=PROTOCOLS, ids=lambda cls: cls.__name__)

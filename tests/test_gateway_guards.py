@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,7 +26,7 @@ from aichatonline._cli import main
 from aichatonline.gateway import GatewaySettings, create_app
 from aichatonline.gateway._settings import API_KEY_ENV
 
-pytestmark = pytest.mark.usefixtures("isolated")
+pytestmark = pytest.mark.usefixtures("isolated", "upstream", "no_api_key_env")
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 REMOTE = ("203.0.113.5", 1234)  # TEST-NET-3: an address that is not this machine's
@@ -37,18 +37,10 @@ def body(stream: bool = False) -> dict[str, Any]:
     return {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": stream}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer() as local:
-        yield local
-
-
-@pytest.fixture(autouse=True)
-def _clean(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv(API_KEY_ENV, raising=False)  # as a plain `uvicorn --factory` would run
-    server.reset()
-    yield
-    server.reset()
+@pytest.fixture
+def no_api_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No gateway key from the machine, as a plain ``uvicorn --factory`` would run."""
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
 
 
 @asynccontextmanager
@@ -88,10 +80,10 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     ids=["open-arrays", "open-objects", "closed-arrays", "inside-a-request"],
 )
 async def test_json_nested_too_deeply_is_400_invalid_json(
-    server: LocalServer, content: bytes, caplog: pytest.LogCaptureFixture
+    upstream: LocalServer, content: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    app = create_app(base_url=server.base_url, trust_env=False)
+    app = create_app(base_url=upstream.base_url, trust_env=False)
     async with serving(app) as http:
         response = await http.post(CHAT, content=content)
         error = assert_error(response, 400, "invalid_json")
@@ -102,7 +94,7 @@ async def test_json_nested_too_deeply_is_400_invalid_json(
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
     assert "Traceback" not in caplog.text
     assert "RecursionError" not in caplog.text
-    assert len(server.chat_requests) == 1
+    assert len(upstream.chat_requests) == 1
 
 
 # --------------------------------------------------------------------------- loopback only
@@ -123,9 +115,9 @@ NOT_LOOPBACK = [
 @pytest.mark.anyio
 @pytest.mark.parametrize("client", NOT_LOOPBACK, ids=[c[0] for c in NOT_LOOPBACK])
 async def test_without_a_key_other_addresses_are_refused_403(
-    server: LocalServer, client: tuple[str, int]
+    upstream: LocalServer, client: tuple[str, int]
 ) -> None:
-    app = create_app(base_url=server.base_url, trust_env=False)  # no key anywhere
+    app = create_app(base_url=upstream.base_url, trust_env=False)  # no key anywhere
     async with serving(app, client) as http:
         for stream in (False, True):
             response = await http.post(CHAT, json=body(stream))
@@ -140,41 +132,41 @@ async def test_without_a_key_other_addresses_are_refused_403(
         health = await http.get("/health")
         assert health.status_code == 200
         assert health.json() == {"status": "ok"}
-    assert server.chat_requests == []
-    assert server.token_requests == []
+    assert upstream.chat_requests == []
+    assert upstream.token_requests == []
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("client", [*LOOPBACK, None], ids=[*(c[0] for c in LOOPBACK), "unix"])
 async def test_without_a_key_loopback_and_unix_socket_clients_are_served(
-    server: LocalServer, client: tuple[str, int] | None
+    upstream: LocalServer, client: tuple[str, int] | None
 ) -> None:
-    app = create_app(base_url=server.base_url, trust_env=False)
+    app = create_app(base_url=upstream.base_url, trust_env=False)
     async with serving(app, client) as http:
         response = await http.post(CHAT, json=body())
         assert response.status_code == 200
-        assert response.json()["choices"][0]["message"]["content"] == server.reply_for("Hi")
+        assert response.json()["choices"][0]["message"]["content"] == upstream.reply_for("Hi")
         assert (await http.get("/v1/models")).status_code == 200
 
 
 @pytest.mark.anyio
 async def test_with_a_key_other_addresses_are_served_with_the_key(
-    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+    upstream: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(API_KEY_ENV, KEY)  # `uvicorn --factory ... --host 0.0.0.0`, with a key
-    app = create_app(base_url=server.base_url, trust_env=False)
+    app = create_app(base_url=upstream.base_url, trust_env=False)
     async with serving(app, REMOTE) as http:
         response = await http.post(CHAT, json=body(), headers=AUTH)
         assert response.status_code == 200
-        assert response.json()["choices"][0]["message"]["content"] == server.reply_for("Hi")
+        assert response.json()["choices"][0]["message"]["content"] == upstream.reply_for("Hi")
         assert_error(await http.post(CHAT, json=body()), 401, "invalid_api_key")
         wrong = await http.post(CHAT, json=body(), headers={"Authorization": "Bearer sk-x"})
         assert_error(wrong, 401, "invalid_api_key")
 
 
 @pytest.mark.anyio
-async def test_no_auth_serves_every_address_without_a_key(server: LocalServer) -> None:
-    app = create_app(base_url=server.base_url, trust_env=False, no_auth=True)
+async def test_no_auth_serves_every_address_without_a_key(upstream: LocalServer) -> None:
+    app = create_app(base_url=upstream.base_url, trust_env=False, no_auth=True)
     async with serving(app, REMOTE) as http:
         assert (await http.post(CHAT, json=body())).status_code == 200
 
@@ -215,8 +207,8 @@ def test_the_command_passes_no_auth_to_the_app(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-async def test_a_closed_sdk_client_is_503_not_400(server: LocalServer, stream: bool) -> None:
-    app = create_app(base_url=server.base_url, trust_env=False)
+async def test_a_closed_sdk_client_is_503_not_400(upstream: LocalServer, stream: bool) -> None:
+    app = create_app(base_url=upstream.base_url, trust_env=False)
     async with serving(app) as http:
         # What a request that got the client just before shutdown closed it runs into.
         await app.state.gateway.client.aclose()
@@ -224,16 +216,16 @@ async def test_a_closed_sdk_client_is_503_not_400(server: LocalServer, stream: b
         error = assert_error(response, 503, "gateway_shutting_down")
         assert error["type"] == "server_error"
         assert response.headers["retry-after"] == "1"
-    assert server.chat_requests == []
+    assert upstream.chat_requests == []
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 async def test_closing_the_sdk_client_under_a_request_is_503(
-    server: LocalServer, stream: bool
+    upstream: LocalServer, stream: bool
 ) -> None:
-    server.always = Fault(stall=10)  # the service has not answered when the client closes
-    app = create_app(base_url=server.base_url, max_retries=0, trust_env=False)
+    upstream.always = Fault(stall=10)  # the service has not answered when the client closes
+    app = create_app(base_url=upstream.base_url, max_retries=0, trust_env=False)
     async with serving(app) as http:
         responses: list[httpx.Response] = []
 
@@ -245,7 +237,7 @@ async def test_closing_the_sdk_client_under_a_request_is_503(
                 group.start_soon(ask)
                 # Once the request is with the service:
                 assert await anyio.to_thread.run_sync(
-                    lambda: server.wait_for(lambda s: bool(s.chat_requests), timeout=5)
+                    lambda: upstream.wait_for(lambda s: bool(s.chat_requests), timeout=5)
                 )
                 await app.state.gateway.client.aclose()
     (response,) = responses

@@ -31,22 +31,12 @@ NEW_ID = re.compile(r"^req_[0-9a-f]{32}$")
 ACCESS = "aichatonline.gateway.access"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer() as local:
-        yield local
-
-
-@pytest.fixture(autouse=True)
-def _clean(server: LocalServer) -> Iterator[None]:
-    server.reset()
-    yield
-    server.reset()
+pytestmark = pytest.mark.usefixtures("upstream")
 
 
 @pytest.fixture(scope="module")
-def url(server: LocalServer) -> Iterator[str]:
-    app = create_app(base_url=server.base_url, api_key=KEY, max_retries=0, trust_env=False)
+def url(shared_server: LocalServer) -> Iterator[str]:
+    app = create_app(base_url=shared_server.base_url, api_key=KEY, max_retries=0, trust_env=False)
     with running(app) as address:
         yield address
 
@@ -54,24 +44,26 @@ def url(server: LocalServer) -> Iterator[str]:
 # --------------------------------------------------------------------------- request ids
 
 
-def test_openai_reads_the_request_id_and_the_service_gets_it(url: str, server: LocalServer) -> None:
+def test_openai_reads_the_request_id_and_the_service_gets_it(
+    url: str, upstream: LocalServer
+) -> None:
     with openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0) as client:
         given = client.chat.completions.create(
             model=MODEL, messages=body()["messages"], extra_headers={"X-Request-Id": "trace-7_a.b"}
         )
         assert given._request_id == "trace-7_a.b"
-        assert server.chat_requests[-1].headers["x-request-id"] == "trace-7_a.b"
+        assert upstream.chat_requests[-1].headers["x-request-id"] == "trace-7_a.b"
         new = client.chat.completions.create(model=MODEL, messages=body()["messages"])
         assert new._request_id is not None
         assert NEW_ID.match(new._request_id)
-        assert server.chat_requests[-1].headers["x-request-id"] == new._request_id
+        assert upstream.chat_requests[-1].headers["x-request-id"] == new._request_id
         stream = client.chat.completions.create(
             model=MODEL, messages=body()["messages"], stream=True
         )
         streamed_id = stream.response.headers["x-request-id"]
         list(stream)
         assert NEW_ID.match(streamed_id)
-        assert server.chat_requests[-1].headers["x-request-id"] == streamed_id
+        assert upstream.chat_requests[-1].headers["x-request-id"] == streamed_id
         with pytest.raises(openai.NotFoundError) as info:
             client.chat.completions.create(model="gpt-9", messages=body()["messages"])
         assert info.value.request_id is not None
@@ -102,7 +94,7 @@ def test_only_a_sane_caller_id_is_kept(url: str, given: bytes, kept: bool) -> No
 
 
 def test_every_answer_has_an_id_and_every_error_object_carries_it(
-    url: str, server: LocalServer
+    url: str, upstream: LocalServer
 ) -> None:
     answers = [
         httpx.get(url + "/health"),
@@ -112,7 +104,7 @@ def test_every_answer_has_an_id_and_every_error_object_carries_it(
         httpx.get(url + CHAT, headers=AUTH),  # 405
         httpx.post(url + CHAT, content=b"{nope", headers=AUTH),  # 400
     ]
-    server.always = Fault(status=500)
+    upstream.always = Fault(status=500)
     answers.append(httpx.post(url + CHAT, json=body(stream=True), headers=AUTH))  # 502
     assert [a.status_code for a in answers] == [200, 200, 401, 404, 405, 400, 502]
     ids = [a.headers["x-request-id"] for a in answers]
@@ -149,7 +141,7 @@ def fields(line: str) -> dict[str, str]:
 
 
 def test_one_access_line_per_request_with_its_outcome(
-    url: str, server: LocalServer, caplog: pytest.LogCaptureFixture
+    url: str, upstream: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=ACCESS)
     prompt = "a prompt no log may hold"
@@ -157,9 +149,9 @@ def test_one_access_line_per_request_with_its_outcome(
     ok = httpx.post(url + CHAT, json=chat, headers={**AUTH, "X-Request-Id": "log-1"})
     streamed = httpx.post(url + CHAT, json=body(), headers=AUTH)
     refused = httpx.post(url + CHAT, json=chat)  # no key
-    server.always = Fault(status=500)
+    upstream.always = Fault(status=500)
     failed = httpx.post(url + CHAT, json=chat, headers=AUTH)
-    server.always = None
+    upstream.always = None
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(b"GET /v1/x%0a%1b[31mred%20 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -179,9 +171,9 @@ def test_one_access_line_per_request_with_its_outcome(
     assert (first["method"], first["path"]) == ("POST", CHAT)
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", first["time"])
     assert float(first["duration_ms"]) >= float(first["first_piece_ms"]) > 0
-    assert int(first["pieces"]) == len(server.pieces_for(prompt))
+    assert int(first["pieces"]) == len(upstream.pieces_for(prompt))
     assert got[1]["request_id"] == streamed.headers["x-request-id"]
-    assert int(got[1]["pieces"]) == len(server.pieces_for("Hi"))
+    assert int(got[1]["pieces"]) == len(upstream.pieces_for("Hi"))
     assert got[2]["first_piece_ms"] == "-"
     assert got[2]["request_id"] == refused.headers["x-request-id"]
     assert got[3]["request_id"] == failed.headers["x-request-id"]
@@ -189,7 +181,7 @@ def test_one_access_line_per_request_with_its_outcome(
     text = "\n".join(lines)
     assert prompt not in text
     assert KEY not in text
-    for request in server.chat_requests:
+    for request in upstream.chat_requests:
         assert request.headers["uniqueid"] not in text
 
 

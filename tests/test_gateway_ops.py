@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -29,17 +28,7 @@ from aichatonline.gateway import create_app  # noqa: E402
 CHAT = "/v1/chat/completions"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer() as local:
-        yield local
-
-
-@pytest.fixture(autouse=True)
-def _clean(server: LocalServer) -> Iterator[None]:
-    server.reset()
-    yield
-    server.reset()
+pytestmark = pytest.mark.usefixtures("upstream")
 
 
 def raw_stream(url: str, payload: dict[str, Any]) -> tuple[float, list[str]]:
@@ -70,13 +59,13 @@ def raw_stream(url: str, payload: dict[str, Any]) -> tuple[float, list[str]]:
 
 
 def test_keepalive_sends_the_head_at_once_and_comments_while_the_service_is_silent(
-    server: LocalServer,
+    upstream: LocalServer,
 ) -> None:
-    app = create_app(base_url=server.base_url, api_key=KEY, sse_keepalive=0.2, trust_env=False)
+    app = create_app(base_url=upstream.base_url, api_key=KEY, sse_keepalive=0.2, trust_env=False)
     with running(app) as url:
-        server.inject(Fault(stall=1.0))  # not a byte from the service for 1 s
+        upstream.inject(Fault(stall=1.0))  # not a byte from the service for 1 s
         head_at, texts = raw_stream(url, body())
-        server.inject(Fault(stall=0.8, stall_after=3))  # silent between its 3rd and 4th piece
+        upstream.inject(Fault(stall=0.8, stall_after=3))  # silent between its 3rd and 4th piece
         _, between = raw_stream(url, body())
     assert head_at < 0.6  # the head did not wait for the first piece
     first_data = next(i for i, line in enumerate(texts) if line.startswith("data: "))
@@ -85,7 +74,7 @@ def test_keepalive_sends_the_head_at_once_and_comments_while_the_service_is_sile
     assert texts[-1] == "data: [DONE]"
     pieces = [json.loads(t[6:]) for t in texts[first_data:-1] if t.startswith("data: ")]
     text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in pieces)
-    assert text == server.reply_for("Hi")
+    assert text == upstream.reply_for("Hi")
     # Between pieces too: a comment after some content and before more (and maybe others
     # before the first piece, on a slow machine).
     contents = [i for i, line in enumerate(between) if '"content":"' in line]
@@ -95,12 +84,12 @@ def test_keepalive_sends_the_head_at_once_and_comments_while_the_service_is_sile
 
 
 def test_keepalive_a_failure_before_the_first_piece_is_an_event_then_done(
-    server: LocalServer,
+    upstream: LocalServer,
 ) -> None:
     app = create_app(
-        base_url=server.base_url, api_key=KEY, sse_keepalive=0.2, max_retries=0, trust_env=False
+        base_url=upstream.base_url, api_key=KEY, sse_keepalive=0.2, max_retries=0, trust_env=False
     )
-    server.always = Fault(status=500)
+    upstream.always = Fault(status=500)
     with running(app) as url:
         with httpx.stream("POST", url + CHAT, json=body(), headers=AUTH, timeout=10) as response:
             assert response.status_code == 200  # the head went out before the failure
@@ -116,12 +105,12 @@ def test_keepalive_a_failure_before_the_first_piece_is_an_event_then_done(
         )
         with pytest.raises(openai.APIError, match="failed"):
             list(stream)
-        server.always = None
-        server.inject(Fault(stall=0.5))  # the openai client skips the comments
+        upstream.always = None
+        upstream.inject(Fault(stall=0.5))  # the openai client skips the comments
         chunks = client.chat.completions.create(
             model=MODEL, messages=body()["messages"], stream=True
         )
-        assert "".join(c.choices[0].delta.content or "" for c in chunks) == server.reply_for("Hi")
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == upstream.reply_for("Hi")
         client.close()
 
 
@@ -137,11 +126,11 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def test_metrics_count_requests_retries_streams_and_disconnects(server: LocalServer) -> None:
+def test_metrics_count_requests_retries_streams_and_disconnects(upstream: LocalServer) -> None:
     prefix = "aichatonline_gateway_"
     chat_ok = (("outcome", "completed"), ("route", CHAT), ("status", "200"))
     with LocalServer(pieces=200, delay=0.01) as slow:
-        app = create_app(base_url=server.base_url, api_key=KEY, max_retries=1, trust_env=False)
+        app = create_app(base_url=upstream.base_url, api_key=KEY, max_retries=1, trust_env=False)
         slow_app = create_app(base_url=slow.base_url, api_key=KEY, trust_env=False)
         with (
             running(app) as url,
@@ -152,7 +141,7 @@ def test_metrics_count_requests_retries_streams_and_disconnects(server: LocalSer
             with http.stream("POST", CHAT, json=body()) as response:
                 assert response.status_code == 200
                 response.read()
-            server.inject(Fault(status=500))  # one retry, then the answer
+            upstream.inject(Fault(status=500))  # one retry, then the answer
             assert http.post(CHAT, json=body(stream=False)).status_code == 200
             assert http.get("/v1/embeddings").status_code == 404
             assert httpx.get(url + "/metrics").status_code == 401  # the /v1 rule: the key
@@ -193,17 +182,17 @@ def test_metrics_count_requests_retries_streams_and_disconnects(server: LocalSer
 
 
 def test_ready_asks_the_service_for_a_token_and_trusts_it_for_ready_ttl(
-    server: LocalServer,
+    upstream: LocalServer,
 ) -> None:
-    app = create_app(base_url=server.base_url, api_key=KEY, trust_env=False)  # ttl 30 s
-    strict = create_app(base_url=server.base_url, api_key=KEY, ready_ttl=0, trust_env=False)
+    app = create_app(base_url=upstream.base_url, api_key=KEY, trust_env=False)  # ttl 30 s
+    strict = create_app(base_url=upstream.base_url, api_key=KEY, ready_ttl=0, trust_env=False)
     with running(app) as url, running(strict) as strict_url:
         for _ in range(3):  # no key needed; one token fetch for all three
             response = httpx.get(url + "/ready")
             assert response.status_code == 200
             assert response.json() == {"status": "ready"}
-        assert len(server.token_requests) == 1
-        server.always = Fault(endpoint="token", status=500)
+        assert len(upstream.token_requests) == 1
+        upstream.always = Fault(endpoint="token", status=500)
         assert httpx.get(url + "/ready").status_code == 200  # within ready_ttl
         response = httpx.get(strict_url + "/ready")
         assert response.status_code == 503
@@ -212,9 +201,9 @@ def test_ready_asks_the_service_for_a_token_and_trusts_it_for_ready_ttl(
         assert error["type"] == "server_error"
         assert error["message"].startswith("The gateway is not ready: ")
         assert error["request_id"] == response.headers["x-request-id"]
-        assert server.base_url.split("//")[1] not in response.text
+        assert upstream.base_url.split("//")[1] not in response.text
         assert httpx.get(strict_url + "/health").status_code == 200  # alive all the same
-        server.always = None
+        upstream.always = None
         assert httpx.get(strict_url + "/ready").status_code == 200
 
 
@@ -232,20 +221,20 @@ def test_ready_is_503_when_the_service_cannot_be_reached() -> None:
         assert httpx.get(url + "/health").json() == {"status": "ok"}
 
 
-def test_a_chat_answer_counts_as_the_service_answering(server: LocalServer) -> None:
-    app = create_app(base_url=server.base_url, api_key=KEY, trust_env=False)
+def test_a_chat_answer_counts_as_the_service_answering(upstream: LocalServer) -> None:
+    app = create_app(base_url=upstream.base_url, api_key=KEY, trust_env=False)
     with running(app) as url:
         assert httpx.post(url + CHAT, json=body(stream=False), headers=AUTH).status_code == 200
         assert httpx.get(url + "/ready").status_code == 200
-    assert len(server.token_requests) == 1  # the chat's own: /ready asked nothing more
+    assert len(upstream.token_requests) == 1  # the chat's own: /ready asked nothing more
 
 
 # --------------------------------------------------------------------------- parameters
 
 
-def test_drop_params_accepts_unknown_parameters_and_names_them(server: LocalServer) -> None:
-    strict = create_app(base_url=server.base_url, api_key=KEY, trust_env=False)
-    relaxed = create_app(base_url=server.base_url, api_key=KEY, drop_params=True, trust_env=False)
+def test_drop_params_accepts_unknown_parameters_and_names_them(upstream: LocalServer) -> None:
+    strict = create_app(base_url=upstream.base_url, api_key=KEY, trust_env=False)
+    relaxed = create_app(base_url=upstream.base_url, api_key=KEY, drop_params=True, trust_env=False)
     vendor = {"top_k": 3, "vendor option": {"x": 1}, "temperature": 0.2}
     with running(strict) as strict_url, running(relaxed) as relaxed_url:
         with openai.OpenAI(base_url=strict_url + "/v1", api_key=KEY, max_retries=0) as client:
@@ -265,7 +254,7 @@ def test_drop_params_accepts_unknown_parameters_and_names_them(server: LocalServ
                     text = "".join(c.choices[0].delta.content or "" for c in answer)
                 else:
                     text = answer.choices[0].message.content
-                assert text == server.reply_for("Hi")
+                assert text == upstream.reply_for("Hi")
             # What would change the answer is still refused.
             with pytest.raises(openai.BadRequestError) as info:
                 client.chat.completions.create(
@@ -276,8 +265,8 @@ def test_drop_params_accepts_unknown_parameters_and_names_them(server: LocalServ
         assert "x-aichatonline-dropped-params" not in plain.headers
 
 
-def test_the_model_alias_is_echoed_as_asked(server: LocalServer) -> None:
-    app = create_app(base_url=server.base_url, api_key=KEY, trust_env=False)
+def test_the_model_alias_is_echoed_as_asked(upstream: LocalServer) -> None:
+    app = create_app(base_url=upstream.base_url, api_key=KEY, trust_env=False)
     alias = "gpt-4o-mini-2024-07-18"
     with (
         running(app) as url,
@@ -291,19 +280,19 @@ def test_the_model_alias_is_echoed_as_asked(server: LocalServer) -> None:
         assert {chunk.model for chunk in chunks} == {alias}
 
 
-def test_aiohttp_carries_the_sdks_requests(server: LocalServer) -> None:
+def test_aiohttp_carries_the_sdks_requests(upstream: LocalServer) -> None:
     pytest.importorskip("httpx_aiohttp")
     from aichatonline import DefaultAioHttpClient
 
-    app = create_app(base_url=server.base_url, api_key=KEY, aiohttp=True, trust_env=False)
+    app = create_app(base_url=upstream.base_url, api_key=KEY, aiohttp=True, trust_env=False)
     with (
         running(app) as url,
         openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0) as client,
     ):
         assert isinstance(app.state.gateway.client.http_client, DefaultAioHttpClient)
         whole = client.chat.completions.create(model=MODEL, messages=body()["messages"])
-        assert whole.choices[0].message.content == server.reply_for("Hi")
+        assert whole.choices[0].message.content == upstream.reply_for("Hi")
         chunks = client.chat.completions.create(
             model=MODEL, messages=body()["messages"], stream=True
         )
-        assert "".join(c.choices[0].delta.content or "" for c in chunks) == server.reply_for("Hi")
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == upstream.reply_for("Hi")

@@ -28,6 +28,8 @@ from aichatonline.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
+pytestmark = pytest.mark.usefixtures("upstream")
+
 
 def body(stream: bool = True, **extra: Any) -> dict[str, Any]:
     return {
@@ -39,22 +41,9 @@ def body(stream: bool = True, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer() as local:
-        yield local
-
-
-@pytest.fixture(autouse=True)
-def _clean(server: LocalServer) -> Iterator[None]:
-    server.reset()
-    yield
-    server.reset()
-
-
-@pytest.fixture(scope="module")
-def gateway(server: LocalServer) -> Iterator[tuple[str, Any]]:
+def gateway(shared_server: LocalServer) -> Iterator[tuple[str, Any]]:
     """A gateway without retries (failures show at once), with its app for its counters."""
-    app = create_app(base_url=server.base_url, api_key=KEY, max_retries=0, trust_env=False)
+    app = create_app(base_url=shared_server.base_url, api_key=KEY, max_retries=0, trust_env=False)
     with running(app) as url:
         yield url, app
 
@@ -65,7 +54,7 @@ def http(gateway: tuple[str, Any]) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_sse_stream_shape(http: httpx.Client, server: LocalServer) -> None:
+def test_sse_stream_shape(http: httpx.Client, upstream: LocalServer) -> None:
     with http.stream(
         "POST", "/v1/chat/completions", json=body(stream_options={"include_usage": True})
     ) as response:
@@ -85,9 +74,9 @@ def test_sse_stream_shape(http: httpx.Client, server: LocalServer) -> None:
         }
     ]
     assert all(set(chunk["choices"][0]["delta"]) == {"content"} for chunk in middle)
-    assert "".join(chunk["choices"][0]["delta"]["content"] for chunk in middle) == server.reply_for(
-        "Hi"
-    )
+    assert "".join(
+        chunk["choices"][0]["delta"]["content"] for chunk in middle
+    ) == upstream.reply_for("Hi")
     assert finish["choices"] == [
         {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
     ]
@@ -99,13 +88,13 @@ def test_sse_stream_shape(http: httpx.Client, server: LocalServer) -> None:
     }
 
 
-def test_not_streamed_shape(http: httpx.Client, server: LocalServer) -> None:
+def test_not_streamed_shape(http: httpx.Client, upstream: LocalServer) -> None:
     response = http.post("/v1/chat/completions", json=body(stream=False))
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     data = response.json()
     assert data["object"] == "chat.completion"
-    assert data["choices"][0]["message"]["content"] == server.reply_for("Hi")
+    assert data["choices"][0]["message"]["content"] == upstream.reply_for("Hi")
     assert data["usage"] is None
 
 
@@ -122,9 +111,9 @@ def test_not_streamed_shape(http: httpx.Client, server: LocalServer) -> None:
     ],
 )
 def test_failure_before_the_first_piece_has_a_real_status(
-    http: httpx.Client, server: LocalServer, fault: Fault, status: int, code: str, stream: bool
+    http: httpx.Client, upstream: LocalServer, fault: Fault, status: int, code: str, stream: bool
 ) -> None:
-    server.always = fault
+    upstream.always = fault
     response = http.post("/v1/chat/completions", json=body(stream=stream))
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
@@ -134,14 +123,14 @@ def test_failure_before_the_first_piece_has_a_real_status(
     if status == 429:
         assert response.headers["retry-after"] == "7"
     # Nothing about the upstream side reaches the client: not its address, not its token.
-    for request in server.chat_requests:
+    for request in upstream.chat_requests:
         assert request.headers["uniqueid"] not in response.text
-    assert server.base_url.split("//")[1] not in response.text
+    assert upstream.base_url.split("//")[1] not in response.text
 
 
-def test_upstream_timeout_is_504(server: LocalServer) -> None:
-    app = create_app(base_url=server.base_url, timeout=0.3, max_retries=0, trust_env=False)
-    server.always = Fault(stall=3)
+def test_upstream_timeout_is_504(upstream: LocalServer) -> None:
+    app = create_app(base_url=upstream.base_url, timeout=0.3, max_retries=0, trust_env=False)
+    upstream.always = Fault(stall=3)
     with running(app) as url:
         for stream in (False, True):
             started = time.monotonic()
@@ -154,9 +143,9 @@ def test_upstream_timeout_is_504(server: LocalServer) -> None:
 
 
 def test_failure_after_the_stream_started_is_one_error_event(
-    http: httpx.Client, server: LocalServer
+    http: httpx.Client, upstream: LocalServer
 ) -> None:
-    server.always = Fault(error_after=2, error_code=500)
+    upstream.always = Fault(error_after=2, error_code=500)
     with http.stream("POST", "/v1/chat/completions", json=body()) as response:
         assert response.status_code == 200
         got = events(response)
@@ -166,12 +155,12 @@ def test_failure_after_the_stream_started_is_one_error_event(
     assert last["error"]["code"] == "upstream_error"
     assert all("error" not in chunk for chunk in chunks)
     text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
-    assert text == "".join(server.pieces_for("Hi")[:2])  # what came before, exactly once
+    assert text == "".join(upstream.pieces_for("Hi")[:2])  # what came before, exactly once
 
 
-def test_openai_raises_on_the_error_event(gateway: tuple[str, Any], server: LocalServer) -> None:
+def test_openai_raises_on_the_error_event(gateway: tuple[str, Any], upstream: LocalServer) -> None:
     openai = pytest.importorskip("openai")
-    server.always = Fault(error_after=2, error_code=500)
+    upstream.always = Fault(error_after=2, error_code=500)
     client = openai.OpenAI(base_url=gateway[0] + "/v1", api_key=KEY, max_retries=0)
     stream = client.chat.completions.create(model=MODEL, messages=body()["messages"], stream=True)
     pieces: list[str] = []
@@ -182,7 +171,7 @@ def test_openai_raises_on_the_error_event(gateway: tuple[str, Any], server: Loca
 
     with pytest.raises(openai.APIError, match="reported an error"):
         read()
-    assert "".join(pieces) == "".join(server.pieces_for("Hi")[:2])
+    assert "".join(pieces) == "".join(upstream.pieces_for("Hi")[:2])
 
 
 def test_client_disconnect_closes_the_upstream_response(gateway: tuple[str, Any]) -> None:
@@ -218,7 +207,7 @@ def test_client_disconnect_closes_the_upstream_response(gateway: tuple[str, Any]
     assert state.disconnects == before
 
 
-def test_slow_reader_gets_coalesced_events_and_bounded_buffering(server: LocalServer) -> None:
+def test_slow_reader_gets_coalesced_events_and_bounded_buffering(upstream: LocalServer) -> None:
     # Twice what the kernel's send buffer can hide (tcp_wmem's maximum), 8 MB at least.
     pieces, limit = max(80_000, 2 * _send_buffer_max() // 100), 4096
     with LocalServer(pieces=pieces, piece_size=100) as fast:
@@ -273,7 +262,7 @@ def _unchunk(raw: bytes) -> bytes:
         at = end + 4 + size
 
 
-def test_concurrency_limit_is_429(server: LocalServer) -> None:
+def test_concurrency_limit_is_429(upstream: LocalServer) -> None:
     with LocalServer(pieces=200, delay=0.01) as slow:
         app = create_app(base_url=slow.base_url, max_concurrency=2, trust_env=False)
         with running(app) as url, httpx.Client(base_url=url, timeout=10) as http:
@@ -293,8 +282,8 @@ def test_concurrency_limit_is_429(server: LocalServer) -> None:
             assert http.post("/v1/chat/completions", json=body(stream=False)).status_code == 200
 
 
-def test_body_limit_is_413(server: LocalServer) -> None:
-    app = create_app(base_url=server.base_url, max_body_bytes=1000, trust_env=False)
+def test_body_limit_is_413(upstream: LocalServer) -> None:
+    app = create_app(base_url=upstream.base_url, max_body_bytes=1000, trust_env=False)
     big = body(messages=[{"role": "user", "content": "x" * 2000}])
     with running(app) as url:
         response = httpx.post(url + "/v1/chat/completions", json=big)
@@ -307,7 +296,7 @@ def test_body_limit_is_413(server: LocalServer) -> None:
 
         response = httpx.post(url + "/v1/chat/completions", content=chunks())
         assert response.status_code == 413
-    assert server.chat_requests == []
+    assert upstream.chat_requests == []
 
 
 def test_a_body_that_does_not_arrive_is_408(
@@ -371,7 +360,7 @@ def test_unknown_route_and_method(http: httpx.Client, gateway: tuple[str, Any]) 
     assert httpx.get(gateway[0] + "/v1/embeddings").status_code == 401
 
 
-def test_cors_only_when_asked(http: httpx.Client, server: LocalServer) -> None:
+def test_cors_only_when_asked(http: httpx.Client, upstream: LocalServer) -> None:
     origin = "https://app.example"
     preflight = {"Origin": origin, "Access-Control-Request-Method": "POST"}
     response = http.get("/v1/models", headers={"Origin": origin})
@@ -379,7 +368,9 @@ def test_cors_only_when_asked(http: httpx.Client, server: LocalServer) -> None:
     assert (
         "access-control-allow-origin" not in http.options("/v1/models", headers=preflight).headers
     )
-    app = create_app(base_url=server.base_url, api_key=KEY, cors_origins=[origin], trust_env=False)
+    app = create_app(
+        base_url=upstream.base_url, api_key=KEY, cors_origins=[origin], trust_env=False
+    )
     with running(app) as url:
         answer = httpx.options(url + "/v1/chat/completions", headers=preflight)
         assert answer.status_code == 200
@@ -389,7 +380,7 @@ def test_cors_only_when_asked(http: httpx.Client, server: LocalServer) -> None:
 
 
 def test_the_key_is_never_logged(
-    gateway: tuple[str, Any], server: LocalServer, caplog: pytest.LogCaptureFixture
+    gateway: tuple[str, Any], upstream: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     url = gateway[0]
@@ -397,10 +388,10 @@ def test_the_key_is_never_logged(
     httpx.post(
         url + "/v1/chat/completions", json=body(), headers={"Authorization": f"Bearer {KEY}x"}
     )
-    server.always = Fault(status=500)
+    upstream.always = Fault(status=500)
     httpx.post(url + "/v1/chat/completions", json=body(), headers=AUTH)
     assert KEY not in caplog.text
-    tokens = {request.headers["uniqueid"] for request in server.chat_requests}
+    tokens = {request.headers["uniqueid"] for request in upstream.chat_requests}
     assert tokens
     assert not any(token in caplog.text for token in tokens)
 

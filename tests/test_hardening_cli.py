@@ -25,16 +25,14 @@ import pytest
 
 from aichatonline import APIConnectionError, AsyncClient, Client, StreamInterrupted
 from tests import hostile
-from tests.helpers import closed_port, fast, isolate
+from tests.helpers import closed_port, fast
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "aichatonline"]
 PASSWORD = "pr0xy-Pa55word"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate(monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def cli_env(**extra: str) -> dict[str, str]:

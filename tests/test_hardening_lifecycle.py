@@ -38,7 +38,7 @@ from aichatonline import (
     StreamInterrupted,
 )
 from tests import hostile
-from tests.helpers import fast, isolate
+from tests.helpers import fast
 
 PROMPT = "Tell me a long story"
 BOUND = 20  # open connections allowed after a storm (the SDK keeps idle ones for reuse)
@@ -52,9 +52,7 @@ SLOW_ANSWER = hostile.delayed(5.0, hostile.stream())
 LONG = [f"{i}, " for i in range(40)]
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate(monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def _check_no_leak(server: hostile.HostileServer) -> None:

@@ -34,7 +34,7 @@ from aichatonline import (
 )
 from aichatonline.testing import ForwardProxy
 from tests import hostile
-from tests.helpers import fast, isolate
+from tests.helpers import fast
 
 SECRET_PROMPT = "my secret plan: PROMPT-5e11c0de"
 USER = "proxy-user"
@@ -51,9 +51,7 @@ PASSWORD_FRAGMENTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate(monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def chain(exc: BaseException | None) -> Iterator[BaseException]:

@@ -26,17 +26,8 @@ from aichatonline import (
     InvalidRequestError,
 )
 from aichatonline.testing import LocalServer
-from tests.helpers import (
-    COMPLETE_CASES,
-    PROMPT,
-    REPLY,
-    STREAM_CASES,
-    Case,
-    arun_stream,
-    case_params,
-    pool_active_requests,
-    verify,
-)
+from tests.faults import COMPLETE_CASES, STREAM_CASES, Case, case_params, verify
+from tests.helpers import PROMPT, REPLY, arun_stream, pool_active_requests
 
 pytestmark = pytest.mark.usefixtures("isolated")
 

@@ -27,16 +27,8 @@ from aichatonline import (
     StreamInterrupted,
 )
 from aichatonline.testing import Fault, ForwardProxy, LocalServer, pieces_for, reply_for
-from tests.helpers import (
-    PROMPT,
-    REPLY,
-    STALL,
-    STREAM_CASES,
-    Case,
-    assert_ours,
-    case_params,
-    verify,
-)
+from tests.faults import STREAM_CASES, Case, case_params, verify
+from tests.helpers import PROMPT, REPLY, STALL, assert_ours
 
 MESSAGES = [{"role": "user", "content": PROMPT}]
 SEED_MESSAGES = [{"role": "user", "content": "Hello, how are you?"}]

@@ -17,20 +17,14 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from aichatonline import (
     APIConnectionError,
-    APIStatusError,
     AsyncClient,
     Client,
-    InvalidRequestError,
 )
-from aichatonline._core import normalize_base_url
 from tests.faces import backend_of
 from tests.helpers import assert_ours
 
@@ -136,86 +130,6 @@ def header(head: bytes, name: bytes) -> bytes | None:
         if key.strip().lower() == name.lower():
             return value.strip()
     return None
-
-
-# -- 1. non-ASCII base URLs ------------------------------------------------------------------
-
-
-async def test_a_non_ascii_path_goes_out_percent_encoded(flavor: str, serve: Any) -> None:
-    server = serve(answer_with(NOT_FOUND))
-    base_url = f"http://127.0.0.1:{server.port}/日本/ü%20x/"
-    prefix = "/%E6%97%A5%E6%9C%AC/%C3%BC%20x"  # the existing %20 is kept as it is
-
-    assert Client(base_url=base_url).base_url == f"http://127.0.0.1:{server.port}{prefix}"
-    with pytest.raises(APIStatusError) as info:
-        await complete(flavor, base_url=base_url)
-
-    assert_ours(info.value)
-    assert info.value.status_code == 404
-    (head,) = server.received
-    assert head.isascii()
-    assert request_line(head).startswith(f"GET {prefix}/api/v1/user/getUniqueId?".encode())
-    assert (
-        header(head, b"Referer") == f"http://127.0.0.1:{server.port}{prefix}/chatgpt/chat/".encode()
-    )
-
-
-async def test_an_idn_host_goes_out_idna_encoded(flavor: str, serve: Any) -> None:
-    # Through an HTTP proxy (a raw server here), an http:// request names its host in full.
-    proxy = serve(answer_with(NOT_FOUND))
-
-    with pytest.raises(APIStatusError) as info:
-        await complete(
-            flavor, base_url="http://Bücher.example/ü", proxy=f"http://127.0.0.1:{proxy.port}"
-        )
-
-    assert_ours(info.value)
-    (head,) = proxy.received
-    assert head.isascii()
-    target = request_line(head).split(b" ")[1].decode()
-    assert target.startswith("http://xn--bcher-kva.example/%C3%BC/api/v1/user/getUniqueId?")
-    assert header(head, b"Host") == b"xn--bcher-kva.example"
-
-
-@pytest.mark.parametrize(
-    "base_url",
-    [
-        "http://bü..example",  # an empty label
-        "http://" + "ü" * 64 + ".example",  # a label too long for DNS
-        "http://example.com/\udc80",  # a lone surrogate: no UTF-8 for it
-        "http://bücher.example:８０/",  # a port in non-ASCII digits
-    ],
-    ids=["empty-label", "long-label", "surrogate", "fullwidth-port"],
-)
-@pytest.mark.parametrize("kind", [Client, AsyncClient])
-def test_a_base_url_that_cannot_be_encoded_is_refused_up_front(base_url: str, kind: Any) -> None:
-    with pytest.raises(InvalidRequestError) as info:
-        kind(base_url=base_url)
-    assert info.value.field == "base_url"
-    assert "Unicode" not in type(info.value).__name__
-
-
-# Path characters that are not a URL's delimiters, spaces or controls.
-PATH_TEXT = st.text(
-    st.characters(
-        blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"),
-        blacklist_characters="?#@%\\\x7f",
-    ),
-    max_size=30,
-)
-
-
-@given(segments=st.lists(PATH_TEXT, min_size=1, max_size=4))
-def test_any_unicode_path_becomes_ascii_and_decodes_back(segments: list[str]) -> None:
-    path = "/" + "/".join(segments)
-    url = normalize_base_url(f"http://example.com{path}")
-    assert url.isascii()
-    assert unquote(urlsplit(url).path) == path.rstrip("/")
-
-
-def test_an_ascii_base_url_is_unchanged() -> None:
-    url = "http://Example.COM:8080/Pre%2Ffix"
-    assert normalize_base_url(url) == url
 
 
 # -- 2. a malformed SOCKS5 reply -----------------------------------------------------------

@@ -22,6 +22,8 @@ from tests.helpers import caused_by
 
 trustme = pytest.importorskip("trustme")
 
+pytestmark = pytest.mark.shared_server(pieces=12)
+
 
 class TLSTerminator:
     """Accepts TLS on loopback and relays the plain bytes to ``target`` (host, port)."""
@@ -94,17 +96,11 @@ def ca() -> trustme.CA:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer(pieces=12) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def terminator(server: LocalServer, ca: trustme.CA) -> Iterator[TLSTerminator]:
+def terminator(shared_server: LocalServer, ca: trustme.CA) -> Iterator[TLSTerminator]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
     context.set_alpn_protocols(["h2", "http/1.1"])  # it would speak HTTP/2 if asked
-    terminator = TLSTerminator((server.host, server.port), context)
+    terminator = TLSTerminator((shared_server.host, shared_server.port), context)
     try:
         yield terminator
     finally:
@@ -124,12 +120,12 @@ def trusting(ca: trustme.CA) -> ssl.SSLContext:
 
 
 def test_sync_client_over_tls(
-    tls_url: str, server: LocalServer, trusting: ssl.SSLContext, no_backoff: None
+    tls_url: str, upstream: LocalServer, trusting: ssl.SSLContext, no_backoff: None
 ) -> None:
-    expected = "".join(server.pieces_for("Hi"))
+    expected = "".join(upstream.pieces_for("Hi"))
     with Client(base_url=tls_url, verify=trusting) as client:
         assert client.complete("Hi") == expected
-        server.inject(Fault(drop_after=4))
+        upstream.inject(Fault(drop_after=4))
         stream = client.stream("Hi")
         assert "".join(stream) == expected  # resumed exactly, over a new TLS connection
         assert stream.retries == 1
@@ -138,23 +134,23 @@ def test_sync_client_over_tls(
 @pytest.mark.anyio
 async def test_async_client_over_tls(
     tls_url: str,
-    server: LocalServer,
+    upstream: LocalServer,
     trusting: ssl.SSLContext,
     anyio_backend: str,
     no_backoff: None,
 ) -> None:
-    expected = "".join(server.pieces_for("Hi"))
+    expected = "".join(upstream.pieces_for("Hi"))
     async with AsyncClient(base_url=tls_url, verify=trusting) as client:
         assert await client.complete("Hi") == expected
-        server.inject(Fault(drop_after=4))
+        upstream.inject(Fault(drop_after=4))
         stream = client.stream("Hi")
         assert "".join([piece async for piece in stream]) == expected
         assert stream.retries == 1
 
 
-def test_a_ca_bundle_path_is_accepted(tls_url: str, server: LocalServer, ca: trustme.CA) -> None:
+def test_a_ca_bundle_path_is_accepted(tls_url: str, upstream: LocalServer, ca: trustme.CA) -> None:
     with ca.cert_pem.tempfile() as path, Client(base_url=tls_url, verify=path) as client:
-        assert client.complete("Hi") == "".join(server.pieces_for("Hi"))
+        assert client.complete("Hi") == "".join(upstream.pieces_for("Hi"))
 
 
 def test_an_unknown_certificate_authority_is_refused(tls_url: str) -> None:
@@ -178,7 +174,7 @@ async def test_async_unknown_certificate_authority_is_refused(
 
 
 def test_trust_env_false_ignores_ssl_cert_file(
-    tls_url: str, server: LocalServer, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+    tls_url: str, upstream: LocalServer, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # SSL_CERT_FILE names the test CA: trusted with trust_env (httpx's rule), not without.
     with ca.cert_pem.tempfile() as path:
@@ -192,20 +188,20 @@ def test_trust_env_false_ignores_ssl_cert_file(
 
 
 def test_tls_through_a_connect_tunnel(
-    tls_url: str, server: LocalServer, trusting: ssl.SSLContext
+    tls_url: str, upstream: LocalServer, trusting: ssl.SSLContext
 ) -> None:
     with ForwardProxy() as proxy, Client(base_url=tls_url, proxy=proxy.url, verify=trusting) as c:
-        assert c.complete("Hi") == "".join(server.pieces_for("Hi"))
+        assert c.complete("Hi") == "".join(upstream.pieces_for("Hi"))
     assert proxy.requests, "the request went through the proxy"
 
 
 @pytest.mark.anyio
 async def test_async_tls_through_a_connect_tunnel(
-    tls_url: str, server: LocalServer, trusting: ssl.SSLContext, anyio_backend: str
+    tls_url: str, upstream: LocalServer, trusting: ssl.SSLContext, anyio_backend: str
 ) -> None:
     with ForwardProxy() as proxy:
         async with AsyncClient(base_url=tls_url, proxy=proxy.url, verify=trusting) as client:
-            assert await client.complete("Hi") == "".join(server.pieces_for("Hi"))
+            assert await client.complete("Hi") == "".join(upstream.pieces_for("Hi"))
         assert proxy.requests
 
 
@@ -219,7 +215,7 @@ def test_verify_with_your_own_http_client_is_refused() -> None:
 
 
 def test_a_context_offering_h2_still_speaks_http_1_1(
-    terminator: TLSTerminator, tls_url: str, server: LocalServer, ca: trustme.CA
+    terminator: TLSTerminator, tls_url: str, upstream: LocalServer, ca: trustme.CA
 ) -> None:
     # The caller's context offers h2 first; HTTP/2 was not asked for, so httpx negotiates
     # HTTP/1.1 by ALPN (the SDK's own stack used to negotiate h2 and speak HTTP/1.1 on it).
@@ -228,6 +224,6 @@ def test_a_context_offering_h2_still_speaks_http_1_1(
     context.set_alpn_protocols(["h2", "http/1.1"])
     before = len(terminator.protocols)
     with Client(base_url=tls_url, verify=context) as client:
-        assert client.complete("Hi") == "".join(server.pieces_for("Hi"))
+        assert client.complete("Hi") == "".join(upstream.pieces_for("Hi"))
     assert terminator.protocols[before:]
     assert set(terminator.protocols[before:]) == {"http/1.1"}
