@@ -131,6 +131,24 @@ def test_pipelined_requests_and_a_long_keep_alive(protocol: type, upstream: Loca
     assert data.startswith(b"HTTP/1.1 408 ")
 
 
+def test_the_default_keep_alive_outlives_a_clients_idle_connection(upstream: LocalServer) -> None:
+    """A client (httpx, openai) keeps an idle connection 5 s and then reuses it: the gateway
+    must not be closing it that moment (it would be a connection error with no answer)."""
+    limits = ConnectionLimits()  # the defaults
+    app = create_app(base_url=upstream.base_url, trust_env=False)
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    protocol = _connections.GuardedH11Protocol
+    with serving(app, protocol, limits) as port, socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(5)
+        for _ in range(2):
+            s.sendall(request)
+            data = b""
+            while b'{"status":"ok"}' not in data:
+                data += s.recv(65536)
+            assert data.startswith(b"HTTP/1.1 200 ")
+            time.sleep(httpx.Limits().keepalive_expiry or 5.0)  # httpx's idle expiry
+
+
 def test_a_stream_longer_than_every_deadline_is_not_cut(
     protocol: type, upstream: LocalServer
 ) -> None:
