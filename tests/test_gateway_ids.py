@@ -213,3 +213,27 @@ def test_clients_gone_are_logged_as_such(caplog: pytest.LogCaptureFixture) -> No
     assert streamed["pieces"] >= 1
     assert (whole["status"], whole["outcome"]) == (499, "client_gone")
     assert whole["request_id"].startswith("req_")
+
+
+def test_the_event_loops_warnings_are_log_lines_but_not_its_writes_to_gone_clients() -> None:
+    """``asyncio`` warns once per write to a connection its client already closed: noise
+    the log drops; its other warnings are lines of the log's own format (JSON here)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, logging.config\n"
+        "from aichatonline.gateway._logs import log_config\n"
+        "logging.config.dictConfig(log_config('json'))\n"
+        "loop_log = logging.getLogger('asyncio')\n"
+        "for _ in range(3): loop_log.warning('socket.send() raised exception.')\n"
+        "loop_log.warning('Executing %s took %.3f seconds', '<Task>', 0.25)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = result.stderr.splitlines()
+    assert [json.loads(line)["message"] for line in lines] == [
+        "Executing <Task> took 0.250 seconds"
+    ]
+    assert json.loads(lines[0])["logger"] == "asyncio"

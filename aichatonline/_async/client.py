@@ -21,7 +21,7 @@ from .._exceptions import APIError, InvalidRequestError
 from .._http_clients import DefaultAsyncHttpxClient
 from .._log_secrets import watch
 from .._messages import Messages
-from .._synchronization import AsyncSocket, AsyncWaits, Expired
+from .._stream_waits import AsyncSocket, AsyncWaits, Expired
 from ..types import Completion
 from .chat_completions import AsyncChat
 from .conversation import AsyncConversation

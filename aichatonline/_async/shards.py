@@ -19,7 +19,7 @@ goes to the least loaded one, whose own pool queues it (its ``pool`` time limit 
 as a single httpx pool would.
 
 A shard of size one carries one connection: it then knows the network stream of the
-request it carries, and reports it to the SDK (``_synchronization.Socket``), so that the
+request it carries, and reports it to the SDK (``_stream_waits.Socket``), so that the
 blocking client can end a read that blocks even before the response head has come.
 
 The books (which shards exist, which have room, how many are idle) change only inside
@@ -39,7 +39,8 @@ from typing import Any
 
 import httpx
 
-from .._synchronization import EXTENSION, AsyncAtomic, async_shield
+from .._stream_waits import EXTENSION
+from .._synchronization import AsyncAtomic, async_shield
 
 __all__ = ["AsyncShardedTransport"]
 

@@ -47,15 +47,8 @@ from .._core import (
     TimeLimits,
 )
 from .._exceptions import APIConnectionError, APIError, InvalidRequestError
-from .._synchronization import (
-    AsyncNext,
-    AsyncSocket,
-    AsyncWaits,
-    AsyncWakeup,
-    Expired,
-    Interrupted,
-    async_close_now,
-)
+from .._stream_waits import AsyncSocket, AsyncWaits, Expired, Interrupted
+from .._synchronization import AsyncNext, AsyncWakeup, async_close_now
 from .transport import AsyncResponse, AsyncTransport
 
 if TYPE_CHECKING:

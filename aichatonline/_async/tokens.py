@@ -30,7 +30,8 @@ from .._core import (
     TokenFetch,
 )
 from .._exceptions import APIError
-from .._synchronization import AsyncLock, AsyncSocket, AsyncWakeup, async_sleep
+from .._stream_waits import AsyncSocket
+from .._synchronization import AsyncLock, AsyncWakeup, async_sleep
 from .transport import AsyncTransport
 
 __all__ = ["AsyncFetcher", "AsyncTokens", "async_fetch_token"]

@@ -29,8 +29,8 @@ from typing import Any
 from .._core import ERROR_BODY_LIMIT, OPERATIONS, Request, TimeLimits, check_expansion
 from .._core.redact import redact, sanitized
 from .._exceptions import AiChatOnlineError, APIConnectionError, InvalidRequestError, ProtocolError
+from .._stream_waits import AsyncSocket
 from .._synchronization import (
-    AsyncSocket,
     async_at_loop_end,
     async_current_loop,
     async_later,

@@ -22,7 +22,7 @@ from .._exceptions import APIError, InvalidRequestError
 from .._http_clients import DefaultHttpxClient
 from .._log_secrets import watch
 from .._messages import Messages
-from .._synchronization import Expired, Socket, Waits
+from .._stream_waits import Expired, Socket, Waits
 from ..types import Completion
 from .chat_completions import Chat
 from .conversation import Conversation

@@ -20,7 +20,7 @@ goes to the least loaded one, whose own pool queues it (its ``pool`` time limit 
 as a single httpx pool would.
 
 A shard of size one carries one connection: it then knows the network stream of the
-request it carries, and reports it to the SDK (``_synchronization.Socket``), so that the
+request it carries, and reports it to the SDK (``_stream_waits.Socket``), so that the
 blocking client can end a read that blocks even before the response head has come.
 
 The books (which shards exist, which have room, how many are idle) change only inside
@@ -40,7 +40,8 @@ from typing import Any
 
 import httpx
 
-from .._synchronization import EXTENSION, Atomic, sync_shield
+from .._stream_waits import EXTENSION
+from .._synchronization import Atomic, sync_shield
 
 __all__ = ["ShardedTransport"]
 

@@ -48,14 +48,8 @@ from .._core import (
     TimeLimits,
 )
 from .._exceptions import APIConnectionError, APIError, InvalidRequestError
-from .._synchronization import (
-    Expired,
-    Interrupted,
-    Socket,
-    Waits,
-    Wakeup,
-    sync_close_now,
-)
+from .._stream_waits import Expired, Interrupted, Socket, Waits
+from .._synchronization import Wakeup, sync_close_now
 from .transport import Response, Transport
 
 if TYPE_CHECKING:

@@ -31,7 +31,8 @@ from .._core import (
     TokenFetch,
 )
 from .._exceptions import APIError
-from .._synchronization import Lock, Socket, Wakeup, sync_sleep
+from .._stream_waits import Socket
+from .._synchronization import Lock, Wakeup, sync_sleep
 from .transport import Transport
 
 __all__ = ["Fetcher", "Tokens", "sync_fetch_token"]

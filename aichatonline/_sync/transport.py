@@ -30,8 +30,8 @@ from typing import Any
 from .._core import ERROR_BODY_LIMIT, OPERATIONS, Request, TimeLimits, check_expansion
 from .._core.redact import redact, sanitized
 from .._exceptions import AiChatOnlineError, APIConnectionError, InvalidRequestError, ProtocolError
+from .._stream_waits import Socket
 from .._synchronization import (
-    Socket,
     sync_at_loop_end,
     sync_current_loop,
     sync_later,

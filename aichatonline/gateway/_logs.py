@@ -9,7 +9,12 @@ spawns (so ``--workers N`` keeps ``-v``). On stderr:
 - ``aichatonline`` (the SDK's retry lines with ``-v``, its debug detail with ``-vv`` or
   ``--debug``; the gateway's warnings always) and uvicorn's own messages: a time, the level,
   the logger and the message, or with ``log_format="json"`` one JSON object per line;
-- uvicorn's own access log is off: the gateway's replaces it.
+- uvicorn's own access log is off: the gateway's replaces it;
+- ``asyncio``'s warnings go through the same handler (a line of the log's format, not a bare
+  one from Python's last-resort handler), except "socket.send() raised exception.", which
+  the event loop writes for each write to a connection whose client has already gone (the
+  gateway sees the disconnect at its next wait): hundreds of lines when clients leave a
+  fast stream, and nothing an operator can act on.
 
 Every line passes through :func:`~aichatonline._core.redact` (URL credentials masked), a
 second guard behind the SDK's own.
@@ -24,7 +29,7 @@ from typing import Any
 
 from .._core import redact
 
-__all__ = ["JsonFormatter", "TextFormatter", "log_config", "utc_time"]
+__all__ = ["ClientGoneWrites", "JsonFormatter", "TextFormatter", "log_config", "utc_time"]
 
 
 class TextFormatter(logging.Formatter):
@@ -59,6 +64,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, separators=(",", ":"))
 
 
+class ClientGoneWrites(logging.Filter):
+    """Drops the event loop's warning about writes to a connection already lost."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "socket.send() raised exception."
+
+
 def log_config(log_format: str, verbose: int = 0, debug: bool = False) -> dict[str, Any]:
     """The ``dictConfig`` dictionary for these options (see the module docstring)."""
     sdk_level = "DEBUG" if debug or verbose > 1 else "INFO" if verbose else "WARNING"
@@ -72,6 +84,7 @@ def log_config(log_format: str, verbose: int = 0, debug: bool = False) -> dict[s
             "json": {"()": f"{__name__}.JsonFormatter"},
             "access": {"format": "%(message)s"},
         },
+        "filters": {"client_gone_writes": {"()": f"{__name__}.ClientGoneWrites"}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
@@ -96,6 +109,12 @@ def log_config(log_format: str, verbose: int = 0, debug: bool = False) -> dict[s
             "uvicorn": {"handlers": ["default"], "level": server_level, "propagate": False},
             "uvicorn.error": {"level": server_level},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            "asyncio": {
+                "handlers": ["default"],
+                "level": "WARNING",
+                "propagate": False,
+                "filters": ["client_gone_writes"],
+            },
         },
     }
 
