@@ -45,10 +45,20 @@ def _closure(names: set[str]) -> set[str]:
 
 
 def _top_level_modules(distributions: set[str]) -> set[str]:
+    """The modules these distributions install, read from their files (Python 3.10's
+    ``packages_distributions`` reads only ``top_level.txt``, which hatchling-built
+    distributions such as httpx do not have)."""
     modules = set()
-    for module, owners in metadata.packages_distributions().items():
-        if any(owner.lower().replace("_", "-") in distributions for owner in owners):
-            modules.add(module)
+    for dist in metadata.distributions():
+        if dist.metadata["Name"].lower().replace("_", "-") not in distributions:
+            continue
+        modules.update((dist.read_text("top_level.txt") or "").split())
+        for file in dist.files or ():
+            if file.suffix not in {".py", ".so", ".pyd"} or file.parts[0] == "..":
+                continue
+            top = file.parts[0] if len(file.parts) > 1 else file.name.split(".", 1)[0]
+            if not top.endswith((".dist-info", ".data")):
+                modules.add(top)
     return modules
 
 

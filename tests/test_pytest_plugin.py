@@ -117,10 +117,11 @@ def test_the_users_tests_pass_and_fast(outcome: dict[str, tuple[str, float, str]
     assert "got peices" in failed["test_a_misspelt_option_is_named"]
     assert not is_testing()  # every fixture put the switch back
 
-    # The bound: two 503s with the fixture, setup and teardown included.
-    assert outcome["test_two_503s"][1] < 0.2, outcome["test_two_503s"]
+    # Two 503s with the fixture, setup and teardown included: the bound of 0.2 s,
+    # with room for a slow machine; far from the waits of the default policy (>= 0.45 s).
+    assert outcome["test_two_503s"][1] < 0.3, outcome["test_two_503s"]
     for backend in ("asyncio", "trio"):
-        assert outcome[f"test_async_two_503s[{backend}]"][1] < 0.2
+        assert outcome[f"test_async_two_503s[{backend}]"][1] < 0.3
     assert outcome["test_two_503s_without_the_fixture"][1] >= 0.45  # the bound can fail
 
 

@@ -379,3 +379,19 @@ def test_each_retry_is_logged_without_url_credentials(caplog: pytest.LogCaptureF
     assert "APIConnectionError" in message
     assert "attempt 2 of 3" in message
     assert "hunter2" not in message
+
+
+def test_retries_survive_a_second_import_of_tenacity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner that restores ``sys.modules`` (pytester does) makes the next ``import
+    tenacity`` a new module while calls share a ``Retrying`` made from the old one: the
+    retries must go on (they stopped after the first when the SDK tested for the new
+    module's ``DoSleep``)."""
+    import sys
+
+    policy = RetryPolicy(max_retries=3, jitter=0)
+    attempts(policy).failed(drop())  # the shared Retrying for these settings, made now
+    for name in [name for name in sys.modules if name.partition(".")[0] == "tenacity"]:
+        monkeypatch.delitem(sys.modules, name)
+    run = attempts(policy)
+    assert [run.failed(drop()) for _ in range(4)] == [0.5, 1.0, 2.0, None]
+    assert sys.modules["tenacity"] is not None  # imported again, as a new module

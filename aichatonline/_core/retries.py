@@ -235,7 +235,10 @@ class Attempts:
             action = self._retrying.iter(state)
         except APIError:  # tenacity re-raises the attempt's own error when it gives up
             return None
-        if not isinstance(action, tenacity.DoSleep):
+        # DoSleep is a float (the seconds). Tested as a float, not as tenacity.DoSleep: the
+        # shared Retrying may come from an earlier import of tenacity than this one (a test
+        # runner that restores sys.modules, as pytester does, makes a second module).
+        if not isinstance(action, float):
             return None
         state.prepare_for_next_attempt()
         self.retries += 1
