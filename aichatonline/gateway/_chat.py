@@ -188,13 +188,8 @@ class ChatEndpoint:
         record = request.record
         created = int(time.time())
         parts: list[str] = []
-        try:
-            stream = client.stream(
-                params.messages, extra_headers=_upstream_headers(record), keep_text=False
-            )
-        except Exception as exc:  # noqa: BLE001 - e.g. the SDK's own input checks
-            request.done = True
-            await _answer(_failure(client, exc), send, record)
+        stream = await _open(client, params, send, request)
+        if stream is None:
             return
         try:
             async for piece in stream:
@@ -234,13 +229,8 @@ class ChatEndpoint:
         record, gateway = request.record, self.gateway
         sequence = ChunkSequence(model, include_usage=params.include_usage)
         encoder = ChunkEncoder(sequence)
-        try:
-            stream = client.stream(
-                params.messages, extra_headers=_upstream_headers(record), keep_text=False
-            )
-        except Exception as exc:  # noqa: BLE001 - e.g. the SDK's own input checks
-            request.done = True
-            await _answer(_failure(client, exc), send, record)
+        stream = await _open(client, params, send, request)
+        if stream is None:
             return
         pipe = request.pipe = Pipe(gateway.settings.buffer_chars)
         keepalive = gateway.settings.sse_keepalive
@@ -338,6 +328,21 @@ async def _answer(failure: Failure, send: Any, record: RequestRecord) -> None:
     """Answer ``failure`` as the whole response (nothing was sent yet)."""
     record.outcome = _outcome_of(failure)
     await failure.send(send, record.request_id)
+
+
+async def _open(
+    client: AsyncClient, params: ChatParams, send: Any, request: _Request
+) -> AsyncStream | None:
+    """The SDK's stream for the request, or ``None`` once its refusal is answered (the
+    SDK's own input checks, say)."""
+    try:
+        return client.stream(
+            params.messages, extra_headers=_upstream_headers(request.record), keep_text=False
+        )
+    except Exception as exc:  # noqa: BLE001 - every refusal becomes an error answer
+        request.done = True
+        await _answer(_failure(client, exc), send, request.record)
+        return None
 
 
 def _outcome_of(failure: Failure) -> str:
