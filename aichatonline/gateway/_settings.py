@@ -53,8 +53,12 @@ DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 #: Seconds an answer from the service keeps ``/ready`` at 200 without asking again.
 DEFAULT_READY_TTL = 30.0
 LOG_FORMATS = ("text", "json")
-#: Seconds a connection has to send a whole request head, from its accept or the last response.
-DEFAULT_HEADER_TIMEOUT = 10.0
+#: Seconds a connection has to send a whole request head, from its accept or the last response:
+#: nginx's default. A client whose request is cancelled can leave a connected socket in
+#: httpx's pool that it sends nothing on (encode/httpcore#1099); when the gateway closed such
+#: connections after 10 s, about 1-2 % of the soak's requests ended in a connection error
+#: with no answer, and none with 60 s.
+DEFAULT_HEADER_TIMEOUT = 60.0
 #: Seconds an idle keep-alive connection stays open after a response: nginx's default, and
 #: longer than its clients keep an idle connection (httpx and openai 5 s, aiohttp 15 s, load
 #: balancers 60 s), so that the client always lets an idle connection go first. With both at
