@@ -21,105 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import ipaddress
-import socket
 import struct
 from typing import Literal, NoReturn
 from urllib.parse import quote, urlsplit
 
 from ._background import BackgroundServer
 from ._http import BadRequest, RequestHead, header_dict, parse_head
+from ._relay import ProxyDone, abort_with_reset, copy_chunked, copy_exact, copy_to_eof, tunnel
 
 __all__ = ["ForwardProxy"]
 
 _HOP_HEADERS = frozenset({"proxy-authorization", "proxy-connection"})
-_COPY_SIZE = 64 * 1024
-
-
-class _ProxyDone(Exception):
-    """The client connection is finished (answered with an error, or unusable)."""
-
-
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Abort a connection with a TCP reset."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
-
-
-async def _copy_exact(src: asyncio.StreamReader, dst: asyncio.StreamWriter, size: int) -> None:
-    while size:
-        data = await src.read(min(size, _COPY_SIZE))
-        if not data:
-            raise asyncio.IncompleteReadError(b"", size)
-        dst.write(data)
-        await dst.drain()
-        size -= len(data)
-
-
-async def _copy_chunked(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    """Relay one chunked body unchanged, each piece as soon as it arrives."""
-    while True:
-        line = await src.readuntil(b"\r\n")
-        dst.write(line)
-        await dst.drain()
-        try:
-            size = int(line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise _ProxyDone from None
-        if size == 0:
-            while True:  # trailers, up to the empty line
-                trailer = await src.readuntil(b"\r\n")
-                dst.write(trailer)
-                if trailer == b"\r\n":
-                    await dst.drain()
-                    return
-        await _copy_exact(src, dst, size + 2)
-
-
-async def _copy_to_eof(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    while data := await src.read(_COPY_SIZE):
-        dst.write(data)
-        await dst.drain()
-
-
-async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    await _copy_to_eof(src, dst)
-    if dst.can_write_eof() and not dst.is_closing():
-        dst.write_eof()
-
-
-async def _tunnel(
-    client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    origin: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-) -> None:
-    """Copy bytes both ways until both directions end or one fails."""
-    tasks = {
-        asyncio.ensure_future(_pump(client[0], origin[1])),
-        asyncio.ensure_future(_pump(origin[0], client[1])),
-    }
-    try:
-        pending = tasks
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                exc = task.exception()
-                if exc is None:
-                    continue
-                # One side failed: tear down both, passing a reset on as a reset.
-                if isinstance(exc, ConnectionResetError):
-                    _reset(client[1])
-                    _reset(origin[1])
-                else:
-                    client[1].transport.abort()
-                    origin[1].transport.abort()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class ForwardProxy(BackgroundServer):
@@ -230,9 +143,9 @@ class ForwardProxy(BackgroundServer):
             else:
                 await self._http(reader, writer)
         except ConnectionResetError:
-            _reset(writer)
+            abort_with_reset(writer)
         except (
-            _ProxyDone,
+            ProxyDone,
             BadRequest,
             asyncio.IncompleteReadError,
             asyncio.LimitOverrunError,
@@ -285,7 +198,7 @@ class ForwardProxy(BackgroundServer):
             + body
         )
         await writer.drain()
-        raise _ProxyDone
+        raise ProxyDone
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         origins: dict[tuple[str, int], tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
@@ -327,7 +240,7 @@ class ForwardProxy(BackgroundServer):
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
         try:
-            await _tunnel((reader, writer), origin)
+            await tunnel((reader, writer), origin)
         finally:
             self._close_origin(origin[1])
 
@@ -362,9 +275,9 @@ class ForwardProxy(BackgroundServer):
         lines += [f"{name}: {value}" for name, value in head.headers if name not in _HOP_HEADERS]
         origin_writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            await _copy_chunked(reader, origin_writer)
+            await copy_chunked(reader, origin_writer)
         elif headers.get("content-length", "0").isdigit():
-            await _copy_exact(reader, origin_writer, int(headers.get("content-length", "0")))
+            await copy_exact(reader, origin_writer, int(headers.get("content-length", "0")))
         await origin_writer.drain()
 
         raw = await origin_reader.readuntil(b"\r\n\r\n")
@@ -376,11 +289,11 @@ class ForwardProxy(BackgroundServer):
         if head.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             pass
         elif "chunked" in response.get("transfer-encoding", "").lower():
-            await _copy_chunked(origin_reader, writer)
+            await copy_chunked(origin_reader, writer)
         elif "content-length" in response:
-            await _copy_exact(origin_reader, writer, int(response["content-length"]))
+            await copy_exact(origin_reader, writer, int(response["content-length"]))
         else:
-            await _copy_to_eof(origin_reader, writer)
+            await copy_to_eof(origin_reader, writer)
             return False
         closing = [
             "close" in response.get("connection", "").lower(),
@@ -410,7 +323,7 @@ async def _read_socks_address(reader: asyncio.StreamReader, kind: int) -> str:
     if kind == 3:
         length = (await reader.readexactly(1))[0]
         return (await reader.readexactly(length)).decode("idna")
-    raise _ProxyDone
+    raise ProxyDone
 
 
 async def _socks_reply(writer: asyncio.StreamWriter, code: int) -> None:
@@ -424,7 +337,7 @@ async def _socks5_handshake(
 ) -> tuple[str, int]:
     version, count = await reader.readexactly(2)
     if version != 5:
-        raise _ProxyDone
+        raise ProxyDone
     methods = await reader.readexactly(count)
     wanted = 0 if proxy._username is None else 2
     if wanted not in methods:
@@ -432,7 +345,7 @@ async def _socks5_handshake(
         proxy._record(auth_failure=True)
         writer.write(b"\x05\xff")
         await writer.drain()
-        raise _ProxyDone
+        raise ProxyDone
     writer.write(bytes([5, wanted]))
     await writer.drain()
     if wanted == 2:
@@ -447,13 +360,13 @@ async def _socks5_handshake(
         writer.write(b"\x01\x00" if ok else b"\x01\x01")
         await writer.drain()
         if not ok:
-            raise _ProxyDone
+            raise ProxyDone
     version, command, _, address_type = await reader.readexactly(4)
     host = await _read_socks_address(reader, address_type)
     (port,) = struct.unpack("!H", await reader.readexactly(2))
     if version != 5 or command != 1:
         await _socks_reply(writer, 7)  # command not supported
-        raise _ProxyDone
+        raise ProxyDone
     return host, port
 
 
@@ -467,9 +380,9 @@ async def _socks5_serve(
         origin = await proxy._open(host, port)
     except OSError:
         await _socks_reply(writer, 5)  # connection refused
-        raise _ProxyDone from None
+        raise ProxyDone from None
     try:
         await _socks_reply(writer, 0)
-        await _tunnel((reader, writer), origin)
+        await tunnel((reader, writer), origin)
     finally:
         proxy._close_origin(origin[1])
