@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._base_client import NOT_GIVEN, NotGiven
@@ -22,6 +21,7 @@ from .._completions import ChunkSequence, whole_completion
 from .._core import TimeoutTypes
 from .._openai import check_chat_params
 from ..types import ChatCompletion, ChatCompletionChunk
+from .closing import AsyncClosing
 from .facade import AsyncChatClient, AsyncStreamFacts, CallOptions
 from .stream import AsyncStream
 
@@ -96,7 +96,7 @@ class AsyncCompletions:
         return whole_completion(checked.model, text)
 
 
-class AsyncChatCompletionStream(AsyncStreamFacts):
+class AsyncChatCompletionStream(AsyncStreamFacts, AsyncClosing):
     """A streamed answer as ``ChatCompletionChunk`` objects (``async for`` it).
 
     The chunks are OpenAI's sequence (``aichatonline._completions``): the first carries
@@ -152,14 +152,3 @@ class AsyncChatCompletionStream(AsyncStreamFacts):
 
     #: openai's name for it (``await stream.close()``).
     close = aclose
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

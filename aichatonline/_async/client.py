@@ -12,7 +12,6 @@ import functools
 import ssl
 import threading
 import weakref
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._base_client import NOT_GIVEN, BaseClient, NotGiven
@@ -24,6 +23,7 @@ from .._messages import Messages
 from .._stream_waits import AsyncSocket, AsyncWaits, Expired
 from ..types import Completion
 from .chat_completions import AsyncChat
+from .closing import AsyncClosing
 from .conversation import AsyncConversation
 from .facade import CallOptions
 from .stream import AsyncStream
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient(BaseClient):
+class AsyncClient(BaseClient, AsyncClosing):
     """A client of the AiChatOnline service for asyncio and trio.
 
     Example::
@@ -257,17 +257,6 @@ class AsyncClient(BaseClient):
     def is_closed(self) -> bool:
         """Whether the client was closed."""
         return self._transport.closed
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _check_open(self) -> None:
         if self._transport.closed:

@@ -12,11 +12,11 @@ is generated from it.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._history import History, Turn
 from .._messages import Message, Role
+from .closing import AsyncClosing
 from .facade import AsyncChatClient, AsyncStreamFacts, CallOptions
 from .stream import AsyncStream
 
@@ -110,7 +110,7 @@ class AsyncConversation:
         return answer
 
 
-class AsyncConversationStream(AsyncStreamFacts):
+class AsyncConversationStream(AsyncStreamFacts, AsyncClosing):
     """A turn's streamed answer; the exchange joins the history when it ends normally.
 
     ``text``, ``retries``, ``anomalies``, ``headers``, ``conversation_id`` and ``completed``
@@ -147,14 +147,3 @@ class AsyncConversationStream(AsyncStreamFacts):
         if not self._settled and self._pieces.completed:
             self._history.answered(self._turn, self._pieces.text)
         self._settled = True
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import AsyncGenerator, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, cast
 
 from .._core import (
@@ -49,6 +48,7 @@ from .._core import (
 from .._exceptions import APIConnectionError, APIError, InvalidRequestError
 from .._stream_waits import AsyncSocket, AsyncWaits, Expired, Interrupted
 from .._synchronization import AsyncNext, AsyncWakeup, async_close_now
+from .closing import AsyncClosing
 from .transport import AsyncResponse, AsyncTransport
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncStream", "AsyncTokenSource"]
 
 
-class AsyncStream:
+class AsyncStream(AsyncClosing):
     """A streamed answer: ``async for`` it for text pieces.
 
     ``text`` is the text delivered so far, ``anomalies`` how many unreadable lines were
@@ -157,17 +157,6 @@ class AsyncStream:
             self._call.transcript.cut_batch()
             return
         await self._close_response()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         # A finalizer must not raise (the stream's event loop may be gone already).

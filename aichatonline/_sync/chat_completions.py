@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._base_client import NOT_GIVEN, NotGiven
@@ -23,6 +22,7 @@ from .._completions import ChunkSequence, whole_completion
 from .._core import TimeoutTypes
 from .._openai import check_chat_params
 from ..types import ChatCompletion, ChatCompletionChunk
+from .closing import Closing
 from .facade import CallOptions, ChatClient, StreamFacts
 from .stream import Stream
 
@@ -97,7 +97,7 @@ class Completions:
         return whole_completion(checked.model, text)
 
 
-class ChatCompletionStream(StreamFacts):
+class ChatCompletionStream(StreamFacts, Closing):
     """A streamed answer as ``ChatCompletionChunk`` objects (``for`` it).
 
     The chunks are OpenAI's sequence (``aichatonline._completions``): the first carries
@@ -150,14 +150,3 @@ class ChatCompletionStream(StreamFacts):
         self._ended = True
         self._ready.clear()
         self._pieces.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -13,7 +13,6 @@ import functools
 import ssl
 import threading
 import weakref
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._base_client import NOT_GIVEN, BaseClient, NotGiven
@@ -25,6 +24,7 @@ from .._messages import Messages
 from .._stream_waits import Expired, Socket, Waits
 from ..types import Completion
 from .chat_completions import Chat
+from .closing import Closing
 from .conversation import Conversation
 from .facade import CallOptions
 from .stream import Stream
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 
-class Client(BaseClient):
+class Client(BaseClient, Closing):
     """A client of the AiChatOnline service that blocks (it never needs an event loop).
 
     Example::
@@ -258,17 +258,6 @@ class Client(BaseClient):
     def is_closed(self) -> bool:
         """Whether the client was closed."""
         return self._transport.closed
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _check_open(self) -> None:
         if self._transport.closed:

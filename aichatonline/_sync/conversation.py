@@ -13,11 +13,11 @@ is generated from it.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._history import History, Turn
 from .._messages import Message, Role
+from .closing import Closing
 from .facade import CallOptions, ChatClient, StreamFacts
 from .stream import Stream
 
@@ -111,7 +111,7 @@ class Conversation:
         return answer
 
 
-class ConversationStream(StreamFacts):
+class ConversationStream(StreamFacts, Closing):
     """A turn's streamed answer; the exchange joins the history when it ends normally.
 
     ``text``, ``retries``, ``anomalies``, ``headers``, ``conversation_id`` and ``completed``
@@ -148,14 +148,3 @@ class ConversationStream(StreamFacts):
         if not self._settled and self._pieces.completed:
             self._history.answered(self._turn, self._pieces.text)
         self._settled = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

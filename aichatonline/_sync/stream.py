@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Generator, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, cast
 
 from .._core import (
@@ -50,6 +49,7 @@ from .._core import (
 from .._exceptions import APIConnectionError, APIError, InvalidRequestError
 from .._stream_waits import Expired, Interrupted, Socket, Waits
 from .._synchronization import Wakeup, sync_close_now
+from .closing import Closing
 from .transport import Response, Transport
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 __all__ = ["Stream", "TokenSource"]
 
 
-class Stream:
+class Stream(Closing):
     """A streamed answer: ``for`` it for text pieces.
 
     ``text`` is the text delivered so far, ``anomalies`` how many unreadable lines were
@@ -158,17 +158,6 @@ class Stream:
             self._call.transcript.cut_batch()
             return
         self._close_response()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         # A finalizer must not raise (the stream's event loop may be gone already).
